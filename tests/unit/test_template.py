@@ -1,0 +1,408 @@
+"""template.yaml is the single source of truth: check the contracts other parts rely on."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO / "template.yaml"
+
+EVENT_FUNCTIONS = {
+    "DetectFunction": "functions/detect/",
+    "StartReviewFunction": "functions/start_review/",
+    "AppendLabelsFunction": "functions/append_labels/",
+    "RetrainFunction": "functions/retrain/",
+    "PromoteFunction": "functions/promote/",
+}
+ALL_FUNCTIONS = {**EVENT_FUNCTIONS, "A2ISetupFunction": "functions/a2i_setup/"}
+
+COMMON_ENV = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "BUCKET_NAME",
+    "LEDGER_TABLE",
+    "EVENT_BUS_NAME",
+    "ACTIVE_MODEL_PARAMETER",
+    "PREVIOUS_MODEL_PARAMETER",
+    "PROJECT_ARN",
+    "LABELS",
+    "LABEL_ATTRIBUTE",
+}
+FUNCTION_ENV = {  # docs/CONTRACTS.md, "Environment variables"
+    "DetectFunction": {
+        "REVIEW_THRESHOLD",
+        "LABEL_THRESHOLDS",
+        "REVIEW_WHEN_EMPTY",
+        "AUDIT_RATE",
+        "MIN_CONFIDENCE",
+        "MODEL_CACHE_SECONDS",
+    },
+    "StartReviewFunction": {"FLOW_DEFINITION_ARN"},
+    "AppendLabelsFunction": {"FLOW_DEFINITION_ARN"},
+    "RetrainFunction": {"MIN_NEW_LABELS", "BASE_MANIFEST_KEY"},
+    "PromoteFunction": {"PROMOTION_MARGIN", "MIN_INFERENCE_UNITS"},
+}
+# Set by the Lambda runtime (or boto3's standard endpoint settings), never by the template.
+RUNTIME_ENV = re.compile(r"^(AWS_|_X_AMZN_|LAMBDA_|_HANDLER$|TZ$)")
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that turns CloudFormation short tags into their long form."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.load(TEMPLATE_PATH.read_text(encoding="utf-8"), Loader=_CfnLoader)
+    return document
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return dict(template["Resources"])
+
+
+def function_environment(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """Environment variables of a function after SAM merges Globals (maps merge key by key)."""
+    global_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    own = template["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+    return {**global_env, **own}
+
+
+def get_att(resource: str, attribute: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def test_contract_logical_ids_have_the_agreed_types(resources: dict[str, Any]) -> None:
+    expected = {
+        "ImageBucket": "AWS::S3::Bucket",
+        "AppEventBus": "AWS::Events::EventBus",
+        "LedgerTable": "AWS::DynamoDB::Table",
+        "ActiveModelParameter": "AWS::SSM::Parameter",
+        "PreviousModelParameter": "AWS::SSM::Parameter",
+        "CustomLabelsProject": "AWS::Rekognition::Project",
+        "A2IResources": "Custom::A2IResources",
+        "AppBusArchive": "AWS::Events::Archive",
+        "DefaultBusArchive": "AWS::Events::Archive",
+        "CoreLayer": "AWS::Serverless::LayerVersion",
+        **{function: "AWS::Serverless::Function" for function in ALL_FUNCTIONS},
+        **{f"{function}DeadLetterQueue": "AWS::SQS::Queue" for function in EVENT_FUNCTIONS},
+    }
+    actual = {logical_id: resources.get(logical_id, {}).get("Type") for logical_id in expected}
+    assert actual == expected
+
+
+def test_functions_use_their_directory_the_layer_and_the_runtime_parameter(template: dict[str, Any]) -> None:
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Runtime"] == {"Ref": "PythonRuntime"}
+    assert globals_["Handler"] == "app.lambda_handler"
+    assert globals_["Tracing"] == "Active"
+    assert globals_["Layers"] == [{"Ref": "CoreLayer"}]
+    for logical_id, code_uri in ALL_FUNCTIONS.items():
+        properties = template["Resources"][logical_id]["Properties"]
+        assert properties["CodeUri"] == code_uri, logical_id
+        assert (REPO / code_uri).is_dir(), f"{logical_id}: {code_uri} does not exist"
+
+
+def test_runtime_parameter_allows_the_supported_pythons(template: dict[str, Any]) -> None:
+    runtime = template["Parameters"]["PythonRuntime"]
+    assert runtime["Default"] == "python3.12"
+    assert runtime["AllowedValues"] == ["python3.11", "python3.12", "python3.13"]
+    assert template["Resources"]["CoreLayer"]["Properties"]["CompatibleRuntimes"] == runtime["AllowedValues"]
+
+
+def test_every_parameter_is_described_and_constrained(template: dict[str, Any]) -> None:
+    constraints = {"AllowedPattern", "AllowedValues", "MinValue", "MaxValue"}
+    for name, parameter in template["Parameters"].items():
+        assert parameter.get("Description"), f"{name} has no Description"
+        assert constraints & set(parameter), f"{name} has no constraint"
+        if "Default" in parameter and "AllowedPattern" in parameter:
+            assert re.fullmatch(parameter["AllowedPattern"], str(parameter["Default"])), name
+
+
+@pytest.mark.parametrize("function", sorted(EVENT_FUNCTIONS))
+def test_function_errors_go_to_its_own_dead_letter_queue(resources: dict[str, Any], function: str) -> None:
+    queue = f"{function}DeadLetterQueue"
+    queue_properties = resources[queue]["Properties"]
+    assert queue_properties["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queue_properties["SqsManagedSseEnabled"] is True
+    invoke_config = resources[function]["Properties"]["EventInvokeConfig"]
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": get_att(queue, "Arn"),
+    }
+
+
+@pytest.mark.parametrize("function", sorted(EVENT_FUNCTIONS))
+def test_every_rule_retries_and_dead_letters_into_the_function_queue(
+    resources: dict[str, Any], function: str
+) -> None:
+    events = resources[function]["Properties"]["Events"]
+    assert events, f"{function} has no trigger"
+    queue = f"{function}DeadLetterQueue"
+    for event_name, event in events.items():
+        assert event["Type"] in {"EventBridgeRule", "Schedule"}
+        properties = event["Properties"]
+        retry = properties["RetryPolicy"]
+        assert 60 <= retry["MaximumEventAgeInSeconds"] <= 86400, event_name
+        assert 0 <= retry["MaximumRetryAttempts"] <= 185, event_name
+        assert properties["DeadLetterConfig"] == {"Arn": get_att(queue, "Arn")}
+        # EventBridge may only send to the queue for this rule (SAM names the rule <Function><Event>).
+        statement = resources[f"{queue}Policy"]["Properties"]["PolicyDocument"]["Statement"][0]
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Action"] == "sqs:SendMessage"
+        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == get_att(
+            f"{function}{event_name}", "Arn"
+        )
+
+
+def _only_event(resources: dict[str, Any], function: str) -> dict[str, Any]:
+    (event,) = resources[function]["Properties"]["Events"].values()
+    return dict(event)
+
+
+def test_detect_is_triggered_only_by_uploads_under_incoming(resources: dict[str, Any]) -> None:
+    event = _only_event(resources, "DetectFunction")
+    assert event["Type"] == "EventBridgeRule"
+    assert "EventBusName" not in event["Properties"]  # S3 notifications arrive on the default bus
+    assert event["Properties"]["Pattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": "ImageBucket"}]},
+            "object": {"key": [{"prefix": "incoming/"}]},
+        },
+    }
+
+
+def test_start_review_listens_to_review_requests_on_the_app_bus(resources: dict[str, Any]) -> None:
+    event = _only_event(resources, "StartReviewFunction")
+    assert event["Properties"]["EventBusName"] == {"Ref": "AppEventBus"}
+    assert event["Properties"]["Pattern"] == {"source": ["labelloop"], "detail-type": ["ReviewRequested"]}
+
+
+def test_append_labels_listens_to_final_statuses_of_our_flow_only(resources: dict[str, Any]) -> None:
+    event = _only_event(resources, "AppendLabelsFunction")
+    assert "EventBusName" not in event["Properties"]
+    pattern = event["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.sagemaker"]
+    assert pattern["detail-type"] == ["SageMaker A2I HumanLoop Status Change"]
+    assert pattern["detail"]["flowDefinitionArn"] == [get_att("A2IResources", "FlowDefinitionArn")]
+    assert sorted(pattern["detail"]["humanLoopStatus"]) == ["Completed", "Failed", "Stopped"]
+
+
+@pytest.mark.parametrize(
+    ("function", "parameter"),
+    [("RetrainFunction", "RetrainSchedule"), ("PromoteFunction", "PromoteSchedule")],
+)
+def test_schedules_come_from_parameters(template: dict[str, Any], function: str, parameter: str) -> None:
+    event = _only_event(template["Resources"], function)
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == {"Ref": parameter}
+    assert re.fullmatch(template["Parameters"][parameter]["AllowedPattern"], "cron(0 3 * * ? *)")
+    assert not re.fullmatch(template["Parameters"][parameter]["AllowedPattern"], "every day")
+
+
+def test_archives_cover_the_app_bus_and_only_our_default_bus_events(resources: dict[str, Any]) -> None:
+    app = resources["AppBusArchive"]["Properties"]
+    assert app["SourceArn"] == get_att("AppEventBus", "Arn")
+    assert app["EventPattern"] == {"source": ["labelloop"]}
+    default = resources["DefaultBusArchive"]["Properties"]
+    assert default["SourceArn"]["Fn::Sub"].endswith(":event-bus/default")
+    s3_pattern, a2i_pattern = default["EventPattern"]["$or"]
+    assert s3_pattern == _only_event(resources, "DetectFunction")["Properties"]["Pattern"]
+    assert a2i_pattern["source"] == ["aws.sagemaker"]
+    assert a2i_pattern["detail"]["flowDefinitionArn"] == [get_att("A2IResources", "FlowDefinitionArn")]
+
+
+def test_bucket_is_private_versioned_encrypted_and_feeds_eventbridge(resources: dict[str, Any]) -> None:
+    bucket = resources["ImageBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    (cors,) = bucket["CorsConfiguration"]["CorsRules"]
+    assert cors["AllowedMethods"] == ["GET"]
+    rules = bucket["LifecycleConfiguration"]["Rules"]
+    assert any("NoncurrentVersionExpiration" in rule for rule in rules)
+    statements = resources["ImageBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    tls = [
+        s for s in statements if s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+    ]
+    assert tls and tls[0]["Effect"] == "Deny"
+
+
+def test_ledger_table_matches_the_contract(resources: dict[str, Any]) -> None:
+    table = resources["LedgerTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert types == {"pk": "S", "sk": "S", "pending": "S", "created_at": "S"}
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "PendingLabels"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["pending", "created_at"]
+    assert {"label_key", "source_ref"} <= set(index["Projection"].get("NonKeyAttributes", []))
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_active_model_starts_at_the_initial_version_or_none(resources: dict[str, Any]) -> None:
+    value = resources["ActiveModelParameter"]["Properties"]["Value"]
+    assert value == {"Fn::If": ["HasInitialModel", {"Ref": "InitialModelVersionArn"}, "none"]}
+    assert resources["CustomLabelsProject"]["Condition"] == "CreateProject"
+
+
+@pytest.mark.parametrize("function", sorted(ALL_FUNCTIONS))
+def test_contract_environment_is_set(template: dict[str, Any], function: str) -> None:
+    environment = function_environment(template, function)
+    missing = (COMMON_ENV | FUNCTION_ENV.get(function, set())) - set(environment)
+    assert not missing, f"{function} lacks {sorted(missing)}"
+
+
+def _env_names_read_by_code() -> dict[str, set[str]]:
+    """Variable names the deployed code reads, per file: os.environ / getenv / config field metadata."""
+    patterns = [
+        re.compile(r"""os\.environ(?:\.get)?[\[(]\s*f?["']([A-Z][A-Z0-9_]+)["']"""),
+        re.compile(r"""getenv\(\s*["']([A-Z][A-Z0-9_]+)["']"""),
+        re.compile(r"""["']env["']\s*:\s*["']([A-Z][A-Z0-9_]+)["']"""),
+        re.compile(r"""\brequire\(\s*["']([A-Z][A-Z0-9_]+)["']"""),
+    ]
+    found: dict[str, set[str]] = {}
+    for path in [*(REPO / "layers").rglob("*.py"), *(REPO / "functions").rglob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        names = {
+            name for pattern in patterns for name in pattern.findall(text) if not RUNTIME_ENV.match(name)
+        }
+        if names:
+            found[str(path.relative_to(REPO))] = names
+    return found
+
+
+def test_every_variable_the_code_reads_is_set_in_the_template(template: dict[str, Any]) -> None:
+    declared = set().union(*(function_environment(template, function) for function in ALL_FUNCTIONS))
+    read = _env_names_read_by_code()
+    assert read, "no environment lookups found: the scan no longer matches the code"
+    missing = {path: sorted(names - declared) for path, names in read.items() if names - declared}
+    assert not missing, f"read by the code but set for no function in template.yaml: {missing}"
+
+
+def test_functions_set_what_their_handler_requires(template: dict[str, Any]) -> None:
+    require = re.compile(r"""\brequire\(\s*["']([A-Z][A-Z0-9_]+)["']""")
+    for function, code_uri in ALL_FUNCTIONS.items():
+        handler = REPO / code_uri / "app.py"
+        if not handler.exists():
+            continue  # test_sam_build fails for a missing handler; here only the variables matter
+        needed = set(require.findall(handler.read_text(encoding="utf-8")))
+        assert needed <= set(function_environment(template, function)), function
+
+
+def test_wildcard_resources_carry_a_justifying_comment() -> None:
+    lines = TEMPLATE_PATH.read_text(encoding="utf-8").splitlines()
+    inline = re.compile(r"""^\s*(-\s*)?Resource:\s*["']?\*["']?\s*(#.*)?$""")
+    listed = re.compile(r"""^\s*-\s*["']?\*["']?\s*(#.*)?$""")
+    offenders = []
+    for number, line in enumerate(lines):
+        previous = lines[number - 1] if number else ""
+        in_resource_list = listed.match(line) and "Resource:" in previous
+        if inline.match(line) or in_resource_list:
+            commented = "#" in line or previous.strip().startswith("#")
+            if not commented:
+                offenders.append(f"line {number + 1}: {line.strip()}")
+    assert not offenders, f'Resource "*" without a comment saying why: {offenders}'
+
+
+def _statements(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        found = [node] if "Effect" in node and ("Action" in node or "NotAction" in node) else []
+        return found + [s for value in node.values() for s in _statements(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in _statements(item)]
+    return []
+
+
+def test_no_statement_allows_everything(template: dict[str, Any]) -> None:
+    for statement in _statements(template["Resources"]):
+        actions = statement.get("Action")
+        actions = actions if isinstance(actions, list) else [actions]
+        assert not any(action in {"*", "s3:*", "dynamodb:*", "sagemaker:*"} for action in actions) or (
+            statement["Effect"] == "Deny"
+        ), statement
+        if statement.get("Principal") == "*":
+            assert statement["Effect"] == "Deny", statement
+
+
+def test_a2i_custom_resource_carries_everything_the_setup_needs(resources: dict[str, Any]) -> None:
+    a2i = resources["A2IResources"]["Properties"]
+    assert a2i["ServiceToken"] == get_att("A2ISetupFunction", "Arn")
+    assert a2i["RoleArn"] == get_att("A2IExecutionRole", "Arn")
+    assert a2i["WorkteamArn"] == {"Ref": "WorkteamArn"}
+    assert a2i["S3OutputPath"] == {"Fn::Sub": "s3://${ImageBucket}/reviews"}
+    assert re.fullmatch(r"[0-9a-f]{64}", a2i["TaskUiTemplateSha256"])
+    role = resources["A2IExecutionRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "sagemaker.amazonaws.com"
+    }
+    granted = {
+        (tuple(s["Action"]), s["Resource"]["Fn::Sub"])
+        for s in role["Policies"][0]["PolicyDocument"]["Statement"]
+    }
+    assert (("s3:PutObject",), "${ImageBucket.Arn}/reviews/*") in granted
+    assert any(resource == "${ImageBucket.Arn}/incoming/*" for _, resource in granted)
+
+
+def test_layer_is_built_by_its_makefile_without_boto3(resources: dict[str, Any]) -> None:
+    layer = resources["CoreLayer"]
+    assert layer["Properties"]["ContentUri"] == "layers/core/"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (REPO / "layers/core/Makefile").read_text(encoding="utf-8")
+    assert "build-CoreLayer:" in makefile
+    requirements = (REPO / "layers/core/requirements.txt").read_text(encoding="utf-8")
+    pinned = re.findall(r"^([A-Za-z0-9_.-]+)==[^\s]+ \\\n\s+--hash=sha256:[0-9a-f]{64}$", requirements, re.M)
+    assert {"aws-lambda-powertools", "aws-xray-sdk", "fastjsonschema"} <= set(pinned)
+    assert not {"boto3", "botocore"} & {name.lower() for name in pinned}
+
+
+def test_outputs_tell_the_user_where_things_are(template: dict[str, Any]) -> None:
+    expected = {
+        "BucketName",
+        "UploadPrefix",
+        "AppEventBusName",
+        "FlowDefinitionArn",
+        "WorkerPortalHint",
+        "LedgerTableName",
+        "ActiveModelParameterName",
+        "RollbackHint",
+        *(f"{function}DeadLetterQueueUrl" for function in EVENT_FUNCTIONS),
+    }
+    assert expected <= set(template["Outputs"])
+    assert template["Outputs"]["UploadPrefix"]["Value"] == {"Fn::Sub": "s3://${ImageBucket}/incoming/"}
