@@ -1,0 +1,462 @@
+"""CloudFormation custom resource `Custom::A2IResources`: the A2I human task UI and flow definition.
+
+CloudFormation has no resource types for them, so this use case creates, replaces and deletes them
+with the stack, and ALWAYS answers CloudFormation (a custom resource that never answers leaves the
+stack hanging for an hour):
+- Create: task UI from the shipped liquid template, then the flow definition, polled until Active.
+- Update: the same as Create with the new properties. Physical names carry a hash of the
+  properties, so changed properties give new resources and a new PhysicalResourceId, and
+  CloudFormation deletes the old ones during cleanup; unchanged properties find the existing ones.
+- Delete: flow definition first (it references the UI), then the task UI; not-found is success.
+Errors become a FAILED answer with the reason. A watchdog answers FAILED shortly before the Lambda
+timeout if the work is still running, so CloudFormation always hears back in time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from labelloop_core.adapters.sagemaker import (
+    FLOW_ACTIVE,
+    FLOW_FAILED,
+    FlowDefinitionSpec,
+    SageMakerA2I,
+)
+from labelloop_core.errors import LabelloopError
+
+logger = Logger(child=True)
+
+SUCCESS = "SUCCESS"
+FAILED = "FAILED"
+MAX_NAME_LENGTH = 63
+HASH_LENGTH = 8
+MAX_RESPONSE_BYTES = 4096  # CloudFormation rejects larger custom resource responses
+MAX_REASON_CHARS = 1500
+_INVALID_NAME_CHARS = re.compile(r"[^a-z0-9]+")
+_PHYSICAL_ID = re.compile(r"^a2i:([a-z0-9](?:-*[a-z0-9])*)/([a-z0-9](?:-*[a-z0-9])*)$")
+_WORKTEAM_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:workteam/private-crowd/[\w.-]+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+_S3_PATH = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class InvalidProperties(LabelloopError):
+    """A ResourceProperties value is missing or outside what SageMaker accepts."""
+
+
+class SetupFailed(LabelloopError):
+    """SageMaker refused or did not finish creating or deleting a resource in time."""
+
+
+@dataclass(frozen=True)
+class A2IProperties:
+    """The ResourceProperties of Custom::A2IResources, parsed (CloudFormation sends strings)."""
+
+    human_task_ui_name: str
+    flow_definition_name: str
+    workteam_arn: str
+    role_arn: str
+    s3_output_path: str
+    task_title: str
+    task_description: str
+    task_count: int
+    task_time_limit_seconds: int
+    task_availability_lifetime_seconds: int
+    task_ui_sha256: str
+    fingerprint: str = field(compare=False)
+
+    @classmethod
+    def parse(cls, properties: Mapping[str, Any]) -> A2IProperties:
+        reader = _PropertyReader(properties)
+        parsed = cls(
+            human_task_ui_name=reader.text("HumanTaskUiName", 1, 128),
+            flow_definition_name=reader.text("FlowDefinitionName", 1, 128),
+            workteam_arn=reader.matching("WorkteamArn", _WORKTEAM_ARN, "a private workteam ARN"),
+            role_arn=reader.matching("RoleArn", _ROLE_ARN, "an IAM role ARN"),
+            s3_output_path=reader.matching("S3OutputPath", _S3_PATH, "an s3://bucket/prefix path"),
+            task_title=reader.text("TaskTitle", 1, 128),
+            task_description=reader.text("TaskDescription", 1, 255),
+            task_count=reader.integer("TaskCount", 1, 3),
+            task_time_limit_seconds=reader.integer("TaskTimeLimitInSeconds", 30, 28_800),
+            task_availability_lifetime_seconds=reader.integer(
+                "TaskAvailabilityLifetimeInSeconds", 60, 864_000
+            ),
+            task_ui_sha256=reader.matching("TaskUiTemplateSha256", _SHA256, "a hex SHA-256"),
+            fingerprint=properties_fingerprint(properties),
+        )
+        return parsed
+
+    @property
+    def flow_name(self) -> str:
+        """Physical flow definition name: the requested name made valid, plus the properties hash."""
+        return physical_name(self.flow_definition_name, self.fingerprint)
+
+    @property
+    def ui_name(self) -> str:
+        return physical_name(self.human_task_ui_name, self.fingerprint)
+
+    @property
+    def physical_id(self) -> str:
+        return format_physical_id(self.flow_name, self.ui_name)
+
+
+class _PropertyReader:
+    def __init__(self, properties: Mapping[str, Any]) -> None:
+        self._properties = properties
+
+    def _raw(self, key: str) -> str:
+        value = self._properties.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise InvalidProperties(f"ResourceProperties.{key} is required")
+        if isinstance(value, dict | list | bool):
+            raise InvalidProperties(f"ResourceProperties.{key} must be a string or number, got {value!r}")
+        return str(value).strip()
+
+    def text(self, key: str, min_length: int, max_length: int) -> str:
+        value = self._raw(key)
+        if not min_length <= len(value) <= max_length:
+            raise InvalidProperties(
+                f"ResourceProperties.{key} must have {min_length}-{max_length} characters"
+            )
+        return value
+
+    def matching(self, key: str, pattern: re.Pattern[str], what: str) -> str:
+        value = self._raw(key)
+        if not pattern.match(value):
+            raise InvalidProperties(f"ResourceProperties.{key} must be {what}, got {value!r}")
+        return value
+
+    def integer(self, key: str, minimum: int, maximum: int) -> int:
+        raw = self._raw(key)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidProperties(f"ResourceProperties.{key} must be an integer, got {raw!r}") from None
+        if not minimum <= value <= maximum:
+            raise InvalidProperties(
+                f"ResourceProperties.{key} must be between {minimum} and {maximum}, got {value}"
+            )
+        return value
+
+
+def properties_fingerprint(properties: Mapping[str, Any]) -> str:
+    """Short hash of every property except ServiceToken (a new function must not replace the resources)."""
+    relevant = {key: value for key, value in properties.items() if key != "ServiceToken"}
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+def physical_name(requested: str, fingerprint: str) -> str:
+    """`requested` lowered to [a-z0-9-], shortened, plus `-<fingerprint>`: ≤63 chars, SageMaker's pattern."""
+    base = _INVALID_NAME_CHARS.sub("-", requested.lower()).strip("-")
+    base = base[: MAX_NAME_LENGTH - len(fingerprint) - 1].rstrip("-") or "labelloop"
+    return f"{base}-{fingerprint}"
+
+
+def format_physical_id(flow_name: str, ui_name: str) -> str:
+    return f"a2i:{flow_name}/{ui_name}"
+
+
+def parse_physical_id(physical_id: str | None) -> tuple[str, str] | None:
+    """(flow name, task UI name), or None for an id this resource never created anything under."""
+    match = _PHYSICAL_ID.match(physical_id or "")
+    return (match.group(1), match.group(2)) if match else None
+
+
+class Deadline:
+    """Time left for work, from the Lambda context, keeping `margin_seconds` to answer CloudFormation."""
+
+    def __init__(self, remaining_ms: Callable[[], int], margin_seconds: float) -> None:
+        self._remaining_ms = remaining_ms
+        self.margin_seconds = margin_seconds
+
+    def seconds_left(self) -> float:
+        return self._remaining_ms() / 1000.0 - self.margin_seconds
+
+
+@dataclass(frozen=True)
+class Outcome:
+    physical_id: str
+    data: dict[str, str]
+
+
+class A2ISetup:
+    """Creates and deletes the task UI and flow definition."""
+
+    def __init__(
+        self,
+        sagemaker: SageMakerA2I,
+        template: str,
+        deadline: Deadline,
+        poll_seconds: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._sagemaker = sagemaker
+        self._template = template
+        self._deadline = deadline
+        self._poll_seconds = poll_seconds
+        self._sleep = sleep
+
+    def create(self, properties: A2IProperties) -> Outcome:
+        """Create (or find) both resources; SetupFailed when the flow definition does not become Active."""
+        self._check_template(properties)
+        ui_arn = self._sagemaker.create_human_task_ui(properties.ui_name, self._template)
+        logger.info("human task UI ready", extra={"human_task_ui": properties.ui_name})
+        flow_arn = self._sagemaker.create_flow_definition(
+            FlowDefinitionSpec(
+                name=properties.flow_name,
+                role_arn=properties.role_arn,
+                workteam_arn=properties.workteam_arn,
+                human_task_ui_arn=ui_arn,
+                task_title=properties.task_title,
+                task_description=properties.task_description,
+                task_count=properties.task_count,
+                task_time_limit_seconds=properties.task_time_limit_seconds,
+                task_availability_lifetime_seconds=properties.task_availability_lifetime_seconds,
+                s3_output_path=properties.s3_output_path,
+            )
+        )
+        self._wait_until_active(properties.flow_name)
+        return Outcome(
+            physical_id=properties.physical_id,
+            data={
+                "FlowDefinitionArn": flow_arn,
+                "FlowDefinitionName": properties.flow_name,
+                "HumanTaskUiArn": ui_arn,
+                "HumanTaskUiName": properties.ui_name,
+            },
+        )
+
+    def delete(self, physical_id: str | None) -> None:
+        """Delete both resources named by `physical_id`; ids this resource never used need nothing."""
+        names = parse_physical_id(physical_id)
+        if names is None:
+            logger.info("nothing to delete for this physical id", extra={"physical_id": physical_id})
+            return
+        flow_name, ui_name = names
+        if self._sagemaker.delete_flow_definition(flow_name):
+            self._wait_until_gone(flow_name)
+        self._sagemaker.delete_human_task_ui(ui_name)
+        logger.info("A2I resources deleted", extra={"flow_definition": flow_name, "human_task_ui": ui_name})
+
+    def _check_template(self, properties: A2IProperties) -> None:
+        actual = hashlib.sha256(self._template.encode("utf-8")).hexdigest()
+        if actual != properties.task_ui_sha256:
+            raise InvalidProperties(
+                f"TaskUiTemplateSha256 {properties.task_ui_sha256} does not match the shipped task UI "
+                f"template ({actual}): update it in template.yaml so template edits reach the deployed UI"
+            )
+
+    def _wait_until_active(self, flow_name: str) -> None:
+        while True:
+            state = self._sagemaker.describe_flow_definition(flow_name)
+            if state is not None and state.status == FLOW_ACTIVE:
+                return
+            if state is not None and state.status == FLOW_FAILED:
+                raise SetupFailed(
+                    f"flow definition {flow_name} failed: {state.failure_reason or 'no reason given'}"
+                )
+            status = state.status if state else "not visible yet"
+            if not self._pause():
+                raise SetupFailed(
+                    f"timed out waiting for flow definition {flow_name} to become Active ({status})"
+                )
+
+    def _wait_until_gone(self, flow_name: str) -> None:
+        while self._sagemaker.describe_flow_definition(flow_name) is not None:
+            if not self._pause():
+                logger.warning("flow definition still deleting; deleting the task UI anyway")
+                return
+
+    def _pause(self) -> bool:
+        """Sleep one poll interval if the deadline allows; False when time is up."""
+        left = self._deadline.seconds_left()
+        if left <= 0:
+            return False
+        self._sleep(min(self._poll_seconds, left))
+        return True
+
+
+# ---------------------------------------------------------------- CloudFormation protocol
+
+
+def build_response(
+    request: Mapping[str, Any],
+    status: str,
+    physical_id: str,
+    reason: str = "",
+    data: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The JSON body CloudFormation expects at ResponseURL."""
+    body: dict[str, Any] = {
+        "Status": status,
+        "Reason": reason[:MAX_REASON_CHARS] or f"{status} (see CloudWatch Logs)",
+        "PhysicalResourceId": physical_id,
+        "StackId": request.get("StackId", ""),
+        "RequestId": request.get("RequestId", ""),
+        "LogicalResourceId": request.get("LogicalResourceId", ""),
+        "NoEcho": False,
+        "Data": dict(data or {}),
+    }
+    if len(json.dumps(body).encode("utf-8")) > MAX_RESPONSE_BYTES:
+        body["Reason"] = body["Reason"][:500]
+    return body
+
+
+def send_response(
+    url: str,
+    body: Mapping[str, Any],
+    attempts: int = 3,
+    timeout_seconds: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """PUT `body` to the pre-signed ResponseURL; raises after `attempts` failures (Lambda then retries)."""
+    payload = json.dumps(body).encode("utf-8")
+    for attempt in range(1, attempts + 1):
+        # The pre-signed S3 URL is signed without a content type: send an empty one.
+        request = urllib.request.Request(
+            url, data=payload, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(payload))}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
+                response.read()
+            return
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            logger.warning(
+                "CloudFormation response not delivered", extra={"attempt": attempt, "error": str(error)}
+            )
+            if attempt == attempts:
+                raise
+            sleep(min(2.0 * attempt, 5.0))
+
+
+class _Responder:
+    """Answers CloudFormation exactly once, from the work or from the watchdog, whichever is first."""
+
+    def __init__(self, request: Mapping[str, Any], send: Callable[[str, Mapping[str, Any]], None]) -> None:
+        self._request = request
+        self._send = send
+        self._lock = threading.Lock()
+        self.body: dict[str, Any] | None = None
+
+    def answer(
+        self, status: str, physical_id: str, reason: str = "", data: Mapping[str, str] | None = None
+    ) -> bool:
+        with self._lock:
+            if self.body is not None:
+                return False
+            body = build_response(self._request, status, physical_id, reason, data)
+            logger.info("answering CloudFormation", extra={"status": status, "physical_id": physical_id})
+            self._send(str(self._request["ResponseURL"]), body)  # raises when undeliverable: not answered
+            self.body = body
+            return True
+
+
+@dataclass
+class RunOptions:
+    work_margin_seconds: float = 15.0  # stop polling this long before the Lambda timeout
+    watchdog_margin_seconds: float = 8.0  # answer FAILED this long before the timeout if still busy
+    poll_seconds: float = 2.0
+    sleep: Callable[[float], None] = time.sleep
+    send: Callable[[str, Mapping[str, Any]], None] = send_response
+
+
+def handle_request(
+    event: Mapping[str, Any],
+    remaining_ms: Callable[[], int],
+    sagemaker: SageMakerA2I | None = None,
+    template: str | None = None,
+    options: RunOptions | None = None,
+) -> dict[str, Any]:
+    """Process one CloudFormation request and answer it; returns the body sent to ResponseURL."""
+    from labelloop_core.schemas import validate
+
+    options = options or RunOptions()
+    if not isinstance(event, Mapping) or not isinstance(event.get("ResponseURL"), str):
+        raise InvalidProperties("not a CloudFormation custom resource request: no ResponseURL to answer")
+    responder = _Responder(event, options.send)
+    fallback_id = _fallback_physical_id(event)
+    watchdog = threading.Timer(
+        max(0.0, remaining_ms() / 1000.0 - options.watchdog_margin_seconds),
+        lambda: responder.answer(
+            FAILED, fallback_id, "timed out before the work finished; see CloudWatch Logs"
+        ),
+    )
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        validate("cfn-custom-resource-request", dict(event))
+        setup = A2ISetup(
+            sagemaker or SageMakerA2I(),
+            template if template is not None else _shipped_template(),
+            Deadline(remaining_ms, options.work_margin_seconds),
+            poll_seconds=options.poll_seconds,
+            sleep=options.sleep,
+        )
+        outcome = _dispatch(event, setup)
+    except Exception as error:  # every failure must reach CloudFormation, whatever its type
+        logger.exception("custom resource request failed", extra={"request_type": event.get("RequestType")})
+        responder.answer(FAILED, fallback_id, f"{type(error).__name__}: {error}")
+    else:
+        # An undeliverable answer raises here: the invocation fails and Lambda retries the request.
+        responder.answer(SUCCESS, outcome.physical_id, data=outcome.data)
+    finally:
+        watchdog.cancel()
+    assert responder.body is not None  # answered above, by the work or by the watchdog
+    return responder.body
+
+
+def _dispatch(event: Mapping[str, Any], setup: A2ISetup) -> Outcome:
+    request_type = event["RequestType"]
+    if request_type != "Create" and not event.get("PhysicalResourceId"):
+        raise InvalidProperties(f"a {request_type} request needs the PhysicalResourceId of the resource")
+    if request_type == "Delete":
+        setup.delete(event.get("PhysicalResourceId"))
+        return Outcome(physical_id=str(event.get("PhysicalResourceId")), data={})
+    properties = A2IProperties.parse(event["ResourceProperties"])
+    try:
+        return setup.create(properties)
+    except Exception:
+        if request_type == "Update" and properties.physical_id != event.get("PhysicalResourceId"):
+            # A FAILED update keeps the old id, so nothing else would remove what was created here.
+            _discard(setup, properties.physical_id)
+        raise
+
+
+def _discard(setup: A2ISetup, physical_id: str) -> None:
+    try:
+        setup.delete(physical_id)
+    except Exception:
+        logger.exception(
+            "could not remove the resources of the failed update", extra={"physical_id": physical_id}
+        )
+
+
+def _fallback_physical_id(event: Mapping[str, Any]) -> str:
+    """Physical id for a FAILED answer: keep the existing one, else the names Create would have used."""
+    existing = event.get("PhysicalResourceId")
+    if isinstance(existing, str) and existing:
+        return existing
+    try:
+        # Rollback then sends Delete with this id, which removes anything created before the failure.
+        properties = event.get("ResourceProperties")
+        return A2IProperties.parse(properties if isinstance(properties, Mapping) else {}).physical_id
+    except InvalidProperties:
+        return f"a2i-not-created-{event.get('RequestId', 'unknown')}"
+
+
+def _shipped_template() -> str:
+    from labelloop_core.task_ui import task_ui_template
+
+    return task_ui_template()

@@ -1,0 +1,609 @@
+"""Custom::A2IResources: SageMaker calls checked with botocore's Stubber, answers received by a real
+HTTP server on 127.0.0.1 standing in for CloudFormation's pre-signed ResponseURL."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from labelloop_core.adapters.sagemaker import FlowDefinitionSpec, FlowDefinitionState, SageMakerA2I
+from labelloop_core.services import a2i_setup
+from labelloop_core.services.a2i_setup import A2IProperties, RunOptions, handle_request
+from labelloop_core.task_ui import task_ui_template, template_sha256
+
+REPO = Path(__file__).resolve().parents[2]
+ACCOUNT = "123456789012"
+NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
+TEMPLATE = "<crowd-form><crowd-bounding-box name='annotatedResult'></crowd-bounding-box></crowd-form>"
+PROPERTIES = {
+    "ServiceToken": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:a2i-setup",
+    "HumanTaskUiName": "PizzaStack-ui",
+    "FlowDefinitionName": "PizzaStack-flow",
+    "WorkteamArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:workteam/private-crowd/reviewers",
+    "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/a2i-role",
+    "S3OutputPath": "s3://my-bucket/reviews",
+    "TaskTitle": "Check the boxes",
+    "TaskDescription": "Correct the boxes",
+    "TaskCount": "1",
+    "TaskTimeLimitInSeconds": "600",
+    "TaskAvailabilityLifetimeInSeconds": "86400",
+    "TaskUiTemplateSha256": template_sha256(TEMPLATE),
+}
+
+
+# ---------------------------------------------------------------- the stand-in for CloudFormation
+@dataclass
+class ResponseEndpoint:
+    url: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+    content_types: list[str | None] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)  # status codes to answer with, then 200
+
+
+@pytest.fixture
+def endpoint() -> Iterator[ResponseEndpoint]:
+    state = ResponseEndpoint(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = state.statuses.pop(0) if state.statuses else 200
+            if status == 200:
+                state.received.append(json.loads(body))
+                state.content_types.append(self.headers.get("Content-Type"))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep test output quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/stack-response?X-Amz-Signature=abc"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+# ---------------------------------------------------------------- helpers
+@pytest.fixture
+def sagemaker() -> Iterator[tuple[SageMakerA2I, Stubber]]:
+    client = boto3.client(
+        "sagemaker", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    with Stubber(client) as stubber:
+        yield SageMakerA2I(client), stubber
+        stubber.assert_no_pending_responses()
+
+
+def request(kind: str, endpoint: ResponseEndpoint, **extra: Any) -> dict[str, Any]:
+    event = {
+        "RequestType": kind,
+        "ResponseURL": endpoint.url,
+        "StackId": f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/PizzaStack/guid",
+        "RequestId": f"request-{kind.lower()}",
+        "ResourceType": "Custom::A2IResources",
+        "LogicalResourceId": "A2IResources",
+        "ResourceProperties": copy.deepcopy(PROPERTIES),
+    }
+    event.update(extra)
+    return event
+
+
+def options(sleeps: list[float] | None = None, **overrides: Any) -> RunOptions:
+    recorded = sleeps if sleeps is not None else []
+    return RunOptions(poll_seconds=2.0, sleep=recorded.append, **overrides)
+
+
+def plenty_of_time() -> int:
+    return 170_000
+
+
+def arns(properties: dict[str, Any]) -> tuple[A2IProperties, str, str]:
+    parsed = A2IProperties.parse(properties)
+    flow_arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:flow-definition/{parsed.flow_name}"
+    ui_arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:human-task-ui/{parsed.ui_name}"
+    return parsed, flow_arn, ui_arn
+
+
+def expect_create(
+    stubber: Stubber, properties: dict[str, Any], statuses: tuple[str, ...] = ("Active",)
+) -> None:
+    parsed, flow_arn, ui_arn = arns(properties)
+    stubber.add_response(
+        "create_human_task_ui",
+        {"HumanTaskUiArn": ui_arn},
+        {"HumanTaskUiName": parsed.ui_name, "UiTemplate": {"Content": TEMPLATE}},
+    )
+    stubber.add_response(
+        "create_flow_definition",
+        {"FlowDefinitionArn": flow_arn},
+        {
+            "FlowDefinitionName": parsed.flow_name,
+            "RoleArn": properties["RoleArn"],
+            "HumanLoopConfig": {
+                "WorkteamArn": properties["WorkteamArn"],
+                "HumanTaskUiArn": ui_arn,
+                "TaskTitle": properties["TaskTitle"],
+                "TaskDescription": properties["TaskDescription"],
+                "TaskCount": int(properties["TaskCount"]),
+                "TaskTimeLimitInSeconds": int(properties["TaskTimeLimitInSeconds"]),
+                "TaskAvailabilityLifetimeInSeconds": int(properties["TaskAvailabilityLifetimeInSeconds"]),
+            },
+            "OutputConfig": {"S3OutputPath": properties["S3OutputPath"]},
+        },
+    )
+    for status in statuses:
+        expect_describe(stubber, parsed.flow_name, flow_arn, status)
+
+
+def expect_describe(stubber: Stubber, flow_name: str, flow_arn: str, status: str, reason: str = "") -> None:
+    response: dict[str, Any] = {
+        "FlowDefinitionArn": flow_arn,
+        "FlowDefinitionName": flow_name,
+        "FlowDefinitionStatus": status,
+        "CreationTime": "2024-03-01T12:00:00Z",
+        "OutputConfig": {"S3OutputPath": "s3://my-bucket/reviews"},
+        "RoleArn": PROPERTIES["RoleArn"],
+    }
+    if reason:
+        response["FailureReason"] = reason
+    stubber.add_response("describe_flow_definition", response, {"FlowDefinitionName": flow_name})
+
+
+def expect_delete(stubber: Stubber, flow_name: str, ui_name: str, exists: bool = True) -> None:
+    if exists:
+        stubber.add_response("delete_flow_definition", {}, {"FlowDefinitionName": flow_name})
+        stubber.add_client_error(
+            "describe_flow_definition", "ResourceNotFound", expected_params={"FlowDefinitionName": flow_name}
+        )
+        stubber.add_response("delete_human_task_ui", {}, {"HumanTaskUiName": ui_name})
+    else:
+        stubber.add_client_error(
+            "delete_flow_definition", "ResourceNotFound", expected_params={"FlowDefinitionName": flow_name}
+        )
+        stubber.add_client_error(
+            "delete_human_task_ui", "ResourceNotFound", expected_params={"HumanTaskUiName": ui_name}
+        )
+
+
+def run(
+    event: dict[str, Any], adapter: SageMakerA2I, run_options: RunOptions | None = None
+) -> dict[str, Any]:
+    return handle_request(event, plenty_of_time, adapter, TEMPLATE, run_options or options())
+
+
+# ---------------------------------------------------------------- create
+def test_create_makes_ui_then_flow_waits_until_active_and_answers_success(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    expect_create(stubber, PROPERTIES, statuses=("Initializing", "Initializing", "Active"))
+    sleeps: list[float] = []
+
+    body = run(request("Create", endpoint), adapter, options(sleeps))
+
+    parsed, flow_arn, ui_arn = arns(PROPERTIES)
+    assert endpoint.received == [body]
+    assert endpoint.content_types == [""]  # the pre-signed URL is signed without a content type
+    assert body["Status"] == "SUCCESS"
+    assert body["PhysicalResourceId"] == f"a2i:{parsed.flow_name}/{parsed.ui_name}"
+    assert body["Data"]["FlowDefinitionArn"] == flow_arn
+    assert body["Data"]["HumanTaskUiArn"] == ui_arn
+    assert (body["StackId"], body["RequestId"], body["LogicalResourceId"]) == (
+        request("Create", endpoint)["StackId"],
+        "request-create",
+        "A2IResources",
+    )
+    assert sleeps == [2.0, 2.0]  # polled while Initializing
+    assert len(json.dumps(body)) <= a2i_setup.MAX_RESPONSE_BYTES
+
+
+def test_create_of_existing_resources_reuses_them(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    # CloudFormation can re-send a Create: the same properties give the same names.
+    adapter, stubber = sagemaker
+    parsed, flow_arn, ui_arn = arns(PROPERTIES)
+    stubber.add_client_error("create_human_task_ui", "ResourceInUse")
+    stubber.add_response(
+        "describe_human_task_ui",
+        {
+            "HumanTaskUiArn": ui_arn,
+            "HumanTaskUiName": parsed.ui_name,
+            "CreationTime": "2024-03-01T12:00:00Z",
+            "UiTemplate": {"Url": "https://x", "ContentSha256": "y"},
+        },
+        {"HumanTaskUiName": parsed.ui_name},
+    )
+    stubber.add_client_error("create_flow_definition", "ResourceInUse")
+    expect_describe(stubber, parsed.flow_name, flow_arn, "Active")
+    expect_describe(stubber, parsed.flow_name, flow_arn, "Active")
+
+    body = run(request("Create", endpoint), adapter)
+
+    assert body["Status"] == "SUCCESS"
+    assert body["Data"] == {
+        "FlowDefinitionArn": flow_arn,
+        "FlowDefinitionName": parsed.flow_name,
+        "HumanTaskUiArn": ui_arn,
+        "HumanTaskUiName": parsed.ui_name,
+    }
+
+
+def test_flow_definition_failure_is_reported_with_its_reason(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    expect_create(stubber, PROPERTIES, statuses=())
+    parsed, flow_arn, _ = arns(PROPERTIES)
+    expect_describe(stubber, parsed.flow_name, flow_arn, "Failed", reason="Workteam not found")
+
+    body = run(request("Create", endpoint), adapter)
+
+    assert body["Status"] == "FAILED"
+    assert "Workteam not found" in body["Reason"]
+    # Rollback sends Delete with this id, which removes what was created before the failure.
+    assert body["PhysicalResourceId"] == parsed.physical_id
+    assert endpoint.received == [body]
+
+
+def test_flow_that_stays_initializing_fails_before_the_lambda_timeout(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    clock = {"remaining_ms": 21_000}
+
+    def remaining() -> int:
+        return clock["remaining_ms"]
+
+    def sleep(seconds: float) -> None:
+        clock["remaining_ms"] -= int(seconds * 1000)
+
+    # work margin 15 s: 6 s of polling at 2 s per poll, then stop and answer.
+    expect_create(stubber, PROPERTIES, statuses=("Initializing",) * 4)
+
+    body = handle_request(request("Create", endpoint), remaining, adapter, TEMPLATE, RunOptions(sleep=sleep))
+
+    assert body["Status"] == "FAILED"
+    assert "timed out waiting for flow definition" in body["Reason"]
+    assert "Initializing" in body["Reason"]
+    assert clock["remaining_ms"] >= 15_000  # stopped with the margin left to answer
+    assert endpoint.received == [body]
+
+
+def test_unexpected_sagemaker_error_still_answers_failed(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    stubber.add_client_error(
+        "create_human_task_ui", "AccessDeniedException", "not authorized to CreateHumanTaskUi"
+    )
+
+    body = run(request("Create", endpoint), adapter)
+
+    assert body["Status"] == "FAILED"
+    assert "AccessDeniedException" in body["Reason"] and "CreateHumanTaskUi" in body["Reason"]
+    assert endpoint.received == [body]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"TaskCount": "5"}, "TaskCount must be between 1 and 3"),
+        ({"TaskTimeLimitInSeconds": "ten"}, "TaskTimeLimitInSeconds must be an integer"),
+        ({"WorkteamArn": "arn:aws:sagemaker:us-east-1:1:workteam/public-crowd/x"}, "WorkteamArn"),
+        ({"S3OutputPath": "reviews/"}, "S3OutputPath"),
+        ({"TaskTitle": ""}, "TaskTitle is required"),
+        ({"TaskUiTemplateSha256": "0" * 64}, "does not match the shipped task UI"),
+    ],
+)
+def test_bad_properties_fail_with_a_clear_reason_and_no_sagemaker_call(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber], change: dict[str, str], message: str
+) -> None:
+    adapter, _ = sagemaker  # no stubbed responses: any SageMaker call would raise
+    event = request("Create", endpoint)
+    event["ResourceProperties"].update(change)
+
+    body = run(event, adapter)
+
+    assert body["Status"] == "FAILED"
+    assert message in body["Reason"]
+    assert endpoint.received == [body]
+
+
+def test_malformed_request_is_answered_failed(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, _ = sagemaker
+    event = request("Create", endpoint)
+    event["RequestType"] = "Upsert"
+
+    body = run(event, adapter)
+
+    assert body["Status"] == "FAILED"
+    assert "RequestType" in body["Reason"]
+    assert body["PhysicalResourceId"]
+
+
+def test_request_without_response_url_cannot_be_answered() -> None:
+    with pytest.raises(a2i_setup.InvalidProperties, match="no ResponseURL"):
+        handle_request({"RequestType": "Create"}, plenty_of_time, None, TEMPLATE, options())
+
+
+# ---------------------------------------------------------------- update
+def test_update_with_new_properties_creates_new_resources_under_new_names(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    old_id = A2IProperties.parse(PROPERTIES).physical_id
+    new_properties = {**PROPERTIES, "TaskCount": "2"}
+    expect_create(stubber, new_properties)
+
+    body = run(
+        request(
+            "Update",
+            endpoint,
+            PhysicalResourceId=old_id,
+            ResourceProperties=new_properties,
+            OldResourceProperties=PROPERTIES,
+        ),
+        adapter,
+    )
+
+    assert body["Status"] == "SUCCESS"
+    assert body["PhysicalResourceId"] != old_id  # CloudFormation then deletes the old resources
+    assert body["PhysicalResourceId"] == A2IProperties.parse(new_properties).physical_id
+
+
+def test_update_with_only_a_new_service_token_keeps_the_resources(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    old_id = A2IProperties.parse(PROPERTIES).physical_id
+    new_properties = {**PROPERTIES, "ServiceToken": PROPERTIES["ServiceToken"] + "-v2"}
+    _, flow_arn, ui_arn = arns(PROPERTIES)
+    parsed = A2IProperties.parse(PROPERTIES)
+    stubber.add_client_error("create_human_task_ui", "ResourceInUse")
+    stubber.add_response(
+        "describe_human_task_ui",
+        {
+            "HumanTaskUiArn": ui_arn,
+            "HumanTaskUiName": parsed.ui_name,
+            "CreationTime": "2024-03-01T12:00:00Z",
+            "UiTemplate": {"Url": "https://x", "ContentSha256": "y"},
+        },
+    )
+    stubber.add_client_error("create_flow_definition", "ResourceInUse")
+    expect_describe(stubber, parsed.flow_name, flow_arn, "Active")
+    expect_describe(stubber, parsed.flow_name, flow_arn, "Active")
+
+    body = run(
+        request("Update", endpoint, PhysicalResourceId=old_id, ResourceProperties=new_properties), adapter
+    )
+
+    assert body["Status"] == "SUCCESS"
+    assert body["PhysicalResourceId"] == old_id
+
+
+def test_failed_update_keeps_the_old_id_and_removes_what_it_created(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    old_id = A2IProperties.parse(PROPERTIES).physical_id
+    new_properties = {**PROPERTIES, "TaskCount": "3"}
+    expect_create(stubber, new_properties, statuses=())
+    new, flow_arn, _ = arns(new_properties)
+    expect_describe(stubber, new.flow_name, flow_arn, "Failed", reason="Role cannot be assumed")
+    expect_delete(stubber, new.flow_name, new.ui_name)
+
+    body = run(
+        request("Update", endpoint, PhysicalResourceId=old_id, ResourceProperties=new_properties), adapter
+    )
+
+    assert body["Status"] == "FAILED"
+    assert body["PhysicalResourceId"] == old_id
+    assert "Role cannot be assumed" in body["Reason"]
+
+
+# ---------------------------------------------------------------- delete
+def test_delete_removes_flow_then_ui(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    parsed = A2IProperties.parse(PROPERTIES)
+    expect_delete(stubber, parsed.flow_name, parsed.ui_name)
+
+    body = run(request("Delete", endpoint, PhysicalResourceId=parsed.physical_id), adapter)
+
+    assert body["Status"] == "SUCCESS"
+    assert body["PhysicalResourceId"] == parsed.physical_id
+    assert endpoint.received == [body]
+
+
+def test_delete_of_resources_already_gone_succeeds(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    parsed = A2IProperties.parse(PROPERTIES)
+    expect_delete(stubber, parsed.flow_name, parsed.ui_name, exists=False)
+
+    body = run(request("Delete", endpoint, PhysicalResourceId=parsed.physical_id), adapter)
+
+    assert body["Status"] == "SUCCESS"
+
+
+def test_delete_after_a_create_that_never_got_names_does_nothing(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, _ = sagemaker
+    event = request("Create", endpoint)
+    event["ResourceProperties"]["TaskCount"] = "0"
+    failed = run(event, adapter)
+
+    body = run(request("Delete", endpoint, PhysicalResourceId=failed["PhysicalResourceId"]), adapter)
+
+    assert (failed["Status"], body["Status"]) == ("FAILED", "SUCCESS")
+    assert body["PhysicalResourceId"] == failed["PhysicalResourceId"]
+
+
+def test_delete_waits_for_the_flow_before_removing_the_ui(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    parsed, flow_arn, _ = arns(PROPERTIES)
+    stubber.add_response("delete_flow_definition", {}, {"FlowDefinitionName": parsed.flow_name})
+    expect_describe(stubber, parsed.flow_name, flow_arn, "Deleting")
+    stubber.add_client_error("describe_flow_definition", "ResourceNotFound")
+    stubber.add_response("delete_human_task_ui", {}, {"HumanTaskUiName": parsed.ui_name})
+    sleeps: list[float] = []
+
+    body = run(request("Delete", endpoint, PhysicalResourceId=parsed.physical_id), adapter, options(sleeps))
+
+    assert body["Status"] == "SUCCESS"
+    assert sleeps == [2.0]
+
+
+# ---------------------------------------------------------------- always answering
+class _BlockingSageMaker(SageMakerA2I):
+    """Hangs in CreateHumanTaskUi until released, like a call stuck until the Lambda timeout."""
+
+    def __init__(self) -> None:
+        super().__init__(client=object())
+        self.release = threading.Event()
+        self.calls: list[str] = []
+
+    def create_human_task_ui(self, name: str, content: str) -> str:
+        self.calls.append("create_human_task_ui")
+        self.release.wait(timeout=30)
+        return f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:human-task-ui/{name}"
+
+    def create_flow_definition(self, spec: FlowDefinitionSpec) -> str:
+        self.calls.append("create_flow_definition")
+        return f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:flow-definition/{spec.name}"
+
+    def describe_flow_definition(self, name: str) -> FlowDefinitionState | None:
+        return FlowDefinitionState(
+            f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:flow-definition/{name}", "Active", None
+        )
+
+
+def test_watchdog_answers_failed_before_the_timeout_and_only_once(endpoint: ResponseEndpoint) -> None:
+    adapter = _BlockingSageMaker()
+    run_options = RunOptions(watchdog_margin_seconds=8.0, sleep=lambda _: None)
+    answered = threading.Event()
+    original_send: Callable[..., None] = run_options.send
+
+    def send(url: str, body: Any) -> None:
+        original_send(url, body)
+        answered.set()
+        adapter.release.set()  # the stuck call returns only after CloudFormation got its answer
+
+    run_options.send = send
+
+    body = handle_request(request("Create", endpoint), lambda: 8_050, adapter, TEMPLATE, run_options)
+
+    assert answered.is_set()
+    assert body["Status"] == "FAILED"
+    assert "timed out" in body["Reason"]
+    assert body["PhysicalResourceId"] == A2IProperties.parse(PROPERTIES).physical_id
+    assert endpoint.received == [body]  # the work finished later, but CloudFormation heard once
+    assert adapter.calls == ["create_human_task_ui", "create_flow_definition"]
+
+
+def test_answer_is_retried_when_the_response_url_fails_once(endpoint: ResponseEndpoint) -> None:
+    endpoint.statuses = [500]
+    a2i_setup.send_response(endpoint.url, {"Status": "SUCCESS"}, sleep=lambda _: None)
+    assert endpoint.received == [{"Status": "SUCCESS"}]
+
+
+def test_undeliverable_answer_fails_the_invocation_so_lambda_retries(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    endpoint.statuses = [500, 500, 500]
+    adapter, _ = sagemaker
+    parsed = A2IProperties.parse({**PROPERTIES, "TaskCount": "2"})
+    event = request("Delete", endpoint, PhysicalResourceId=f"x-{parsed.flow_name}")  # nothing to delete
+    with pytest.raises(Exception, match="500"):
+        handle_request(event, plenty_of_time, adapter, TEMPLATE, RunOptions(send=_send_without_backoff))
+    assert endpoint.received == []
+
+
+def _send_without_backoff(url: str, body: Any) -> None:
+    a2i_setup.send_response(url, body, sleep=lambda _: None)
+
+
+# ---------------------------------------------------------------- names
+def test_physical_names_are_valid_sagemaker_names_even_for_long_mixed_case_stacks() -> None:
+    properties = {**PROPERTIES, "FlowDefinitionName": "My_Very-Long-Stack-Name" * 5 + "-flow"}
+    parsed = A2IProperties.parse(properties)
+    for name in (parsed.flow_name, parsed.ui_name):
+        assert len(name) <= 63
+        assert NAME_PATTERN.match(name), name
+    assert parsed.flow_name.startswith("my-very-long-stack-name")
+    assert a2i_setup.parse_physical_id(parsed.physical_id) == (parsed.flow_name, parsed.ui_name)
+
+
+def test_names_change_with_any_property_except_the_service_token() -> None:
+    base = A2IProperties.parse(PROPERTIES)
+    changes = {
+        "TaskTitle": "Check the slices",
+        "WorkteamArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:workteam/private-crowd/others",
+        "TaskUiTemplateSha256": "f" * 64,
+    }
+    for key, value in changes.items():
+        changed = {**PROPERTIES, key: value}
+        assert A2IProperties.parse(changed).flow_name != base.flow_name, key
+    token = {**PROPERTIES, "ServiceToken": "arn:aws:lambda:us-east-1:1:function:other"}
+    assert A2IProperties.parse(token).physical_id == base.physical_id
+
+
+# ---------------------------------------------------------------- the deployed handler
+def _load_handler() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "a2i_setup_app_under_test", REPO / "functions/a2i_setup/app.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lambda_handler
+
+
+class _Context:
+    function_name = "a2i-setup"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:a2i-setup"
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 170_000
+
+
+def test_handler_answers_cloudformation(endpoint: ResponseEndpoint) -> None:
+    handler = _load_handler()
+    event = request("Delete", endpoint, PhysicalResourceId="a2i-not-created-request-create")
+
+    result = handler(event, _Context())
+
+    assert result == {"Status": "SUCCESS", "PhysicalResourceId": "a2i-not-created-request-create"}
+    assert [body["Status"] for body in endpoint.received] == ["SUCCESS"]
+
+
+def test_shipped_template_is_what_create_uploads() -> None:
+    # The deployed function reads the template from the layer; its hash is in template.yaml.
+    assert template_sha256(task_ui_template()) == template_sha256()
