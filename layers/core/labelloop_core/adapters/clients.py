@@ -1,0 +1,83 @@
+"""Lazy boto3 clients, created once per container and shared by every adapter.
+
+Region and endpoints come from boto3's standard settings (`AWS_REGION`/`AWS_DEFAULT_REGION`,
+`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`), which is how the local stack redirects calls:
+there is no local-only branch here. The cache is keyed by those settings so a process that points
+boto3 somewhere else (tests switching between moto in-process and a moto server) gets a new client.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+_RETRIES = {"mode": "standard", "max_attempts": 5}
+_lock = threading.Lock()
+_clients: dict[tuple[str, ...], Any] = {}
+
+
+def client(service: str) -> Any:
+    """The shared boto3 client for `service` (e.g. "s3", "sagemaker-a2i-runtime")."""
+    key = _cache_key(service)
+    cached = _clients.get(key)
+    if cached is not None:
+        return cached
+    with _lock:  # boto3 session creation is not thread-safe
+        if key not in _clients:
+            _clients[key] = _create(service)
+        return _clients[key]
+
+
+def reset() -> None:
+    """Forget every cached client (tests that swap endpoints or credentials)."""
+    with _lock:
+        _clients.clear()
+
+
+def s3() -> Any:
+    return client("s3")
+
+
+def dynamodb() -> Any:
+    return client("dynamodb")
+
+
+def events() -> Any:
+    return client("events")
+
+
+def ssm() -> Any:
+    return client("ssm")
+
+
+def rekognition() -> Any:
+    return client("rekognition")
+
+
+def a2i_runtime() -> Any:
+    return client("sagemaker-a2i-runtime")
+
+
+def sagemaker() -> Any:
+    return client("sagemaker")
+
+
+def _cache_key(service: str) -> tuple[str, ...]:
+    env_suffix = service.upper().replace("-", "_")
+    return (
+        service,
+        os.environ.get("AWS_REGION", ""),
+        os.environ.get("AWS_DEFAULT_REGION", ""),
+        os.environ.get("AWS_ENDPOINT_URL", ""),
+        os.environ.get(f"AWS_ENDPOINT_URL_{env_suffix}", ""),
+        os.environ.get("AWS_ACCESS_KEY_ID", ""),
+    )
+
+
+def _create(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session()
+    return session.client(service, config=Config(retries=_RETRIES))

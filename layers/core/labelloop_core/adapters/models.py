@@ -1,0 +1,103 @@
+"""The active and previous model ARNs, kept in SSM parameters.
+
+The active ARN is read on every detection, so it is cached per container for at most
+MODEL_CACHE_SECONDS: a promotion reaches every warm container within that time.
+The parameter value `none` means no model has been trained yet (cold start).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from labelloop_core.config import ConfigError, Settings
+
+NO_MODEL = "none"
+
+_shared_lock = threading.Lock()
+_shared: tuple[Settings, ModelRegistry] | None = None
+
+
+def shared_registry(settings: Settings) -> ModelRegistry:
+    """One registry (and so one ARN cache) per container, i.e. per loaded Settings object."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared[0] is not settings:
+            registry = ModelRegistry(
+                settings.active_model_parameter,
+                settings.previous_model_parameter,
+                cache_seconds=settings.model_cache_seconds,
+            )
+            _shared = (settings, registry)
+        return _shared[1]
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        active_parameter: str,
+        previous_parameter: str,
+        cache_seconds: int = 60,
+        client: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.active_parameter = active_parameter
+        self.previous_parameter = previous_parameter
+        self.cache_seconds = cache_seconds
+        self._client = client
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[str, float]] = {}  # parameter -> (value, monotonic time read)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from labelloop_core.adapters import clients
+
+            self._client = clients.ssm()
+        return self._client
+
+    def active_model_arn(self) -> str | None:
+        """The ARN detections use, or None while no model exists (parameter value `none`)."""
+        return _as_arn(self._cached(self.active_parameter))
+
+    def previous_model_arn(self) -> str | None:
+        """The ARN active before the last promotion (never cached: only rollbacks read it)."""
+        return _as_arn(self._read(self.previous_parameter))
+
+    def switch_active(self, new_arn: str) -> str | None:
+        """Make `new_arn` active and keep the old one as previous; returns the old ARN."""
+        old = self._read(self.active_parameter)
+        self.client.put_parameter(Name=self.previous_parameter, Value=old, Type="String", Overwrite=True)
+        self.client.put_parameter(Name=self.active_parameter, Value=new_arn, Type="String", Overwrite=True)
+        with self._lock:
+            self._cache[self.active_parameter] = (new_arn, self._clock())
+        return _as_arn(old)
+
+    def _cached(self, name: str) -> str:
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(name)
+        if hit is not None and now - hit[1] < self.cache_seconds:
+            return hit[0]
+        value = self._read(name)
+        with self._lock:
+            self._cache[name] = (value, now)
+        return value
+
+    def _read(self, name: str) -> str:
+        variable = "ACTIVE_MODEL_PARAMETER" if name == self.active_parameter else "PREVIOUS_MODEL_PARAMETER"
+        try:
+            response = self.client.get_parameter(Name=name)
+        except Exception as error:
+            code = getattr(error, "response", {}).get("Error", {}).get("Code")
+            if code == "ParameterNotFound":
+                raise ConfigError(variable, f"SSM parameter {name} does not exist") from error
+            raise
+        return str(response["Parameter"]["Value"]).strip()
+
+
+def _as_arn(value: str) -> str | None:
+    return None if not value or value.lower() == NO_MODEL else value

@@ -1,0 +1,81 @@
+"""DetectCustomLabels, with AWS errors sorted into "retry later" and "this image is rejected"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelloop_core.errors import InvalidImage, TransientError
+from labelloop_core.geometry import RatioBox
+from labelloop_core.naming import NULL_VERSION_ID, ImageRef
+from labelloop_core.policy import Detection
+
+MAX_RESULTS = 100  # matches the ReviewRequested detail limit
+
+# The model is stopped/starting, or capacity is short: the platform retries the event.
+TRANSIENT_CODES = frozenset(
+    {
+        "ResourceNotReadyException",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "InternalServerError",
+        "LimitExceededException",
+        "ServiceUnavailableException",
+    }
+)
+# Rekognition refuses this image: retrying cannot help, so the image is recorded as rejected.
+REJECTION_CODES = {
+    "ImageTooLargeException": "IMAGE_TOO_LARGE",
+    "InvalidImageFormatException": "INVALID_IMAGE_FORMAT",
+    "InvalidS3ObjectException": "INVALID_S3_OBJECT",
+}
+
+
+class CustomLabelsDetector:
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from labelloop_core.adapters import clients
+
+            self._client = clients.rekognition()
+        return self._client
+
+    def detect(self, model_arn: str, image: ImageRef, min_confidence: float) -> list[Detection]:
+        """Detections of `model_arn` on that exact image version.
+
+        Raises TransientError (retry) or InvalidImage (record a rejection)."""
+        s3_object = {"Bucket": image.bucket, "Name": image.key}
+        if image.version_id and image.version_id != NULL_VERSION_ID:
+            s3_object["Version"] = image.version_id
+        try:
+            response = self.client.detect_custom_labels(
+                ProjectVersionArn=model_arn,
+                Image={"S3Object": s3_object},
+                MinConfidence=min_confidence,
+                MaxResults=MAX_RESULTS,
+            )
+        except Exception as error:
+            raise _translate(error, model_arn) from error
+        return [_detection(label) for label in response.get("CustomLabels", [])]
+
+
+def _detection(label: dict[str, Any]) -> Detection:
+    box = label.get("Geometry", {}).get("BoundingBox")
+    ratio = RatioBox(box["Left"], box["Top"], box["Width"], box["Height"]) if box else None
+    return Detection(label=label["Name"], confidence=float(label["Confidence"]), box=ratio)
+
+
+def _translate(error: Exception, model_arn: str) -> Exception:
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return error
+    code = str(response.get("Error", {}).get("Code", ""))
+    message = str(response.get("Error", {}).get("Message", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in TRANSIENT_CODES or status >= 500:
+        return TransientError(f"DetectCustomLabels on {model_arn}: {code or status} {message}".rstrip())
+    if code in REJECTION_CODES:
+        return InvalidImage(REJECTION_CODES[code], f"Rekognition refused the image: {message or code}")
+    return error

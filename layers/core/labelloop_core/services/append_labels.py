@@ -1,0 +1,189 @@
+"""AppendLabels (DESIGN §2 step 4): turn a finished human loop into one Ground Truth manifest line.
+
+Completed: output.json -> `labels/<loop>.json`, created once and never overwritten; the ledger
+label item and the pending-label counter are written in one transaction that is a no-op for a
+label already recorded, so duplicates and replays neither add a line nor count twice.
+
+LabelsAppended is published once per label: the publisher first claims the label's `event_sent`
+flag in the ledger (so a replay, or a duplicate running at the same time, publishes nothing) and
+releases the claim if PutEvents fails, so the retry publishes it. Only a crash between the claim
+and PutEvents loses the notification; the label itself is never lost (Retrain reads the ledger).
+
+A review that cannot become a label (no answer, unknown label, bad boxes, malformed output) is
+recorded as INVALID_REVIEW with the reason and the function returns normally: retrying would fail
+the same way. Failed and Stopped loops are recorded with A2I's failure reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from labelloop_core import a2i, manifest, naming, observability
+from labelloop_core.adapters.events import EventPublisher
+from labelloop_core.adapters.ledger import Ledger
+from labelloop_core.adapters.s3store import ObjectMissing, S3Store
+from labelloop_core.config import Settings
+from labelloop_core.errors import InvalidReview
+from labelloop_core.schemas import SchemaViolation, validate
+
+TERMINAL_STATUSES = {"Failed": ("FAILED", "REVIEW_FAILED"), "Stopped": ("STOPPED", "REVIEW_STOPPED")}
+
+
+@dataclass(frozen=True)
+class AppendOutcome:
+    status: str  # LABELED | DUPLICATE | INVALID_REVIEW | FAILED | STOPPED | IGNORED
+    loop_name: str
+    label_key: str | None = None
+    new_label: bool = False
+    published: bool = False
+    reason: str | None = None
+
+
+class AppendLabelsService:
+    def __init__(self, settings: Settings, store: S3Store, ledger: Ledger, publisher: EventPublisher) -> None:
+        self.settings = settings
+        self.store = store
+        self.ledger = ledger
+        self.publisher = publisher
+        self.flow_definition_arn: str = settings.require("FLOW_DEFINITION_ARN")
+        self.class_map = manifest.ClassMap.from_labels(settings.labels)
+        self.log = observability.logger()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AppendLabelsService:
+        return cls(
+            settings,
+            S3Store(settings.bucket_name),
+            Ledger(settings.ledger_table),
+            EventPublisher(settings.event_bus_name),
+        )
+
+    def process(self, detail: dict[str, Any]) -> AppendOutcome:
+        """`detail` is a schema-valid A2I status-change detail."""
+        loop_name: str = detail["humanLoopName"]
+        if detail["flowDefinitionArn"] != self.flow_definition_arn:
+            # The rule filters on our flow definition; anything else is not ours to record.
+            self.log.warning(
+                "status change of another flow definition ignored", extra={"loop_name": loop_name}
+            )
+            observability.count("ForeignLoopsIgnored")
+            return AppendOutcome("IGNORED", loop_name, reason="another flow definition")
+        status = detail["humanLoopStatus"]
+        if status in TERMINAL_STATUSES:
+            return self._record_unfinished(loop_name, status, detail)
+        return self._append(loop_name, detail)
+
+    def _append(self, loop_name: str, detail: dict[str, Any]) -> AppendOutcome:
+        label_key = naming.label_key(loop_name)
+        known = self.ledger.get_label(loop_name)
+        if known is not None and known.get("event_sent"):
+            self.log.info("label already appended", extra={"loop_name": loop_name})
+            observability.count("DuplicateCompletions")
+            return AppendOutcome("DUPLICATE", loop_name, label_key)
+        try:
+            answer, line = self._read_answer(loop_name, detail)
+        except InvalidReview as invalid:
+            return self._record_invalid(loop_name, invalid)
+        image_id = answer.image.image_id
+        created_object = self.store.create_json(label_key, line)
+        creation_date = line[self.settings.label_attribute + "-metadata"]["creation-date"]
+        new_label = self.ledger.put_label(loop_name, label_key, answer.source_ref, creation_date)
+        self.ledger.record_loop(loop_name, "COMPLETED", image_id=image_id, label_key=label_key)
+        self.ledger.record_image_status(image_id, "LABELED")
+        published = self._publish_once(loop_name, image_id, label_key, answer.source_ref, len(answer.boxes))
+        if new_label:
+            observability.count("LabelsAppended")
+        self.log.info(
+            "label appended" if new_label else "label already recorded",
+            extra={"loop_name": loop_name, "label_key": label_key, "object_created": created_object},
+        )
+        return AppendOutcome(
+            "LABELED" if new_label else "DUPLICATE", loop_name, label_key, new_label, published
+        )
+
+    def _read_answer(self, loop_name: str, detail: dict[str, Any]) -> tuple[a2i.ReviewAnswer, dict[str, Any]]:
+        """The reviewer's answer and its manifest line; InvalidReview for anything unusable."""
+        output_uri = (detail.get("humanLoopOutput") or {}).get("outputS3Uri")
+        if not output_uri:
+            raise InvalidReview("NO_OUTPUT", "the Completed event has no humanLoopOutput.outputS3Uri")
+        try:
+            bucket, key = naming.parse_s3_uri(output_uri)
+            document = self.store.get_json(key, bucket=bucket)
+            validate("a2i-output", document)
+        except ObjectMissing as missing:
+            raise InvalidReview("NO_OUTPUT", str(missing)) from None
+        except SchemaViolation as violation:
+            raise InvalidReview(a2i.SCHEMA, violation.message) from None
+        except ValueError as error:  # not an s3:// URI, or not JSON
+            raise InvalidReview(a2i.SCHEMA, f"{output_uri}: {error}") from None
+        if document["humanLoopName"] != loop_name:
+            raise InvalidReview(a2i.SCHEMA, f"{output_uri} belongs to loop {document['humanLoopName']}")
+        answer = a2i.parse_output(document)
+        line = manifest.build_line(
+            answer.source_ref,
+            answer.boxes,
+            answer.width,
+            answer.height,
+            self.class_map,
+            self.settings.label_attribute,
+            job_name=f"labelloop/{self.settings.flow_name}",
+            creation_date=answer.submitted_at,
+            depth=answer.depth,
+        )
+        problems = manifest.validate_line(line, self.class_map, self.settings.label_attribute)
+        if problems:
+            raise InvalidReview(a2i.BAD_BOX, "; ".join(problems))
+        try:
+            validate("manifest-line", line)
+        except SchemaViolation as violation:
+            raise InvalidReview(a2i.SCHEMA, f"manifest line: {violation.message}") from None
+        return answer, line
+
+    def _publish_once(
+        self, loop_name: str, image_id: str, label_key: str, source_ref: str, boxes: int
+    ) -> bool:
+        if not self.ledger.claim_label_event(loop_name):
+            return False
+        detail = {
+            "schemaVersion": "1",
+            "loopName": loop_name,
+            "imageId": image_id,
+            "labelKey": label_key,
+            "sourceRef": source_ref,
+            "boxCount": boxes,
+        }
+        try:
+            self.publisher.publish("LabelsAppended", detail)
+        except Exception:
+            self.ledger.release_label_event(loop_name)  # let the platform's retry publish it
+            raise
+        return True
+
+    def _record_invalid(self, loop_name: str, invalid: InvalidReview) -> AppendOutcome:
+        loop = self.ledger.get_loop(loop_name)
+        image_id = loop.get("image_id") if loop else None
+        reason = f"{invalid.code}: {invalid.message}"
+        self.ledger.record_loop(loop_name, "INVALID_REVIEW", image_id=image_id, failure_reason=reason)
+        if image_id:
+            self.ledger.record_image_status(image_id, "REVIEW_FAILED", reason=f"INVALID_REVIEW {reason}")
+        self.log.error("review cannot become a label", extra={"loop_name": loop_name, "reason": reason})
+        observability.count("InvalidReviews")
+        return AppendOutcome("INVALID_REVIEW", loop_name, reason=reason)
+
+    def _record_unfinished(self, loop_name: str, status: str, detail: dict[str, Any]) -> AppendOutcome:
+        loop_status, image_status = TERMINAL_STATUSES[status]
+        failure = " ".join(part for part in (detail.get("failureCode"), detail.get("failureReason")) if part)
+        reason = failure or f"human loop {status.lower()}"
+        loop = self.ledger.get_loop(loop_name)
+        image_id = loop.get("image_id") if loop else None
+        self.ledger.record_loop(loop_name, loop_status, image_id=image_id, failure_reason=reason)
+        if image_id:
+            self.ledger.record_image_status(image_id, image_status, reason=reason)
+        else:
+            self.log.warning("unfinished loop has no ledger entry", extra={"loop_name": loop_name})
+        self.log.warning(
+            "human loop ended without a review", extra={"loop_name": loop_name, "reason": reason}
+        )
+        observability.count(f"HumanLoops{status}")
+        return AppendOutcome(loop_status, loop_name, reason=reason)

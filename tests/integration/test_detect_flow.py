@@ -1,0 +1,392 @@
+"""Detect on moto, provisioned from template.yaml: upload -> prediction, ledger, ReviewRequested."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.stub import ANY
+from conftest import FAKE_MODEL_ARN, Invoke
+from flowkit import (
+    EventSpy,
+    jpeg_bytes,
+    keys_under,
+    ledger_item,
+    png_bytes,
+    png_header_only,
+    read_json,
+    s3_event,
+    stubbed,
+    upload,
+)
+from labelloop_core import naming
+from labelloop_core.adapters import clients
+from labelloop_core.adapters.ledger import Ledger
+from labelloop_core.adapters.models import ModelRegistry
+from labelloop_core.errors import InvalidEvent, TransientError
+from labelloop_local.provision import Stack
+
+pytestmark = pytest.mark.integration
+
+DETECT = "DetectFunction"
+
+
+@pytest.fixture
+def labels(aws_stack: Stack) -> list[str]:
+    return [label.strip() for label in aws_stack.env_for(DETECT)["LABELS"].split(",")]
+
+
+@pytest.fixture
+def spy(aws_stack: Stack) -> EventSpy:
+    return EventSpy(aws_stack)
+
+
+def detection(label: str, confidence: float, left: float = 0.1, top: float = 0.2) -> dict[str, Any]:
+    box = {"Width": 0.5, "Height": 0.25, "Left": left, "Top": top}
+    return {"Name": label, "Confidence": confidence, "Geometry": {"BoundingBox": box}}
+
+
+def expect_detect(stubber: Any, stack: Stack, uploaded: dict[str, Any], labels: list[dict[str, Any]]) -> None:
+    s3_object = {"Bucket": stack.bucket, "Name": uploaded["key"]}
+    if uploaded["version_id"]:
+        s3_object["Version"] = uploaded["version_id"]
+    expected = {
+        "ProjectVersionArn": FAKE_MODEL_ARN,
+        "Image": {"S3Object": s3_object},
+        "MinConfidence": ANY,
+        "MaxResults": ANY,
+    }
+    stubber.add_response("detect_custom_labels", {"CustomLabels": labels}, expected)
+
+
+def image_of(stack: Stack, uploaded: dict[str, Any]) -> naming.ImageRef:
+    return naming.ImageRef(stack.bucket, uploaded["key"], uploaded["version_id"], uploaded["etag"])
+
+
+def without_timestamp(document: dict[str, Any]) -> dict[str, Any]:
+    stripped = copy.deepcopy(document)
+    stripped.pop("createdAt")
+    return stripped
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "incoming/pizza night.png",
+        "incoming/a+b=c.png",
+        "incoming/100% cheese.png",
+        "incoming/piz zé/🍕 marghérita.png",
+        "incoming/deep/folder/plain.png",
+    ],
+)
+def test_url_encoded_keys_are_decoded_once_and_predicted(
+    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy, key: str
+) -> None:
+    uploaded = upload(aws_stack, key, png_bytes(400, 300))
+    with stubbed("rekognition") as rekognition:
+        expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 97.5)])
+        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+
+    assert result["status"] == "PREDICTED"
+    document = read_json(aws_stack, "predictions/" + key.removeprefix("incoming/") + ".json")
+    assert document["status"] == "PREDICTED"
+    assert document["image"]["key"] == key
+    assert document["imageInfo"] == {"format": "PNG", "width": 400, "height": 300}
+    assert document["detections"][0]["label"] == labels[0]
+    assert document["detections"][0]["pixelBox"] == {"left": 40, "top": 60, "width": 200, "height": 75}
+    assert document["review"] == {"needed": False, "auditSample": False, "reasons": []}
+    item = ledger_item(aws_stack, f"IMAGE#{image_of(aws_stack, uploaded).image_id}")
+    assert item is not None
+    assert (item["status"], item["key"], item["model_arn"]) == ("PREDICTED", key, FAKE_MODEL_ARN)
+    assert spy.events() == []
+
+
+def test_low_confidence_requests_review_with_pixel_boxes(
+    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy
+) -> None:
+    uploaded = upload(aws_stack, "incoming/low.jpg", jpeg_bytes(640, 480))
+    with stubbed("rekognition") as rekognition:
+        expect_detect(
+            rekognition, aws_stack, uploaded, [detection(labels[0], 41.0), detection(labels[0], 99.0)]
+        )
+        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+
+    image = image_of(aws_stack, uploaded)
+    loop_name = naming.human_loop_name(image, FAKE_MODEL_ARN)
+    assert result == {"status": "REVIEW_REQUESTED", "imageId": image.image_id, "loopName": loop_name}
+    document = read_json(aws_stack, "predictions/low.jpg.json")
+    assert document["review"]["needed"] is True
+    assert [reason["code"] for reason in document["review"]["reasons"]] == ["LOW_CONFIDENCE"]
+    assert document["review"]["reasons"][0]["confidence"] == 41.0
+    item = ledger_item(aws_stack, f"IMAGE#{image.image_id}")
+    assert item is not None
+    assert (item["status"], item["loop_name"], item["reason"]) == (
+        "REVIEW_REQUESTED",
+        loop_name,
+        "LOW_CONFIDENCE",
+    )
+    [event] = spy.events("ReviewRequested")
+    detail = event["detail"]
+    assert (detail["imageId"], detail["key"], detail["modelArn"]) == (
+        image.image_id,
+        "incoming/low.jpg",
+        FAKE_MODEL_ARN,
+    )
+    assert detail["imageSize"] == {"width": 640, "height": 480}
+    assert detail["detections"][0]["pixelBox"] == {"left": 64, "top": 96, "width": 320, "height": 120}
+    assert detail["predictionKey"] == "predictions/low.jpg.json"
+
+
+def test_nothing_detected_is_reviewed(aws_stack: Stack, invoke: Invoke, spy: EventSpy) -> None:
+    uploaded = upload(aws_stack, "incoming/empty-plate.png", png_bytes(128, 128))
+    with stubbed("rekognition") as rekognition:
+        expect_detect(rekognition, aws_stack, uploaded, [])
+        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+    assert result["status"] == "REVIEW_REQUESTED"
+    [event] = spy.events("ReviewRequested")
+    assert [reason["code"] for reason in event["detail"]["reasons"]] == ["NO_DETECTIONS"]
+
+
+def test_jpeg_with_a_long_header_is_read_with_a_second_ranged_get(
+    aws_stack: Stack, invoke: Invoke, labels: list[str]
+) -> None:
+    body = jpeg_bytes(300, 200, icc_profile_bytes=150_000)
+    assert body.find(b"\xff\xc0") > 65536  # the frame header is beyond the first ranged GET
+    uploaded = upload(aws_stack, "incoming/icc-heavy.jpg", body)
+    with stubbed("rekognition") as rekognition:
+        expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 88.0)])
+        invoke(DETECT, s3_event(aws_stack, uploaded))
+    document = read_json(aws_stack, "predictions/icc-heavy.jpg.json")
+    assert document["imageInfo"] == {"format": "JPEG", "width": 300, "height": 200}
+
+
+BAD_IMAGES: dict[str, Callable[[], bytes]] = {
+    "EMPTY": lambda: b"",
+    "NOT_AN_IMAGE": lambda: b"%PDF-1.7 definitely not a picture of pizza",
+    "wrong magic (GIF)": lambda: b"GIF89a" + b"\0" * 200,
+    "CORRUPT_HEADER": lambda: b"\x89PNG\r\n\x1a\n" + b"\0\0\0\x0dIHDX" + b"\0" * 40,
+    "TOO_LARGE_BYTES": lambda: png_header_only(1000, 1000, padding=15 * 1024 * 1024 + 1),
+    "TOO_SMALL": lambda: png_bytes(32, 32),
+    "TOO_LARGE_PIXELS": lambda: png_header_only(5000, 5000),
+    "BAD_ASPECT_RATIO": lambda: png_header_only(4000, 100),
+}
+EXPECTED_CODES = {"wrong magic (GIF)": "NOT_AN_IMAGE"}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_IMAGES))
+def test_bad_images_are_rejected_and_recorded_without_retry(
+    aws_stack: Stack, invoke: Invoke, spy: EventSpy, kind: str
+) -> None:
+    uploaded = upload(aws_stack, f"incoming/bad/{kind}.png", BAD_IMAGES[kind]())
+    with stubbed("rekognition"):  # any DetectCustomLabels call would fail the test
+        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+
+    code = EXPECTED_CODES.get(kind, kind)
+    assert result["status"] == "REJECTED"
+    document = read_json(aws_stack, f"predictions/bad/{kind}.png.json")
+    assert document["status"] == "REJECTED"
+    assert document["rejection"]["code"] == code
+    assert document["rejection"]["message"]
+    item = ledger_item(aws_stack, f"IMAGE#{image_of(aws_stack, uploaded).image_id}")
+    assert item is not None
+    assert item["status"] == "REJECTED"
+    assert item["reason"].startswith(code)
+    assert spy.events() == []
+
+
+@pytest.mark.parametrize(
+    ("error_code", "rejection"),
+    [("InvalidImageFormatException", "INVALID_IMAGE_FORMAT"), ("ImageTooLargeException", "IMAGE_TOO_LARGE")],
+)
+def test_images_rekognition_refuses_are_rejected(
+    aws_stack: Stack, invoke: Invoke, spy: EventSpy, error_code: str, rejection: str
+) -> None:
+    uploaded = upload(aws_stack, "incoming/refused.png", png_bytes(200, 200))
+    with stubbed("rekognition") as rekognition:
+        rekognition.add_client_error(
+            "detect_custom_labels", service_error_code=error_code, http_status_code=400
+        )
+        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+    assert result["status"] == "REJECTED"
+    assert read_json(aws_stack, "predictions/refused.png.json")["rejection"]["code"] == rejection
+    assert spy.events() == []
+
+
+@pytest.mark.parametrize(
+    ("error_code", "status"),
+    [
+        ("ResourceNotReadyException", 400),
+        ("ThrottlingException", 400),
+        ("ProvisionedThroughputExceededException", 400),
+        ("InternalServerError", 500),
+    ],
+)
+def test_transient_rekognition_errors_raise_and_leave_nothing_behind(
+    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy, error_code: str, status: int
+) -> None:
+    uploaded = upload(aws_stack, "incoming/later.png", png_bytes(200, 200))
+    event = s3_event(aws_stack, uploaded)
+    image = image_of(aws_stack, uploaded)
+    with stubbed("rekognition") as rekognition:
+        rekognition.add_client_error(
+            "detect_custom_labels", service_error_code=error_code, http_status_code=status
+        )
+        with pytest.raises(TransientError, match=error_code if status < 500 else "500|InternalServerError"):
+            invoke(DETECT, event)
+
+    assert keys_under(aws_stack, "predictions/") == []
+    assert ledger_item(aws_stack, f"IMAGE#{image.image_id}") is None
+    assert spy.events() == []
+
+    with stubbed("rekognition") as rekognition:  # the platform's retry of the same event succeeds
+        expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 30.0)])
+        assert invoke(DETECT, event)["status"] == "REVIEW_REQUESTED"
+    assert len(spy.events("ReviewRequested")) == 1
+
+
+def test_duplicate_and_replayed_deliveries_give_the_same_outputs(
+    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy
+) -> None:
+    uploaded = upload(aws_stack, "incoming/twice.png", png_bytes(300, 300))
+    event = s3_event(aws_stack, uploaded)
+    replay = s3_event(aws_stack, uploaded, replay_name="window-2024-05-01", event_id=event["id"])
+    outputs = []
+    with stubbed("rekognition") as rekognition:
+        for delivery in (event, event, replay):
+            expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 50.0)])
+            result = invoke(DETECT, delivery)
+            outputs.append((result, without_timestamp(read_json(aws_stack, "predictions/twice.png.json"))))
+
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert keys_under(aws_stack, "predictions/") == ["predictions/twice.png.json"]
+    loop_names = {event["detail"]["imageId"] + "|" + event["detail"]["modelArn"] for event in spy.events()}
+    assert len(loop_names) == 1  # every ReviewRequested names the same image and model -> one loop
+
+
+def test_image_already_in_review_is_not_detected_again(
+    aws_stack: Stack, invoke: Invoke, spy: EventSpy
+) -> None:
+    uploaded = upload(aws_stack, "incoming/reviewed.png", png_bytes(300, 300))
+    image = image_of(aws_stack, uploaded)
+    Ledger(aws_stack.table).record_image(image, "LABELED")
+    with stubbed("rekognition"):  # no DetectCustomLabels call for a reviewed image
+        result = invoke(DETECT, s3_event(aws_stack, uploaded, replay_name="late-replay"))
+    assert result["status"] == "ALREADY_REVIEWED"
+    item = ledger_item(aws_stack, f"IMAGE#{image.image_id}")
+    assert item is not None
+    assert item["status"] == "LABELED"
+    assert spy.events() == []
+
+
+def test_new_version_of_the_same_key_is_a_new_image(
+    aws_stack: Stack, invoke: Invoke, labels: list[str]
+) -> None:
+    first = upload(aws_stack, "incoming/same.png", png_bytes(200, 200, (1, 2, 3)))
+    second = upload(aws_stack, "incoming/same.png", png_bytes(200, 200, (4, 5, 6)))
+    with stubbed("rekognition") as rekognition:
+        for uploaded in (first, second):
+            expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 90.0)])
+            invoke(DETECT, s3_event(aws_stack, uploaded))
+    assert image_of(aws_stack, first).image_id != image_of(aws_stack, second).image_id
+    for uploaded in (first, second):
+        assert ledger_item(aws_stack, f"IMAGE#{image_of(aws_stack, uploaded).image_id}") is not None
+
+
+def test_cold_start_without_a_model_sends_images_to_review(
+    aws_stack: Stack, invoke: Invoke, spy: EventSpy
+) -> None:
+    clients.ssm().put_parameter(
+        Name=aws_stack.physical["ActiveModelParameter"], Value="none", Type="String", Overwrite=True
+    )
+    uploaded = upload(aws_stack, "incoming/first.png", png_bytes(256, 256))
+    with stubbed("rekognition"):  # no model, no DetectCustomLabels
+        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+
+    project_arn = aws_stack.env_for(DETECT)["PROJECT_ARN"]
+    image = image_of(aws_stack, uploaded)
+    assert result["loopName"] == naming.human_loop_name(image, project_arn)
+    item = ledger_item(aws_stack, f"IMAGE#{image.image_id}")
+    assert item is not None
+    assert (item["status"], item["reason"]) == ("REVIEW_REQUESTED", "NO_MODEL")
+    [event] = spy.events("ReviewRequested")
+    assert event["detail"]["modelArn"] == project_arn
+    assert event["detail"]["detections"] == []
+
+
+def test_objects_outside_incoming_are_ignored(aws_stack: Stack, invoke: Invoke, spy: EventSpy) -> None:
+    uploaded = upload(aws_stack, "predictions/sneaky.png", png_bytes(100, 100))
+    with stubbed("rekognition"):
+        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+    assert result["status"] == "IGNORED"
+    assert keys_under(aws_stack, "predictions/") == ["predictions/sneaky.png"]
+    assert ledger_item(aws_stack, f"IMAGE#{image_of(aws_stack, uploaded).image_id}") is None
+    assert spy.events() == []
+
+
+def test_deleted_object_is_recorded_as_rejected(aws_stack: Stack, invoke: Invoke) -> None:
+    uploaded = upload(aws_stack, "incoming/gone.png", png_bytes(100, 100))
+    clients.s3().delete_object(
+        Bucket=aws_stack.bucket, Key="incoming/gone.png", VersionId=uploaded["version_id"]
+    )
+    with stubbed("rekognition"):
+        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+    assert (result["status"], read_json(aws_stack, "predictions/gone.png.json")["rejection"]["code"]) == (
+        "REJECTED",
+        "OBJECT_MISSING",
+    )
+
+
+def _without(event: dict[str, Any], *path: str) -> dict[str, Any]:
+    broken = copy.deepcopy(event)
+    target = broken
+    for part in path[:-1]:
+        target = target[part]
+    del target[path[-1]]
+    return broken
+
+
+@pytest.mark.parametrize(
+    ("mutation", "message"),
+    [
+        (lambda e: _without(e, "detail", "object"), "object"),
+        (lambda e: _without(e, "detail", "object", "key"), "key"),
+        (lambda e: {**e, "source": "aws.ec2"}, "source"),
+        (lambda e: {**e, "detail-type": "Object Deleted"}, "detail-type"),
+        (lambda e: {**e, "detail": "not an object"}, "detail"),
+        (lambda e: _without(e, "detail", "object", "etag") | {"detail": {}}, "detail"),
+    ],
+)
+def test_schema_invalid_events_raise_invalid_event(
+    aws_stack: Stack, invoke: Invoke, spy: EventSpy, mutation: Any, message: str
+) -> None:
+    uploaded = upload(aws_stack, "incoming/ok.png", png_bytes(100, 100))
+    with stubbed("rekognition"), pytest.raises(InvalidEvent, match=message):
+        invoke(DETECT, mutation(s3_event(aws_stack, uploaded)))
+    assert keys_under(aws_stack, "predictions/") == []
+    assert spy.events() == []
+
+
+def test_event_without_version_or_etag_is_refused(aws_stack: Stack, invoke: Invoke) -> None:
+    uploaded = upload(aws_stack, "incoming/anonymous.png", png_bytes(100, 100))
+    event = s3_event(aws_stack, {**uploaded, "version_id": None})
+    del event["detail"]["object"]["etag"]
+    with pytest.raises(InvalidEvent, match="neither a version id nor an ETag"):
+        invoke(DETECT, event)
+
+
+def test_active_model_is_cached_at_most_model_cache_seconds(aws_stack: Stack) -> None:
+    """A promotion reaches a warm container within MODEL_CACHE_SECONDS, not on every detection."""
+    now = [1000.0]
+    parameter = aws_stack.physical["ActiveModelParameter"]
+    registry = ModelRegistry(
+        parameter, aws_stack.physical["PreviousModelParameter"], 60, clock=lambda: now[0]
+    )
+    assert registry.active_model_arn() == FAKE_MODEL_ARN
+    promoted = FAKE_MODEL_ARN.replace("pizza.v1", "pizza.v2")
+    clients.ssm().put_parameter(Name=parameter, Value=promoted, Type="String", Overwrite=True)
+    now[0] += 59
+    assert registry.active_model_arn() == FAKE_MODEL_ARN
+    now[0] += 1
+    assert registry.active_model_arn() == promoted
