@@ -313,6 +313,7 @@ def test_cold_start_without_a_model_sends_images_to_review(
     [event] = spy.events("ReviewRequested")
     assert event["detail"]["modelArn"] == project_arn
     assert event["detail"]["detections"] == []
+    assert [reason["code"] for reason in event["detail"]["reasons"]] == ["NO_MODEL"]
 
 
 def test_objects_outside_incoming_are_ignored(aws_stack: Stack, invoke: Invoke, spy: EventSpy) -> None:

@@ -13,6 +13,7 @@ from labelloop_core.geometry import RatioBox
 
 LOW_CONFIDENCE = "LOW_CONFIDENCE"
 NO_DETECTIONS = "NO_DETECTIONS"
+NO_MODEL = "NO_MODEL"
 AUDIT_SAMPLE = "AUDIT_SAMPLE"
 
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
@@ -28,7 +29,7 @@ class Detection:
 
 @dataclass(frozen=True)
 class ReviewReason:
-    code: str  # LOW_CONFIDENCE | NO_DETECTIONS | AUDIT_SAMPLE
+    code: str  # LOW_CONFIDENCE | NO_DETECTIONS | NO_MODEL | AUDIT_SAMPLE
     label: str | None = None
     confidence: float | None = None
     threshold: float | None = None
@@ -41,6 +42,8 @@ class ReviewReason:
             )
         if self.code == NO_DETECTIONS:
             return "the model detected nothing"
+        if self.code == NO_MODEL:
+            return "no model is active yet: label the image to train the first one"
         return "selected for a random quality audit"
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,13 +6,13 @@ StartReview a no-op. Once a review has started the image is not detected again.
 
 Cold start: while the active-model parameter is `none` there is no model to call. The image is
 still recorded and sent to review so people label it and the first model can be trained: the
-project ARN stands in for the model (documents and the loop name need one), the review reason is
-NO_DETECTIONS (nothing can be detected without a model) and the ledger reason is NO_MODEL.
+project ARN stands in for the model (documents and the loop name need one) and the review reason is
+NO_MODEL.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,10 +26,16 @@ from labelloop_core.config import Settings
 from labelloop_core.errors import InvalidImage
 from labelloop_core.geometry import PixelBox, clamp, ratio_to_pixels
 from labelloop_core.naming import ImageRef
-from labelloop_core.policy import Detection, ReviewConfig, ReviewDecision, ReviewReason, decide_review
+from labelloop_core.policy import (
+    NO_MODEL,
+    Detection,
+    ReviewConfig,
+    ReviewDecision,
+    ReviewReason,
+    decide_review,
+)
 from labelloop_core.schemas import validate
 
-NO_MODEL = "NO_MODEL"
 OBJECT_MISSING = "OBJECT_MISSING"
 _MAX_HEADER_FETCHES = 3  # JPEG headers pushed back by big EXIF/ICC blocks need a longer read
 
@@ -121,23 +127,25 @@ class DetectService:
 
     def _predict(self, image: ImageRef, info: imageinfo.ImageInfo) -> DetectOutcome:
         model_arn = self.models.active_model_arn()
-        config = self.review_config
         if model_arn is None:
             detections: list[Detection] = []
-            config = replace(config, review_when_empty=True)  # cold start: every image needs labels
         else:
             try:
                 detections = self.detector.detect(model_arn, image, self.settings.min_confidence)
             except InvalidImage as rejection:
                 return self._reject(image, rejection.code, rejection.message)
-        decision = decide_review(detections, config, image.image_id)
+        decision = (
+            decide_review(detections, self.review_config, image.image_id)
+            if model_arn is not None
+            else ReviewDecision(needed=True, reasons=[ReviewReason(NO_MODEL)], audit_sample=False)
+        )
         identity_arn = model_arn or self.settings.project_arn
         scored = [_Scored(d, _pixels(d, info)) for d in detections]
         prediction_key = naming.prediction_key(image.key)
         document = _prediction_document(image, info, identity_arn, scored, decision)
         validate("prediction", document)
         self.store.put_json(prediction_key, document)
-        reason = NO_MODEL if model_arn is None else _reason_codes(decision.reasons)
+        reason = _reason_codes(decision.reasons)
         if model_arn is None:
             observability.count("NoModelDetections")
         if not decision.needed:
@@ -193,12 +201,7 @@ def _image_fields(image: ImageRef) -> dict[str, Any]:
 
 
 def _reason_dict(reason: ReviewReason) -> dict[str, Any]:
-    return {
-        "code": reason.code,
-        "label": reason.label,
-        "confidence": reason.confidence,
-        "threshold": reason.threshold,
-    }
+    return reason.to_dict()
 
 
 def _reason_codes(reasons: list[ReviewReason]) -> str | None:
