@@ -253,9 +253,9 @@ def test_duplicate_and_replayed_deliveries_give_the_same_outputs(
     event = s3_event(aws_stack, uploaded)
     replay = s3_event(aws_stack, uploaded, replay_name="window-2024-05-01", event_id=event["id"])
     outputs = []
-    with stubbed("rekognition") as rekognition:
+    with stubbed("rekognition") as rekognition:  # one DetectCustomLabels call: the rest are duplicates
+        expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 50.0)])
         for delivery in (event, event, replay):
-            expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 50.0)])
             result = invoke(DETECT, delivery)
             outputs.append((result, without_timestamp(read_json(aws_stack, "predictions/twice.png.json"))))
 
@@ -263,6 +263,33 @@ def test_duplicate_and_replayed_deliveries_give_the_same_outputs(
     assert keys_under(aws_stack, "predictions/") == ["predictions/twice.png.json"]
     loop_names = {event["detail"]["imageId"] + "|" + event["detail"]["modelArn"] for event in spy.events()}
     assert len(loop_names) == 1  # every ReviewRequested names the same image and model -> one loop
+
+
+def test_replay_after_a_promotion_names_the_same_model_and_loop(
+    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy
+) -> None:
+    confident = upload(aws_stack, "incoming/confident.png", png_bytes(300, 300))
+    doubtful = upload(aws_stack, "incoming/doubtful.png", png_bytes(300, 300))
+    with stubbed("rekognition") as rekognition:
+        expect_detect(rekognition, aws_stack, confident, [detection(labels[0], 95.0)])
+        expect_detect(rekognition, aws_stack, doubtful, [detection(labels[0], 20.0)])
+        first = [invoke(DETECT, s3_event(aws_stack, item)) for item in (confident, doubtful)]
+    assert [result["status"] for result in first] == ["PREDICTED", "REVIEW_REQUESTED"]
+
+    newer_model = FAKE_MODEL_ARN.replace("pizza.v1", "pizza.v2")
+    clients.ssm().put_parameter(
+        Name=aws_stack.physical["ActiveModelParameter"], Value=newer_model, Type="String", Overwrite=True
+    )
+    with stubbed("rekognition"):  # a replay must not detect again with the newer model
+        replayed = [
+            invoke(DETECT, s3_event(aws_stack, item, replay_name="after-promotion"))
+            for item in (confident, doubtful)
+        ]
+    assert [result["status"] for result in replayed] == ["ALREADY_PROCESSED", "REVIEW_REQUESTED"]
+    requests = spy.events("ReviewRequested")
+    assert len(requests) == 2
+    assert {request["detail"]["modelArn"] for request in requests} == {FAKE_MODEL_ARN}
+    assert requests[0]["detail"] == requests[1]["detail"]
 
 
 def test_image_already_in_review_is_not_detected_again(

@@ -42,7 +42,7 @@ _MAX_HEADER_FETCHES = 3  # JPEG headers pushed back by big EXIF/ICC blocks need 
 
 @dataclass(frozen=True)
 class DetectOutcome:
-    status: str  # IGNORED | ALREADY_REVIEWED | REJECTED | PREDICTED | REVIEW_REQUESTED
+    status: str  # IGNORED | ALREADY_PROCESSED | ALREADY_REVIEWED | REJECTED | PREDICTED | REVIEW_REQUESTED
     image_id: str | None = None
     prediction_key: str | None = None
     loop_name: str | None = None
@@ -101,10 +101,10 @@ class DetectService:
             observability.count("ObjectsIgnored")
             return DetectOutcome("IGNORED", reason="not under incoming/ of the stack bucket")
         existing = self.ledger.get_image(image.image_id)
-        if existing and int(existing.get("stage", 0)) > IMAGE_STAGES["REVIEW_REQUESTED"]:
-            self.log.info("image already in review or reviewed", extra={"image_id": image.image_id})
-            observability.count("DuplicateDetections")
-            return DetectOutcome("ALREADY_REVIEWED", image.image_id, loop_name=existing.get("loop_name"))
+        if existing:
+            finished = self._finish_recorded(image, existing)
+            if finished is not None:
+                return finished
         try:
             info = self._probe(image)
         except InvalidImage as rejection:
@@ -112,6 +112,45 @@ class DetectService:
         except ObjectMissing as missing:
             return self._reject(image, OBJECT_MISSING, str(missing))
         return self._predict(image, info)
+
+    def _finish_recorded(self, image: ImageRef, existing: dict[str, Any]) -> DetectOutcome | None:
+        """A duplicate or replayed event for an image version the ledger already knows.
+
+        Detecting again could use a newer model, whose ARN gives a new loop name: a second human
+        loop for the same image. So a recorded outcome is final; only a review request that may not
+        have reached the bus (the publish failed after the ledger write) is published again, from
+        the stored prediction document, with the model that made it.
+        """
+        status = existing.get("status")
+        observability.count("DuplicateDetections")
+        if status == "REVIEW_REQUESTED":
+            prediction_key = naming.prediction_key(image.key)
+            try:
+                document = self.store.get_json(prediction_key)
+            except ObjectMissing:
+                return None  # the document is gone: detect again
+            if document.get("image", {}).get("imageId") != image.image_id:
+                return None  # the key was uploaded again since: its document is for another version
+            self.publisher.publish(
+                "ReviewRequested", _review_requested_from_document(document, prediction_key)
+            )
+            self.log.info("review request published again", extra={"image_id": image.image_id})
+            return DetectOutcome(
+                "REVIEW_REQUESTED",
+                image.image_id,
+                prediction_key,
+                existing.get("loop_name"),
+                existing.get("reason"),
+            )
+        self.log.info("image already processed", extra={"image_id": image.image_id, "status": status})
+        if int(existing.get("stage", 0)) > IMAGE_STAGES["REVIEW_REQUESTED"]:
+            return DetectOutcome("ALREADY_REVIEWED", image.image_id, loop_name=existing.get("loop_name"))
+        return DetectOutcome(
+            "ALREADY_PROCESSED",
+            image.image_id,
+            naming.prediction_key(image.key),
+            reason=existing.get("reason"),
+        )
 
     def _probe(self, image: ImageRef) -> imageinfo.ImageInfo:
         length = imageinfo.HEADER_BYTES
@@ -270,6 +309,23 @@ def _review_requested(
             if item.pixels is not None
         ],
         "reasons": [_reason_dict(reason) for reason in decision.reasons],
+    }
+
+
+def _review_requested_from_document(document: dict[str, Any], prediction_key: str) -> dict[str, Any]:
+    """The ReviewRequested detail that `_review_requested` built from the same prediction."""
+    image = document["image"]
+    return {
+        "schemaVersion": "1",
+        **image,
+        "modelArn": document["model"]["arn"],
+        "predictionKey": prediction_key,
+        "imageSize": {"width": document["imageInfo"]["width"], "height": document["imageInfo"]["height"]},
+        "detections": [
+            {"label": item["label"], "confidence": item["confidence"], "pixelBox": item["pixelBox"]}
+            for item in document["detections"]
+        ],
+        "reasons": document["review"]["reasons"],
     }
 
 
