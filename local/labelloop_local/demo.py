@@ -1,0 +1,514 @@
+"""`labelloop local demo`: one unattended run of the whole loop on the local stack.
+
+Start the stack from template.yaml, import a base dataset and train a first model through the local
+Rekognition API, upload the remaining images to incoming/, let the handlers run through the
+template's rules, answer the review tasks through the portal's HTTP API with a SIMULATED REVIEWER
+(the dataset's true labels), fire the Retrain schedule, wait for training, fire Promote until the
+new version is decided, and summarise. Progress goes to stderr; ``--json`` prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from labelloop_local.sampledata import DatasetError
+from labelloop_local.stack import LocalStack, StackError
+from labelloop_local.template import TemplateError
+
+SIMULATED_WORKER_ID = "simulated-reviewer"
+DEFAULT_SAMPLE_IMAGES = 40
+DEFAULT_BASE_FRACTION = 0.3
+BASE_PREFIX = "base-images/"
+TERMINAL_TRAINING = {"TRAINING_COMPLETED", "TRAINING_FAILED"}
+
+
+class DemoError(Exception):
+    """A step of the demo failed; the message names the step, the file or event, and the reason."""
+
+
+@dataclass
+class DemoOptions:
+    dataset: Path | None = None
+    out_dir: Path | None = None
+    template: Path = Path("template.yaml")
+    replay: bool = False
+    sample_images: int = DEFAULT_SAMPLE_IMAGES
+    seed: int = 0
+    base_fraction: float = DEFAULT_BASE_FRACTION
+    min_new_labels: int | None = None
+    step_timeout: float = 600.0
+    faults: list[dict[str, Any]] = field(default_factory=list)  # injected into the local services
+    report: bool = True
+    verbose: bool = False
+
+
+@dataclass
+class DemoResult:
+    images_uploaded: int = 0
+    base_images: int = 0
+    predictions: int = 0
+    rejected_images: int = 0
+    reviews_requested: int = 0
+    reviews_completed: int = 0
+    labels_appended: int = 0
+    trainings_started: int = 0
+    models_promoted: int = 0
+    f1_before: float | None = None
+    f1_after: float | None = None
+    candidate_f1: float | None = None
+    promotion_reason: str | None = None
+    dlq_messages: int = 0
+    dlq_by_queue: dict[str, int] = field(default_factory=dict)
+    function_errors: dict[str, int] = field(default_factory=dict)
+    invocations: dict[str, int] = field(default_factory=dict)
+    duration_seconds: float = 0.0
+    report_path: str | None = None
+    out_dir: str | None = None
+    replay: dict[str, Any] | None = None
+    reviewed: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    prediction_keys: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        hidden = ("reviewed", "replay", "dead_letters", "prediction_keys")
+        doc = {k: v for k, v in self.__dict__.items() if k not in hidden}
+        if self.replay is not None:
+            doc["replay"] = self.replay
+        return doc
+
+
+class Progress:
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self._stream = stream
+        self._start = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        print(f"[demo {time.monotonic() - self._start:6.1f}s] {message}", file=self._stream, flush=True)
+
+
+def repo_template() -> Path:
+    """template.yaml in the working directory, else the one of the repository this package lives in."""
+    local = Path("template.yaml")
+    if local.is_file():
+        return local
+    return Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None) -> DemoResult:
+    from labelloop_local import sampledata
+
+    say = progress or Progress()
+    started = time.monotonic()
+    out_dir = options.out_dir or Path(tempfile.mkdtemp(prefix="labelloop-demo-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if options.dataset is not None:
+        say(f"loading the dataset in {options.dataset}")
+        dataset = sampledata.load_dataset(options.dataset)
+    else:
+        say(f"generating {options.sample_images} labeled sample images (seed {options.seed})")
+        dataset = sampledata.generate(
+            out_dir / "sample-data", n_images=options.sample_images, seed=options.seed
+        )
+    names = sorted(dataset.entries)
+    if len(names) < 2:
+        raise DemoError(
+            f"{dataset.manifest_path}: the demo needs at least 2 labeled images, found {len(names)}"
+        )
+    base_count = min(len(names) - 1, max(1, math.ceil(len(names) * options.base_fraction)))
+    base_names, upload_names = names[:base_count], names[base_count:]
+
+    params = _demo_parameters(options, dataset.labels, len(upload_names), options.template)
+    say(f"starting the local stack from {options.template} (parameters: {params})")
+    stack = LocalStack(options.template, params=params, data_dir=out_dir / "stack")
+    result = DemoResult(out_dir=str(out_dir))
+    quiet = {} if options.verbose else {"POWERTOOLS_METRICS_DISABLED": "true"}  # EMF lines are noise here
+    with _process_env(quiet), stack:
+        run = _DemoRun(stack, dataset, say, options, result)
+        run.import_base(base_names)
+        run.train_base_model()
+        for fault in options.faults:
+            say(f"injecting fault into the local services: {fault}")
+            stack.services.inject_fault(**fault)
+        run.upload(upload_names)
+        run.review_all()
+        run.retrain_and_promote()
+        run.collect()
+        if options.replay:
+            say("replaying every archive through EventBridge (nothing should change)")
+            result.replay = stack.replay(timeout=options.step_timeout).as_dict()
+            say(f"replay: {result.replay}")
+            result.dlq_by_queue = stack.dlq_messages()
+            result.dlq_messages = sum(result.dlq_by_queue.values())
+        result.duration_seconds = round(time.monotonic() - started, 1)
+        if options.report:
+            from labelloop_local.report import write_report
+
+            result.report_path = str(write_report(out_dir, result, dataset))
+    return result
+
+
+@contextmanager
+def _process_env(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _demo_parameters(
+    options: DemoOptions, labels: list[str], uploads: int, template_path: Path
+) -> dict[str, str]:
+    from labelloop_local.template import load_template
+
+    defaults = load_template(template_path).parameters()
+    params: dict[str, str] = {}
+    if "LogLevel" in defaults and not options.verbose:
+        params["LogLevel"] = "WARNING"  # handler INFO logs would drown the progress lines
+    if labels and defaults.get("Labels") is not None:
+        configured = [label.strip() for label in str(defaults["Labels"]).split(",")]
+        if not set(labels) <= set(configured):
+            params["Labels"] = ",".join(configured + [label for label in labels if label not in configured])
+    if "MinNewLabels" in defaults:
+        # Demo override: the template's default (16) may exceed what a small dataset can produce.
+        default = int(defaults["MinNewLabels"] or 1)
+        wanted = options.min_new_labels or max(1, min(default, uploads // 2))
+        params["MinNewLabels"] = str(wanted)
+    return params
+
+
+class _DemoRun:
+    def __init__(
+        self,
+        stack: LocalStack,
+        dataset: Any,
+        say: Callable[[str], None],
+        options: DemoOptions,
+        result: DemoResult,
+    ) -> None:
+        self.stack = stack
+        self.dataset = dataset
+        self.say = say
+        self.options = options
+        self.result = result
+        assert stack.stack is not None
+        self.bucket = stack.stack.bucket
+        self.env = stack.stack.env_for("RetrainFunction")
+        self.base_version_arn: str | None = None
+        self.s3 = stack.client("s3")
+        self.rekognition = stack.client("rekognition")
+        self.ssm = stack.client("ssm")
+
+    # -- base model ---------------------------------------------------------------------------------
+    def import_base(self, base_names: list[str]) -> None:
+        from labelloop_local.sampledata import manifest_line
+
+        attribute = self.env["LABEL_ATTRIBUTE"]
+        manifest_key = self.env.get("BASE_MANIFEST_KEY", "manifests/base.manifest")
+        self.say(f"importing the base dataset: {len(base_names)} images → s3://{self.bucket}/{BASE_PREFIX}")
+        lines = []
+        for name in base_names:
+            entry = self.dataset.entries[name]
+            key = BASE_PREFIX + name
+            self._put_file(entry.path, key)
+            line = manifest_line(
+                f"s3://{self.bucket}/{key}", entry.width, entry.height, entry.boxes, _now_iso()
+            )
+            lines.append(_with_attribute(line, attribute))
+        body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+        self.s3.put_object(Bucket=self.bucket, Key=manifest_key, Body=body.encode("utf-8"))
+        self.result.base_images = len(base_names)
+
+    def train_base_model(self) -> None:
+        project_arn = self.env["PROJECT_ARN"]
+        manifest_key = self.env.get("BASE_MANIFEST_KEY", "manifests/base.manifest")
+        version_name = "labelloop-base-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.say(f"training the first model {version_name} on the local Rekognition Custom Labels service")
+        try:
+            arn = self.rekognition.create_project_version(
+                ProjectArn=project_arn,
+                VersionName=version_name,
+                OutputConfig={"S3Bucket": self.bucket, "S3KeyPrefix": "training-output/"},
+                TrainingData={
+                    "Assets": [
+                        {"GroundTruthManifest": {"S3Object": {"Bucket": self.bucket, "Name": manifest_key}}}
+                    ]
+                },
+                TestingData={"AutoCreate": True},
+            )["ProjectVersionArn"]
+        except Exception as exc:
+            raise DemoError(
+                f"base training: CreateProjectVersion on s3://{self.bucket}/{manifest_key}: {exc}"
+            ) from exc
+        version = self._wait_training(project_arn, version_name, "base training")
+        if version["Status"] != "TRAINING_COMPLETED":
+            raise DemoError(
+                f"base training {version_name} failed: {version.get('StatusMessage', 'no reason')}"
+            )
+        self.result.f1_before = _f1(version)
+        self.say(f"base model trained (F1 {self.result.f1_before}); starting it")
+        self.rekognition.start_project_version(ProjectVersionArn=arn, MinInferenceUnits=1)
+        self._wait_for(
+            lambda: self._version(project_arn, version_name)["Status"] == "RUNNING",
+            "base model to be RUNNING",
+        )
+        self.ssm.put_parameter(
+            Name=self.env["ACTIVE_MODEL_PARAMETER"], Value=arn, Type="String", Overwrite=True
+        )
+        self.base_version_arn = arn
+        self.say(f"active model: {arn}")
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def upload(self, names: list[str]) -> None:
+        self.say(f"uploading {len(names)} images to s3://{self.bucket}/incoming/")
+        for index, name in enumerate(names, 1):
+            self._put_file(self.dataset.entries[name].path, "incoming/" + name)
+            if index % 10 == 0 or index == len(names):
+                self.say(f"  uploaded {index}/{len(names)}")
+        self.result.images_uploaded = len(names)
+        self._drain("detection and review requests")
+
+    def review_all(self) -> None:
+        self.say(
+            "SIMULATED REVIEWER: answering every open review task through the portal API "
+            f"(workerId {SIMULATED_WORKER_ID!r}) with the dataset's TRUE labels — no human involved"
+        )
+        portal = self.stack.services.base_url + "/portal/api/tasks"
+        deadline = time.monotonic() + self.options.step_timeout
+        while True:
+            tasks = _http_json("GET", portal)["tasks"]
+            if not tasks:
+                self._drain("label appends")
+                if not _http_json("GET", portal)["tasks"]:
+                    break
+                continue
+            for task in tasks:
+                self._answer(portal, task)
+            self._drain("label appends")
+            if time.monotonic() > deadline:
+                raise DemoError(f"review: tasks still open after {self.options.step_timeout:.0f}s")
+        self.say(f"reviews completed: {self.result.reviews_completed}")
+
+    def _answer(self, portal: str, task: dict[str, Any]) -> None:
+        key = task["taskObject"].split("/", 3)[3]
+        name = key.removeprefix("incoming/")
+        entry = self.dataset.entries.get(name)
+        if entry is None:
+            raise DemoError(f"review {task['loopName']}: {task['taskObject']} is not an image of the dataset")
+        boxes = [
+            {
+                "label": label,
+                "left": round(b[0]),
+                "top": round(b[1]),
+                "width": round(b[2]),
+                "height": round(b[3]),
+            }
+            for label, b in entry.boxes
+        ]
+        body = {"boundingBoxes": boxes, "workerId": SIMULATED_WORKER_ID}
+        try:
+            _http_json("POST", f"{portal}/{task['loopName']}/submit", body)
+        except DemoError as exc:
+            raise DemoError(f"review of {name} (loop {task['loopName']}): {exc}") from exc
+        self.result.reviews_completed += 1
+        self.result.reviewed.append(
+            {"loop": task["loopName"], "file": name, "model": task.get("initialValue", []), "truth": boxes}
+        )
+
+    def retrain_and_promote(self) -> None:
+        project_arn = self.env["PROJECT_ARN"]
+        before = {v["ProjectVersionArn"] for v in self.stack.project_versions()}
+        self.say("firing the Retrain schedule")
+        self.stack.fire_schedule("RetrainFunction")
+        self._drain("retrain")
+        new_versions = [v for v in self.stack.project_versions() if v["ProjectVersionArn"] not in before]
+        self.result.trainings_started = len(new_versions)
+        if not new_versions:
+            self.say("Retrain started no training (not enough new labels); the active model stays")
+            self.result.f1_after = self.result.f1_before
+            return
+        name = new_versions[0]["ProjectVersionArn"].split("/version/")[1].split("/")[0]
+        self.say(f"Retrain started {name}; waiting for it to finish training")
+        version = self._wait_training(project_arn, name, "retraining")
+        self.result.candidate_f1 = _f1(version)
+        self.say(f"{name}: {version['Status']} (F1 {self.result.candidate_f1}); firing Promote until decided")
+        decision = self._wait_for(lambda: self._promote_tick(name), f"a promotion decision on {name}")
+        self.result.promotion_reason = str(decision.get("reason", ""))
+        active = self.ssm.get_parameter(Name=self.env["ACTIVE_MODEL_PARAMETER"])["Parameter"]["Value"]
+        promoted = active == version["ProjectVersionArn"]
+        self.result.models_promoted = 1 if promoted else 0
+        self.result.f1_after = self.result.candidate_f1 if promoted else self.result.f1_before
+        self.say(f"{name} {'PROMOTED' if promoted else 'rejected'}: {self.result.promotion_reason}")
+
+    def _promote_tick(self, version_name: str) -> dict[str, Any] | None:
+        self.stack.fire_schedule("PromoteFunction")
+        self._drain("promote")
+        item = self.stack.client("dynamodb").get_item(
+            TableName=self.env["LEDGER_TABLE"],
+            Key={"pk": {"S": f"VERSION#{version_name}"}, "sk": {"S": "DECISION"}},
+        )
+        if "Item" not in item:
+            time.sleep(0.3)
+            return None
+        return {k: next(iter(v.values())) for k, v in item["Item"].items()}
+
+    def collect(self) -> None:
+        stack = self.stack
+        self.result.predictions = stack.count_objects("predictions/")
+        self.result.labels_appended = stack.count_objects("labels/")
+        self.result.reviews_requested = len(stack.human_loops())
+        self.result.dlq_by_queue = stack.dlq_messages()
+        self.result.dlq_messages = sum(self.result.dlq_by_queue.values())
+        if self.result.dlq_messages:
+            self.result.dead_letters = stack.dead_letters()
+            for letter in self.result.dead_letters:
+                self.say(f"DEAD LETTER in {letter['queue']}: {json.dumps(letter['body'])[:300]}")
+        assert stack.dispatcher is not None
+        self.result.function_errors = dict(stack.dispatcher.stats.function_errors)
+        self.result.invocations = dict(stack.dispatcher.stats.invocations)
+        self.result.rejected_images = self._count_rejected()
+
+    def _count_rejected(self) -> int:
+        rejected = 0
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix="predictions/"):
+            for obj in page.get("Contents", []):
+                doc = json.loads(self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read())
+                rejected += doc.get("status") == "REJECTED"
+                self.result.prediction_keys.append(str(doc.get("image", {}).get("key", "")))
+        return rejected
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _put_file(self, path: Path, key: str) -> None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DemoError(f"{path}: cannot read: {exc.strerror}") from exc
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def _drain(self, what: str) -> None:
+        if not self.stack.drain(self.options.step_timeout):
+            raise DemoError(f"{what}: events still pending after {self.options.step_timeout:.0f}s")
+
+    def _version(self, project_arn: str, name: str) -> dict[str, Any]:
+        versions = self.rekognition.describe_project_versions(ProjectArn=project_arn, VersionNames=[name])
+        return dict(versions["ProjectVersionDescriptions"][0])
+
+    def _wait_training(self, project_arn: str, name: str, step: str) -> dict[str, Any]:
+        return self._wait_for(
+            lambda: v if (v := self._version(project_arn, name))["Status"] in TERMINAL_TRAINING else None,
+            f"{step} of {name}",
+        )
+
+    def _wait_for(self, probe: Callable[[], Any], what: str) -> Any:
+        deadline = time.monotonic() + self.options.step_timeout
+        while time.monotonic() < deadline:
+            value = probe()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise DemoError(f"timed out after {self.options.step_timeout:.0f}s waiting for {what}")
+
+
+def _with_attribute(line: dict[str, Any], attribute: str) -> dict[str, Any]:
+    """Re-key a manifest line to the stack's label attribute (and its -metadata twin)."""
+    keys = [k for k in line if k not in ("source-ref",) and not k.endswith("-metadata")]
+    if len(keys) != 1 or keys[0] == attribute:
+        return line
+    old = keys[0]
+    metadata = dict(line[f"{old}-metadata"])
+    metadata["job-name"] = f"labeling-job/{attribute}"
+    return {"source-ref": line["source-ref"], attribute: line[old], f"{attribute}-metadata": metadata}
+
+
+def _f1(version: dict[str, Any]) -> float | None:
+    score = (version.get("EvaluationResult") or {}).get("F1Score")
+    return None if score is None else round(float(score), 4)
+
+
+def _now_iso() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _http_json(method: str, url: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")[:500]
+        raise DemoError(f"{method} {url}: HTTP {exc.code}: {detail}") from exc
+    except urllib.error.URLError as exc:
+        raise DemoError(f"{method} {url}: {exc.reason}") from exc
+
+
+def summary_text(result: DemoResult) -> str:
+    lines = [
+        "labelloop local demo — summary",
+        f"  base images imported       {result.base_images}",
+        f"  images uploaded            {result.images_uploaded}",
+        f"  predictions written        {result.predictions}  (rejected images: {result.rejected_images})",
+        f"  reviews requested          {result.reviews_requested}",
+        f"  reviews completed          {result.reviews_completed}  (SIMULATED REVIEWER, true labels)",
+        f"  label lines appended       {result.labels_appended}",
+        f"  trainings started          {result.trainings_started}",
+        f"  models promoted            {result.models_promoted}  {result.promotion_reason or ''}".rstrip(),
+        f"  F1 before → after          {_fmt(result.f1_before)} → {_fmt(result.f1_after)}",
+        f"  dead-letter messages       {result.dlq_messages}",
+        f"  duration                   {result.duration_seconds:.1f}s",
+    ]
+    if result.replay is not None:
+        r = result.replay
+        lines.append(
+            f"  replay                     {r['events_replayed']} events replayed → new human loops "
+            f"{r['new_human_loops']}, new label lines {r['new_label_lines']}, "
+            f"new trainings {r['new_trainings']}"
+        )
+    if result.report_path:
+        lines.append(f"  report                     {result.report_path}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def main(options: DemoOptions, as_json: bool) -> int:
+    progress = Progress()
+    try:
+        with warnings.catch_warnings():
+            # Powertools warns on every invocation that emitted no metric; not news for a demo.
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
+            result = run_demo(options, progress)
+    except (DemoError, StackError, TemplateError, DatasetError) as exc:
+        print(f"labelloop local demo failed: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(summary_text(result), file=sys.stderr)
+        print(json.dumps(result.as_dict(), sort_keys=True))
+    else:
+        print(summary_text(result))
+    return 0 if result.dlq_messages == 0 else 2

@@ -1,0 +1,93 @@
+"""Load the unchanged Lambda handlers by path, and give them a Lambda-like context object."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labelloop_local.template import DEFAULT_ACCOUNT, DEFAULT_REGION
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+_counter = itertools.count(1)
+
+
+class HandlerLoadError(Exception):
+    """The function directory has no loadable handler."""
+
+
+def load_handler(function_dir: str | Path, handler: str = "app.lambda_handler") -> Handler:
+    """Import ``<function_dir>/<module>.py`` as a fresh module (a new "container") and return the handler.
+
+    Each call gets its own module name, so two functions' ``app.py`` never collide in
+    ``sys.modules`` and a test starts from a cold container. The function directory is on
+    ``sys.path`` only while the module executes (for sibling modules it imports at top level).
+    """
+    module_name, _, attribute = handler.rpartition(".")
+    directory = Path(function_dir).resolve()
+    path = directory / f"{module_name.replace('.', '/')}.py"
+    if not path.is_file():
+        raise HandlerLoadError(f"{path}: no handler module (expected {handler} in {directory})")
+    unique_name = f"labelloop_fn_{directory.name}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(unique_name, path)
+    if spec is None or spec.loader is None:
+        raise HandlerLoadError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique_name] = module
+    sys.path.insert(0, str(directory))
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        sys.modules.pop(unique_name, None)
+        raise
+    finally:
+        sys.path.remove(str(directory))
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise HandlerLoadError(f"{path}: no callable {attribute}")
+    return function
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda Python context object that Powertools and our handlers read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    timeout_seconds: float = 60.0
+    region: str = DEFAULT_REGION
+    account: str = DEFAULT_ACCOUNT
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    _deadline: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return f"{time.strftime('%Y/%m/%d')}/[{self.function_version}]{self.aws_request_id.replace('-', '')}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def lambda_context(function_name: str, timeout_seconds: float = 60.0, memory_mb: int = 512) -> LambdaContext:
+    return LambdaContext(
+        function_name=function_name, timeout_seconds=timeout_seconds, memory_limit_in_mb=memory_mb
+    )

@@ -1,0 +1,256 @@
+"""`labelloop local demo|up|upload|replay`: the local stack from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from labelloop_local.stack import STATE_FILE, StackError, read_state, write_state
+
+
+def register(subparsers: Any) -> None:
+    local = subparsers.add_parser("local", help="run the whole pipeline on this machine (no AWS account)")
+    commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="one unattended run of the whole loop, with a report")
+    demo.add_argument("--dataset", type=Path, help="directory with a Ground Truth manifest and its images")
+    demo.add_argument("--json", action="store_true", help="print one JSON object with the counts on stdout")
+    demo.add_argument(
+        "--replay", action="store_true", help="replay the archives afterwards and report changes"
+    )
+    demo.add_argument(
+        "--out", type=Path, help="directory for the report and generated data (default: a temp dir)"
+    )
+    demo.add_argument("--template", type=Path, help="SAM template (default: ./template.yaml)")
+    demo.add_argument("--images", type=int, default=40, help="generated sample images without --dataset")
+    demo.add_argument("--min-new-labels", type=int, help="override the MinNewLabels parameter")
+    demo.set_defaults(func=_demo)
+
+    up = commands.add_parser("up", help="start the interactive stack and the review portal until Ctrl-C")
+    up.add_argument("--port", type=int, default=8080, help="port of the review portal and local services")
+    up.add_argument("--moto-port", type=int, default=0, help="port of the moto server (default: any free)")
+    up.add_argument("--template", type=Path, help="SAM template (default: ./template.yaml)")
+    up.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameter override (repeatable)",
+    )
+    up.add_argument(
+        "--schedule-interval",
+        type=float,
+        default=60.0,
+        help="seconds between firings of every Schedule rule (0 disables the timer)",
+    )
+    up.set_defaults(func=_up)
+
+    upload = commands.add_parser("upload", help="upload images to incoming/ of the running stack")
+    upload.add_argument("files", nargs="+", type=Path)
+    upload.set_defaults(func=_upload)
+
+    replay = commands.add_parser("replay", help="replay archived events on the running stack; report changes")
+    replay.add_argument("--since", help="replay events from this ISO 8601 time (default: everything)")
+    replay.set_defaults(func=_replay)
+
+
+# -- demo ---------------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from labelloop_local.demo import DemoOptions, main, repo_template
+
+    options = DemoOptions(
+        dataset=args.dataset,
+        out_dir=args.out,
+        template=args.template or repo_template(),
+        replay=args.replay,
+        sample_images=args.images,
+        min_new_labels=args.min_new_labels,
+        verbose=bool(getattr(args, "verbose", False)),
+    )
+    if args.dataset is not None and not args.dataset.is_dir():
+        print(f"--dataset {args.dataset}: not a directory", file=sys.stderr)
+        return 1
+    return main(options, as_json=args.json)
+
+
+# -- up -----------------------------------------------------------------------------------------------
+
+
+def _parameters(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--parameter {pair!r}: expected NAME=VALUE")
+        params[name] = value
+    return params
+
+
+def _up(args: argparse.Namespace) -> int:
+    from labelloop_local.demo import repo_template
+    from labelloop_local.stack import LocalStack
+
+    template = args.template or repo_template()
+    print(f"starting the local stack from {template} ...", file=sys.stderr)
+    data_dir = Path(".labelloop") / "data"
+    # moto keeps its state in memory only: service state from an earlier run would point at objects
+    # that no longer exist, so every `up` starts from an empty account.
+    shutil.rmtree(data_dir, ignore_errors=True)
+    stack = LocalStack(
+        template,
+        params=_parameters(args.parameter),
+        services_port=args.port,
+        moto_port=args.moto_port,
+        data_dir=data_dir,
+    )
+    try:
+        stack.start()
+    except (StackError, OSError) as exc:
+        print(f"the local stack did not start: {exc}", file=sys.stderr)
+        return 1
+    control = _ControlServer(stack)
+    state_path = write_state(stack.state(control.url))
+    if args.schedule_interval > 0:
+        stack.start_schedules(args.schedule_interval)
+    assert stack.stack is not None
+    print(f"review portal:   {stack.services.portal_url}")
+    print(f"image bucket:    s3://{stack.stack.bucket}/incoming/  (uploads there are detected)")
+    print("point any AWS SDK or CLI at the local stack with:")
+    for name, value in stack.endpoint_env().items():
+        print(f"  export {name}={value}")
+    print(f"upload images:   labelloop local upload FILES...   (state in {state_path})")
+    schedule = f"every {args.schedule_interval:g}s" if args.schedule_interval > 0 else "never (timer off)"
+    print(f"schedules fire:  {schedule}; Ctrl-C stops the stack")
+    sys.stdout.flush()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping the local stack", file=sys.stderr)
+        control.close()
+        stack.stop()
+        state_path.unlink(missing_ok=True)
+    return 0
+
+
+class _ControlServer:
+    """127.0.0.1 endpoint through which `labelloop local replay` asks the running stack to replay."""
+
+    def __init__(self, stack: Any) -> None:
+        outer = stack
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                try:
+                    since = _parse_since(query.get("since", [None])[0])
+                    report = outer.replay(since=since)
+                    status, body = 200, report.as_dict()
+                except (ValueError, StackError) as exc:
+                    status, body = 400, {"error": str(exc)}
+                payload = json.dumps(body).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer((stack.host, 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://{stack.host}:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _parse_since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--since {text!r} is not an ISO 8601 time such as 2024-05-01T12:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- upload / replay against a running stack ---------------------------------------------------------
+
+
+def _upload(args: argparse.Namespace) -> int:
+    import boto3
+
+    try:
+        state = read_state(STATE_FILE)
+    except StackError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    env = state["env"]
+    s3 = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=state["region"],
+    ).client("s3", endpoint_url=state["moto_url"])
+    failures = 0
+    for path in args.files:
+        if not path.is_file():
+            print(f"{path}: not a file, skipped", file=sys.stderr)
+            failures += 1
+            continue
+        key = f"incoming/{path.name}"
+        try:
+            s3.upload_file(str(path), state["bucket"], key)
+        except Exception as exc:
+            print(f"{path}: upload failed: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        print(f"uploaded {path} → s3://{state['bucket']}/{key}")
+    print(f"open {state['portal_url']} to review", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    try:
+        state = read_state(STATE_FILE)
+        _parse_since(args.since)
+    except (StackError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    query = f"?since={urllib.parse.quote(args.since)}" if args.since else ""
+    request = urllib.request.Request(f"{state['control_url']}/replay{query}", data=b"", method="POST")
+    print("replaying archived events through EventBridge ...", file=sys.stderr)
+    try:
+        with urllib.request.urlopen(request, timeout=900) as response:
+            report = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(f"replay failed: {exc.read().decode('utf-8', 'replace')}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"the stack in {STATE_FILE} does not answer ({exc.reason}); is `labelloop local up` running?")
+        return 1
+    print(json.dumps(report, indent=2))
+    changed = report["new_human_loops"] or report["new_label_lines"] or report["new_trainings"]
+    print(
+        "nothing changed: the handlers are idempotent" if not changed else "the replay CHANGED state",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,106 @@
+"""Integration fixtures: template.yaml's resources on moto (in-process), handlers invoked as Lambda would.
+
+``aws_stack``: moto ``mock_aws`` active, fake credentials, us-east-1, resources of template.yaml
+provisioned, the active model parameter pointing at a fake model, the A2I flow definition resolved.
+``invoke(function_logical_id, event)``: runs the unchanged handler with exactly that function's env.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from labelloop_local.handlers import Handler, lambda_context, load_handler
+from labelloop_local.provision import Stack, provision
+from labelloop_local.stack import LOCAL_PARAMETERS, apply_moto_fixes
+from labelloop_local.template import SamTemplate, load_template
+from moto import mock_aws
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+REGION = "us-east-1"
+FAKE_MODEL_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/pizza.v1/1"
+FAKE_FLOW_DEFINITION_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local"
+FAKE_HUMAN_TASK_UI_ARN = "arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/labelloop-local"
+
+Invoke = Callable[[str, dict[str, Any]], Any]
+
+
+@pytest.fixture(scope="session")
+def sam_template() -> SamTemplate:
+    if not TEMPLATE_PATH.is_file():
+        pytest.fail(f"{TEMPLATE_PATH} is missing: the integration tests provision from it")
+    return load_template(TEMPLATE_PATH)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region; no endpoint overrides or profiles leaking in from the shell."""
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+@pytest.fixture
+def aws_stack(aws_env: None, sam_template: SamTemplate) -> Iterator[Stack]:
+    apply_moto_fixes()  # S3 → EventBridge events shaped like AWS's (see labelloop_local.stack)
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        stack = provision(
+            sam_template,
+            session,
+            params=LOCAL_PARAMETERS,
+            resolved={
+                "FlowDefinitionArn": FAKE_FLOW_DEFINITION_ARN,
+                "HumanTaskUiArn": FAKE_HUMAN_TASK_UI_ARN,
+            },
+        )
+        session.client("ssm").put_parameter(
+            Name=stack.physical["ActiveModelParameter"], Value=FAKE_MODEL_ARN, Type="String", Overwrite=True
+        )
+        yield stack
+
+
+def clear_config_cache() -> None:
+    """Forget settings parsed from a previous function's env (a new container in Lambda terms)."""
+    try:
+        from labelloop_core import config
+    except ImportError:
+        return
+    cache_clear = getattr(config.load_settings, "cache_clear", None)
+    if cache_clear is not None:
+        cache_clear()
+
+
+@pytest.fixture
+def invoke(aws_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    functions = aws_stack.template.functions()
+    template_variables = {name for spec in functions.values() for name in spec.environment}
+    handlers: dict[str, Handler] = {}
+
+    def _invoke(function_logical_id: str, event: dict[str, Any]) -> Any:
+        if function_logical_id not in functions:
+            raise KeyError(f"no function {function_logical_id} in template.yaml")
+        spec = functions[function_logical_id]
+        env = aws_stack.env_for(function_logical_id)
+        for name in template_variables - set(env):
+            monkeypatch.delenv(name, raising=False)  # another function's variable must not leak in
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        function_name = aws_stack.function_name(function_logical_id)
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", function_name)
+        clear_config_cache()
+        if function_logical_id not in handlers:  # one warm container per function per test
+            handlers[function_logical_id] = load_handler(spec.code_dir, spec.handler)
+        return handlers[function_logical_id](event, lambda_context(function_name))
+
+    return _invoke

@@ -1,0 +1,105 @@
+"""`labelloop local demo`: the whole loop, unattended, on the local stack."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from labelloop_local.cli import main as cli_main
+from labelloop_local.demo import DemoOptions, run_demo
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+SEED_DATA = Path(
+    os.environ.get("LABELLOOP_SEED_DATA", Path(__file__).resolve().parents[3] / "shared" / "seed-data")
+)
+
+
+def test_demo_runs_the_whole_loop_and_a_replay_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(TEMPLATE.parent)
+    code = cli_main(["local", "demo", "--json", "--replay", "--images", "24", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+
+    assert code == 0
+    result = json.loads(out)  # exactly one JSON object on stdout, nothing else
+    assert result["images_uploaded"] == 16 and result["base_images"] == 8
+    assert result["predictions"] == 16
+    assert result["reviews_requested"] >= 1
+    assert result["reviews_completed"] == result["reviews_requested"]
+    assert result["labels_appended"] == result["reviews_completed"]
+    assert result["trainings_started"] == 1
+    assert result["models_promoted"] == 1
+    assert result["f1_after"] > result["f1_before"]
+    assert result["dlq_messages"] == 0
+    replay = result["replay"]
+    assert replay["events_replayed"] >= result["images_uploaded"] + result["reviews_completed"]
+    assert replay["new_human_loops"] == 0
+    assert replay["new_label_lines"] == 0
+    assert replay["new_trainings"] == 0
+    report = Path(result["report_path"]).read_text(encoding="utf-8")
+    assert "F1 before" in report and report.count("<figure>") == min(24, result["reviews_completed"])
+
+
+def test_faults_in_the_local_services_end_in_retries_or_the_dlq_and_nothing_is_lost(tmp_path: Path) -> None:
+    faults = [
+        # Absorbed by the SDK's retries: the handlers never notice.
+        {
+            "service": "rekognition",
+            "operation": "DetectCustomLabels",
+            "error": "ThrottlingException",
+            "count": 2,
+        },
+        {"service": "a2i", "operation": "StartHumanLoop", "error": "InternalServerException", "count": 2},
+        # The model is stopped: DetectCustomLabels answers ResourceNotReady (the SDK does not retry it), the
+        # handler fails and Lambda's async retries take over; what they cannot fix lands in the DLQ.
+        {
+            "service": "rekognition",
+            "operation": "DetectCustomLabels",
+            "error": "ResourceNotReadyException",
+            "count": 3,
+        },
+    ]
+    result = run_demo(
+        DemoOptions(
+            out_dir=tmp_path,
+            template=TEMPLATE,
+            sample_images=16,
+            faults=faults,
+            report=False,
+            step_timeout=300,
+        ),
+        progress=lambda message: None,
+    )
+
+    uploaded = result.images_uploaded
+    predicted = {key.removeprefix("incoming/") for key in result.prediction_keys}
+    dead = {
+        letter["body"]["requestPayload"]["detail"]["object"]["key"].removeprefix("incoming/")
+        for letter in result.dead_letters
+        if letter["queue"] == "DetectFunctionDeadLetterQueue" and "requestPayload" in letter["body"]
+    }
+    # Every uploaded image has a prediction or its event waits in the DLQ: nothing is lost.
+    assert len(predicted | dead) == uploaded
+    assert result.function_errors.get("DetectFunction", 0) == 3  # each stopped-model answer was retried
+    assert result.dlq_messages == len(result.dead_letters)
+    for letter in result.dead_letters:
+        assert letter["body"]["requestContext"]["condition"] == "RetriesExhausted"
+    assert result.labels_appended == result.reviews_completed == result.reviews_requested
+
+
+@pytest.mark.skipif(not (SEED_DATA / "manifest").is_dir(), reason=f"seed data not present at {SEED_DATA}")
+def test_demo_completes_on_the_real_seed_photos(tmp_path: Path) -> None:
+    result = run_demo(
+        DemoOptions(dataset=SEED_DATA, out_dir=tmp_path, template=TEMPLATE, step_timeout=900),
+        progress=lambda message: None,
+    )
+    assert result.images_uploaded + result.base_images >= 12
+    assert result.predictions == result.images_uploaded
+    assert result.labels_appended == result.reviews_completed == result.reviews_requested
+    assert result.dlq_messages == 0
+    assert result.report_path is not None and Path(result.report_path).is_file()

@@ -1,0 +1,158 @@
+"""The local stack delivers events as the deployed rules would: right handler, retries, DLQ, schedules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from labelloop_local.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+class Recorder:
+    """Stands in for a handler and remembers what it was given (and with which environment)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.envs: list[dict[str, str]] = []
+        self.fail = fail
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        import os
+
+        self.events.append(event)
+        self.envs.append(dict(os.environ))
+        if self.fail:
+            raise RuntimeError(f"simulated failure #{len(self.events)}")
+        return {"ok": True}
+
+
+@pytest.fixture(scope="module")
+def local_stack() -> Iterator[LocalStack]:
+    stack = LocalStack(TEMPLATE, time_scale=1 / 6000)
+    with stack:
+        yield stack
+
+
+def _upload(stack: LocalStack, key: str, body: bytes = b"not an image") -> None:
+    assert stack.stack is not None
+    stack.client("s3").put_object(Bucket=stack.stack.bucket, Key=key, Body=body)
+
+
+def _detect_invocations(stack: LocalStack) -> int:
+    assert stack.dispatcher is not None
+    return stack.dispatcher.stats.invocations["DetectFunction"]
+
+
+def test_upload_under_incoming_runs_the_real_detect_handler(local_stack: LocalStack) -> None:
+    before = _detect_invocations(local_stack)
+    _upload(local_stack, "incoming/holiday photo (1).png")
+    assert local_stack.drain(60)
+
+    assert _detect_invocations(local_stack) == before + 1
+    s3 = local_stack.client("s3")
+    assert local_stack.stack is not None
+    keys = [
+        obj["Key"]
+        for obj in s3.list_objects_v2(Bucket=local_stack.stack.bucket, Prefix="predictions/").get(
+            "Contents", []
+        )
+    ]
+    # The handler decoded the URL-encoded key of the S3 event exactly once.
+    assert any("holiday photo (1).png" in key for key in keys), keys
+    document = json.loads(
+        s3.get_object(Bucket=local_stack.stack.bucket, Key=next(k for k in keys if "holiday" in k))[
+            "Body"
+        ].read()
+    )
+    assert document["status"] == "REJECTED"
+    assert local_stack.dlq_messages()["DetectFunctionDeadLetterQueue"] == 0
+
+
+def test_objects_outside_incoming_trigger_nothing(local_stack: LocalStack) -> None:
+    before = _detect_invocations(local_stack)
+    for key in ("manifests/x.png", "predictions/incoming/y.png.json", "labels/z.json", "incomingx/a.png"):
+        _upload(local_stack, key)
+    assert local_stack.drain(60)
+    assert _detect_invocations(local_stack) == before
+
+
+def test_each_function_runs_with_its_own_environment(local_stack: LocalStack) -> None:
+    assert local_stack.dispatcher is not None and local_stack.stack is not None
+    detect, retrain = Recorder(), Recorder()
+    local_stack.dispatcher.replace_handler("DetectFunction", detect)
+    local_stack.dispatcher.replace_handler("RetrainFunction", retrain)
+    _upload(local_stack, "incoming/env-check.png")
+    local_stack.fire_schedule("RetrainFunction")
+    assert local_stack.drain(60)
+
+    assert detect.envs[-1]["POWERTOOLS_SERVICE_NAME"] == "detect"
+    assert "MIN_NEW_LABELS" not in detect.envs[-1]
+    assert (
+        retrain.envs[-1]["MIN_NEW_LABELS"] == local_stack.stack.env_for("RetrainFunction")["MIN_NEW_LABELS"]
+    )
+    assert "REVIEW_THRESHOLD" not in retrain.envs[-1]
+    assert detect.envs[-1]["AWS_ENDPOINT_URL"] == local_stack.moto_url
+
+
+def test_schedule_fires_a_real_scheduled_event(local_stack: LocalStack) -> None:
+    assert local_stack.dispatcher is not None
+    promote = Recorder()
+    local_stack.dispatcher.replace_handler("PromoteFunction", promote)
+    event_ids = local_stack.fire_schedule("PromoteFunction")
+    assert local_stack.drain(60)
+
+    assert [event["id"] for event in promote.events] == event_ids
+    event = promote.events[0]
+    assert event["source"] == "aws.events" and event["detail-type"] == "Scheduled Event"
+    assert event["detail"] == {}
+    assert event["time"].endswith("Z") and event["account"] == "123456789012"
+    (route,) = local_stack.schedule_routes("PromoteFunction")
+    assert event["resources"] == [route.rule_arn]
+
+
+def test_app_bus_rule_delivers_only_its_detail_type(local_stack: LocalStack) -> None:
+    assert local_stack.dispatcher is not None and local_stack.stack is not None
+    start_review = Recorder()
+    local_stack.dispatcher.replace_handler("StartReviewFunction", start_review)
+    events = local_stack.client("events")
+    bus = local_stack.stack.bus_name
+    entries = [
+        {"Source": "labelloop", "DetailType": "ReviewRequested", "Detail": '{"n": 1}', "EventBusName": bus},
+        {"Source": "labelloop", "DetailType": "LabelsAppended", "Detail": '{"n": 2}', "EventBusName": bus},
+        {"Source": "labelloop", "DetailType": "ReviewRequested", "Detail": '{"n": 3}'},  # default bus
+    ]
+    events.put_events(Entries=entries)
+    assert local_stack.drain(60)
+    assert [event["detail"] for event in start_review.events] == [{"n": 1}]
+
+
+def test_failing_handler_is_retried_then_dead_lettered_with_the_invocation_record(
+    local_stack: LocalStack,
+) -> None:
+    assert local_stack.dispatcher is not None
+    failing = Recorder(fail=True)
+    local_stack.dispatcher.replace_handler("DetectFunction", failing)
+    _upload(local_stack, "incoming/always-fails.png")
+    assert local_stack.drain(60)
+
+    assert len(failing.events) == 3  # first attempt + MaximumRetryAttempts 2
+    assert len({event["id"] for event in failing.events}) == 1
+    letters = local_stack.read_dlq("DetectFunctionDeadLetterQueue")
+    (record,) = [m["body"] for m in letters if "requestContext" in m["body"]]
+    assert record["version"] == "1.0"
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["requestContext"]["functionArn"].endswith(
+        ":function:labelloop-local-DetectFunction:$LATEST"
+    )
+    assert record["requestPayload"]["detail"]["object"]["key"] == "incoming/always-fails.png"
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["responsePayload"]["errorType"] == "RuntimeError"
+    assert "simulated failure #3" in record["responsePayload"]["errorMessage"]
