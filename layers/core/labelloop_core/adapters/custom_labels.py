@@ -1,0 +1,295 @@
+"""Rekognition Custom Labels project lifecycle: datasets, training, evaluation, start/stop.
+
+One `CustomLabels` object per project. The boto3 client is injectable (tests stub it); by default
+it is the shared lazy client, so importing this module makes no AWS call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from labelloop_core.errors import LabelloopError, TransientError
+
+MAX_CHANGES_BYTES = 5 * 1024 * 1024  # UpdateDatasetEntries: GroundTruth blob ≤ 5,242,880 bytes
+MAX_VERSION_NAMES = 10  # DescribeProjectVersions accepts at most 10 VersionNames per call
+_RETRYABLE_CODES = {"ThrottlingException", "ProvisionedThroughputExceededException", "InternalServerError"}
+_DATASET_READY = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+_DATASET_BUSY = {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS"}
+
+
+class DatasetEntryTooLarge(LabelloopError):
+    """One manifest line alone exceeds the UpdateDatasetEntries size limit."""
+
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(
+            f"dataset entry {name} is {size} bytes, more than the {MAX_CHANGES_BYTES} allowed per call"
+        )
+        self.name = name
+        self.size = size
+
+
+class DatasetNotReady(LabelloopError):
+    """The dataset failed or stayed busy; its entries cannot be changed or trained on now."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+    version: str | None = None
+
+    def as_s3_object(self) -> dict[str, str]:
+        s3_object = {"Bucket": self.bucket, "Name": self.key}
+        if self.version:
+            s3_object["Version"] = self.version
+        return s3_object
+
+
+@dataclass(frozen=True)
+class ProjectVersion:
+    """The parts of a DescribeProjectVersions entry labelloop acts on."""
+
+    arn: str
+    status: str
+    status_message: str
+    f1_score: float | None
+    summary: S3Location | None
+
+    @property
+    def name(self) -> str:
+        return version_name_from_arn(self.arn)
+
+
+def version_name_from_arn(version_arn: str) -> str:
+    """`arn:...:project/<project>/version/<name>/<timestamp>` → `<name>`."""
+    _, separator, rest = version_arn.partition("/version/")
+    name = rest.rsplit("/", 1)[0] if "/" in rest else rest
+    if not separator or not name:
+        raise ValueError(f"not a Rekognition project version ARN: {version_arn!r}")
+    return name
+
+
+def chunk_entries(lines: Iterable[str], limit: int = MAX_CHANGES_BYTES) -> Iterator[bytes]:
+    """Newline-joined JSON lines in blobs of at most `limit` bytes, never splitting a line.
+
+    A line that alone exceeds the limit raises DatasetEntryTooLarge naming its source-ref.
+    """
+    parts: list[bytes] = []
+    size = 0
+    for line in lines:
+        encoded = line.strip().encode("utf-8")
+        if not encoded:
+            continue
+        if len(encoded) > limit:
+            raise DatasetEntryTooLarge(_entry_name(encoded), len(encoded))
+        added = len(encoded) + (1 if parts else 0)
+        if parts and size + added > limit:
+            yield b"\n".join(parts)
+            parts, size, added = [], 0, len(encoded)
+        parts.append(encoded)
+        size += added
+    if parts:
+        yield b"\n".join(parts)
+
+
+def _entry_name(encoded: bytes) -> str:
+    try:
+        return str(json.loads(encoded)["source-ref"])
+    except (ValueError, KeyError, TypeError):
+        return f"starting {encoded[:80]!r}"
+
+
+class CustomLabels:
+    """Adapter for one Custom Labels project (`PROJECT_ARN`)."""
+
+    def __init__(
+        self,
+        project_arn: str,
+        client: Any | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        poll_seconds: float = 5.0,
+        dataset_timeout_seconds: float = 300.0,
+    ) -> None:
+        self.project_arn = project_arn
+        self._client = client
+        self._sleep = sleep
+        self._poll_seconds = poll_seconds
+        self._dataset_timeout_seconds = dataset_timeout_seconds
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from labelloop_core.adapters import clients
+
+            self._client = clients.rekognition()
+        return self._client
+
+    @property
+    def project_name(self) -> str:
+        """`arn:...:project/<name>/<timestamp>` → `<name>`."""
+        return self.project_arn.split(":project/", 1)[-1].split("/", 1)[0]
+
+    def datasets(self) -> dict[str, str]:
+        """DatasetArn by DatasetType (TRAIN/TEST) of the project; empty when it has none."""
+        response = self._call("describe_projects", ProjectNames=[self.project_name])
+        for project in response.get("ProjectDescriptions", []):
+            if project.get("ProjectArn") == self.project_arn:
+                return {item["DatasetType"]: item["DatasetArn"] for item in project.get("Datasets", [])}
+        raise LabelloopError(f"Custom Labels project {self.project_arn} not found")
+
+    def update_dataset_entries(self, dataset_arn: str, lines: Iterable[str]) -> int:
+        """Send the lines in ≤5 MB calls, waiting for each update to finish; returns the call count."""
+        calls = 0
+        for blob in chunk_entries(lines):
+            self.wait_for_dataset(dataset_arn)
+            self._call("update_dataset_entries", DatasetArn=dataset_arn, Changes={"GroundTruth": blob})
+            calls += 1
+        if calls:
+            self.wait_for_dataset(dataset_arn)
+        return calls
+
+    def wait_for_dataset(self, dataset_arn: str) -> None:
+        """Rekognition rejects changes and training while a dataset is still being created or updated."""
+        waited = 0.0
+        while True:
+            description = self._call("describe_dataset", DatasetArn=dataset_arn)["DatasetDescription"]
+            status = description.get("Status", "")
+            if status in _DATASET_READY:
+                return
+            if status not in _DATASET_BUSY:
+                message = description.get("StatusMessage", "")
+                raise DatasetNotReady(f"dataset {dataset_arn} is {status}: {message}")
+            if waited >= self._dataset_timeout_seconds:
+                raise TransientError(f"dataset {dataset_arn} still {status} after {waited:.0f} s")
+            self._sleep(self._poll_seconds)
+            waited += self._poll_seconds
+
+    def create_version(
+        self, version_name: str, output: S3Location, training_manifest: S3Location | None
+    ) -> str:
+        """Start training; manifest mode when `training_manifest` is given, else the project's datasets.
+
+        A version that already exists under this name (a retried attempt that crashed after
+        creating it) is adopted instead of failing.
+        """
+        request: dict[str, Any] = {
+            "ProjectArn": self.project_arn,
+            "VersionName": version_name,
+            "OutputConfig": {"S3Bucket": output.bucket, "S3KeyPrefix": output.key},
+        }
+        if training_manifest is not None:
+            request["TrainingData"] = {
+                "Assets": [{"GroundTruthManifest": {"S3Object": training_manifest.as_s3_object()}}]
+            }
+            request["TestingData"] = {"AutoCreate": True}
+        try:
+            return str(self._call("create_project_version", **request)["ProjectVersionArn"])
+        except _client_error() as error:
+            if _error_code(error) != "ResourceInUseException":
+                raise
+            existing = self.describe_versions([version_name])
+            if version_name not in existing:
+                raise
+            return existing[version_name].arn
+
+    def describe_versions(self, version_names: Sequence[str]) -> dict[str, ProjectVersion]:
+        """ProjectVersion by version name, asking ≤10 names per call and following NextToken."""
+        found: dict[str, ProjectVersion] = {}
+        names = list(dict.fromkeys(version_names))
+        for start in range(0, len(names), MAX_VERSION_NAMES):
+            request: dict[str, Any] = {
+                "ProjectArn": self.project_arn,
+                "VersionNames": names[start : start + MAX_VERSION_NAMES],
+            }
+            while True:
+                response = self._call("describe_project_versions", **request)
+                for description in response.get("ProjectVersionDescriptions", []):
+                    version = _project_version(description)
+                    found[version.name] = version
+                token = response.get("NextToken")
+                if not token:
+                    break
+                request["NextToken"] = token
+        return found
+
+    def describe_version(self, version_arn: str) -> ProjectVersion | None:
+        """The version with this ARN, or None when the project has no such version."""
+        version = self.describe_versions([version_name_from_arn(version_arn)]).get(
+            version_name_from_arn(version_arn)
+        )
+        return version if version is not None and version.arn == version_arn else None
+
+    def start_version(self, version_arn: str, min_inference_units: int) -> str:
+        """Start hosting; a version already starting or running is left as it is."""
+        try:
+            response = self._call(
+                "start_project_version", ProjectVersionArn=version_arn, MinInferenceUnits=min_inference_units
+            )
+            return str(response.get("Status", "STARTING"))
+        except _client_error() as error:
+            if _error_code(error) != "ResourceInUseException":
+                raise
+            current = self.describe_version(version_arn)
+            if current is None or current.status not in {"STARTING", "RUNNING"}:
+                raise
+            return current.status
+
+    def stop_version(self, version_arn: str) -> str:
+        """Stop hosting; a version already stopped, stopping or gone counts as stopped."""
+        try:
+            return str(
+                self._call("stop_project_version", ProjectVersionArn=version_arn).get("Status", "STOPPING")
+            )
+        except _client_error() as error:
+            code = _error_code(error)
+            if code == "ResourceNotFoundException":
+                return "STOPPED"
+            if code != "ResourceInUseException":
+                raise
+            current = self.describe_version(version_arn)
+            if current is None:
+                return "STOPPED"
+            if current.status in {"RUNNING", "STARTING"}:
+                raise
+            return current.status
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = getattr(self.client, operation)(**kwargs)
+        except _client_error() as error:
+            if _error_code(error) in _RETRYABLE_CODES:
+                raise TransientError(f"Rekognition {operation} failed: {error}") from error
+            raise
+        return response
+
+
+def _project_version(description: dict[str, Any]) -> ProjectVersion:
+    evaluation = description.get("EvaluationResult") or {}
+    summary_object = (evaluation.get("Summary") or {}).get("S3Object")
+    summary = (
+        S3Location(summary_object["Bucket"], summary_object["Name"], summary_object.get("Version"))
+        if summary_object
+        else None
+    )
+    f1 = evaluation.get("F1Score")
+    return ProjectVersion(
+        arn=description["ProjectVersionArn"],
+        status=description.get("Status", ""),
+        status_message=description.get("StatusMessage", ""),
+        f1_score=float(f1) if f1 is not None else None,
+        summary=summary,
+    )
+
+
+def _client_error() -> type[Exception]:
+    from botocore.exceptions import ClientError
+
+    return ClientError
+
+
+def _error_code(error: Exception) -> str:
+    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))

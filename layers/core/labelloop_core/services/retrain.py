@@ -1,0 +1,313 @@
+"""Retrain (DESIGN §2 step 5): train a new model version once enough new human labels exist.
+
+The scheduled check costs a constant number of AWS calls (counter + lock GetItems) whatever the
+number of labels. Past the check, the window and the lock are claimed in one transaction, so a
+replayed or duplicated schedule event never starts a second training, and no training starts while
+another is in progress. If anything fails before Rekognition accepted the training, the claim is
+released (the next schedule or the platform's retry tries again) and no label counts as consumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any, TextIO, cast
+
+from labelloop_core import manifest, naming, observability
+from labelloop_core.adapters.custom_labels import CustomLabels, S3Location
+from labelloop_core.adapters.events import EventPublisher
+from labelloop_core.adapters.manifest_store import ManifestStore
+from labelloop_core.adapters.s3store import ObjectMissing, S3Store
+from labelloop_core.adapters.training_ledger import ClaimResult, PendingLabel, TrainingLedger, TrainingLock
+from labelloop_core.config import Settings
+from labelloop_core.errors import InvalidEvent, LabelloopError
+from labelloop_core.schemas import validate
+
+MANIFEST_MODE, DATASET_MODE = "manifest", "dataset"
+TRAINING_OUTPUT_PREFIX = "training-output/"
+MANIFESTS_PREFIX = "manifests/"
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    started: bool
+    reason: str
+    window: str | None = None
+    pending: int | None = None
+    version_name: str | None = None
+    version_arn: str | None = None
+    mode: str | None = None
+    manifest_key: str | None = None
+    labels_used: int = 0
+    labels_rejected: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = {
+            "started": self.started,
+            "reason": self.reason,
+            "window": self.window,
+            "pending": self.pending,
+            "versionName": self.version_name,
+            "versionArn": self.version_arn,
+            "mode": self.mode,
+            "manifestKey": self.manifest_key,
+            "labelsUsed": self.labels_used,
+            "labelsRejected": self.labels_rejected,
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass
+class RetrainDependencies:
+    ledger: TrainingLedger
+    custom_labels: CustomLabels
+    manifests: ManifestStore
+    label_objects: S3Store
+    publisher: EventPublisher
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    work_dir: str | None = None  # where the merged manifest is staged (Lambda: /tmp)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrainDependencies:
+        return cls(
+            ledger=TrainingLedger(settings.ledger_table),
+            custom_labels=CustomLabels(settings.project_arn),
+            manifests=ManifestStore(settings.bucket_name),
+            label_objects=S3Store(settings.bucket_name),
+            publisher=EventPublisher(settings.event_bus_name),
+        )
+
+
+def schedule_window(event: Mapping[str, Any]) -> tuple[str, datetime]:
+    """The schedule window of a Scheduled Event: its `time`, verbatim and parsed."""
+    validate("scheduled-event", event)
+    text = str(event["time"])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise InvalidEvent(f"scheduled event time {text!r} is not ISO-8601: {error}") from None
+    return text, moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def manifest_key_for(version_name: str) -> str:
+    return f"{MANIFESTS_PREFIX}train-{version_name}.manifest"
+
+
+class LabelSelection:
+    """Reads pending label objects for the merge, remembering which were usable and which not."""
+
+    def __init__(self, label_objects: S3Store, class_map: manifest.ClassMap) -> None:
+        self._label_objects = label_objects
+        self._class_map = class_map
+        self.used: list[PendingLabel] = []
+        self.rejected: dict[str, str] = {}  # loop name -> why the label cannot be trained on
+
+    def lines(self, labels: Iterable[PendingLabel]) -> Iterator[str]:
+        for label in labels:
+            text = self._read(label)
+            if text is not None:
+                self.used.append(label)
+                yield text
+
+    def rejected_labels(self, labels: Sequence[PendingLabel]) -> list[PendingLabel]:
+        return [label for label in labels if label.loop_name in self.rejected]
+
+    def _read(self, label: PendingLabel) -> str | None:
+        try:
+            line = self._label_objects.get_json(label.label_key)
+        except ObjectMissing as error:
+            return self._reject(label, f"label object missing: {error}")
+        except ValueError as error:
+            return self._reject(label, f"label object {label.label_key} is not JSON: {error}")
+        problems = manifest.validate_line(line, self._class_map)
+        if problems:
+            return self._reject(
+                label, f"invalid manifest line in {label.label_key}: {'; '.join(problems[:5])}"
+            )
+        return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+
+    def _reject(self, label: PendingLabel, reason: str) -> str | None:
+        """Remember why `label` is not usable; returns None (no line) for `_read`."""
+        observability.logger().warning(
+            "label not usable for training", extra={"loop_name": label.loop_name, "reason": reason}
+        )
+        self.rejected[label.loop_name] = reason
+        return None
+
+
+@dataclass(frozen=True)
+class _StartedTraining:
+    """What `_start_training` hands over once Rekognition accepted the training."""
+
+    version_arn: str
+    mode: str
+    manifest_key: str | None
+    base_key: str | None
+    labels: Sequence[PendingLabel]
+    selection: LabelSelection
+
+
+class Retrainer:
+    def __init__(self, settings: Settings, deps: RetrainDependencies) -> None:
+        self.settings = settings
+        self.deps = deps
+        self.min_new_labels: int = settings.require("MIN_NEW_LABELS")
+        self.class_map = manifest.ClassMap.from_labels(settings.labels)
+
+    def run(self, event: Mapping[str, Any]) -> RetrainResult:
+        window, window_time = schedule_window(event)
+        # The whole check: two GetItems, however many labels are pending.
+        pending = self.deps.ledger.pending_count()
+        lock = self.deps.ledger.read_lock()
+        if pending < self.min_new_labels:
+            return self._skip(window, pending, f"{pending} new labels, {self.min_new_labels} needed")
+        now = self.deps.clock()
+        if lock is not None and lock.busy_at(now) and not lock.resumable(window):
+            running = " ".join(part for part in (lock.status, lock.version_name) if part)
+            return self._skip(window, pending, f"training in progress ({running})")
+        claim = self.deps.ledger.claim(window, now)
+        if claim is not ClaimResult.CLAIMED:
+            return self._skip(window, pending, claim.value)
+        return self._train_claimed(window, window_time, lock, pending)
+
+    def _skip(self, window: str, pending: int, reason: str) -> RetrainResult:
+        observability.logger().info(
+            "no training started", extra={"window": window, "pending": pending, "reason": reason}
+        )
+        observability.count("RetrainSkipped")
+        return RetrainResult(started=False, reason=reason, window=window, pending=pending)
+
+    def _train_claimed(
+        self, window: str, window_time: datetime, lock: TrainingLock | None, pending: int
+    ) -> RetrainResult:
+        version_name = naming.training_version_name(window_time)
+        try:
+            outcome = self._start_training(window, version_name, lock, pending)
+        except Exception as error:
+            # Rekognition has not accepted a training: free the window so a retry can start it.
+            observability.logger().exception("retrain failed before training started; releasing the claim")
+            observability.count("RetrainFailed")
+            self.deps.ledger.release_claim(window, f"{type(error).__name__}: {error}", self.deps.clock())
+            raise
+        if isinstance(outcome, RetrainResult):
+            return outcome
+        # From here on a training runs: failures are raised without releasing the lock. The retry of
+        # this event resumes the claim and adopts the version by its name.
+        return self._record_started(window, version_name, outcome)
+
+    def _start_training(
+        self, window: str, version_name: str, lock: TrainingLock | None, pending: int
+    ) -> _StartedTraining | RetrainResult:
+        labels = list(self.deps.ledger.pending_labels())
+        datasets = self.deps.custom_labels.datasets()
+        mode = DATASET_MODE if datasets else MANIFEST_MODE
+        selection = LabelSelection(self.deps.label_objects, self.class_map)
+        base_key = self._base_manifest_key(lock) if mode == MANIFEST_MODE else None
+        manifest_key = manifest_key_for(version_name) if mode == MANIFEST_MODE else None
+        with tempfile.NamedTemporaryFile(
+            "w+", encoding="utf-8", suffix=".manifest", dir=self.deps.work_dir
+        ) as merged:
+            self._merge(base_key, selection.lines(labels), cast(TextIO, merged))
+            if len(selection.used) < self.min_new_labels:
+                return self._too_few_valid(window, version_name, labels, selection, pending)
+            if manifest_key is not None:
+                self.deps.manifests.upload_file(merged.name, manifest_key)
+            else:
+                self._update_train_dataset(datasets, merged)
+        version_arn = self.deps.custom_labels.create_version(
+            version_name,
+            S3Location(self.settings.bucket_name, TRAINING_OUTPUT_PREFIX),
+            S3Location(self.settings.bucket_name, manifest_key) if manifest_key else None,
+        )
+        return _StartedTraining(version_arn, mode, manifest_key, base_key, labels, selection)
+
+    def _merge(self, base_key: str | None, label_lines: Iterator[str], out: TextIO) -> None:
+        """Stream base + labels into `out`: one validated line per source-ref, newest label wins."""
+        base_lines = self.deps.manifests.iter_lines(base_key) if base_key else iter(())
+        report = manifest.merge(base_lines, label_lines, out, self.class_map, self.settings.label_attribute)
+        out.flush()
+        observability.logger().info(
+            "merged training data", extra={"base": base_key, "report": report.to_dict()}
+        )
+        if report.dropped_total:
+            observability.count("ManifestLinesDropped", report.dropped_total)
+
+    def _base_manifest_key(self, lock: TrainingLock | None) -> str | None:
+        """The last merged manifest already holds every earlier label; the configured base seeds the first."""
+        if lock is not None and lock.last_manifest_key:
+            return lock.last_manifest_key
+        base_key = self.settings.base_manifest_key
+        if base_key and not self.deps.manifests.exists(base_key):
+            raise LabelloopError(
+                f"BASE_MANIFEST_KEY s3://{self.settings.bucket_name}/{base_key} does not exist"
+            )
+        return base_key
+
+    def _update_train_dataset(self, datasets: Mapping[str, str], merged: IO[str]) -> None:
+        missing = {"TRAIN", "TEST"} - set(datasets)
+        if missing:
+            absent = " or ".join(sorted(missing))
+            raise LabelloopError(f"project {self.settings.project_arn} has datasets but no {absent} dataset")
+        merged.seek(0)
+        calls = self.deps.custom_labels.update_dataset_entries(datasets["TRAIN"], merged)
+        observability.logger().info(
+            "train dataset updated", extra={"dataset": datasets["TRAIN"], "calls": calls}
+        )
+
+    def _too_few_valid(
+        self,
+        window: str,
+        version_name: str,
+        labels: Sequence[PendingLabel],
+        selection: LabelSelection,
+        pending: int,
+    ) -> RetrainResult:
+        """Unusable labels stop counting as new (kept, with their reason); the window is freed."""
+        now = self.deps.clock()
+        rejected = selection.rejected_labels(labels)
+        self.deps.ledger.settle_labels(rejected, version_name, selection.rejected, now)
+        reason = f"only {len(selection.used)} usable new labels, {self.min_new_labels} needed"
+        self.deps.ledger.release_claim(window, reason, now)
+        return dataclasses.replace(self._skip(window, pending, reason), labels_rejected=len(rejected))
+
+    def _record_started(self, window: str, version_name: str, started: _StartedTraining) -> RetrainResult:
+        now = self.deps.clock()
+        version_arn, selection, manifest_key = started.version_arn, started.selection, started.manifest_key
+        self.deps.ledger.mark_training(window, version_arn, version_name, manifest_key, started.base_key, now)
+        settled = selection.used + selection.rejected_labels(started.labels)
+        self.deps.ledger.settle_labels(settled, version_name, selection.rejected, now)
+        detail = {
+            "schemaVersion": "1",
+            "versionName": version_name,
+            "versionArn": version_arn,
+            "manifestKey": manifest_key,
+            "mode": started.mode,
+            "labelsUsed": len(selection.used),
+        }
+        self.deps.publisher.publish("RetrainingStarted", detail, resources=[version_arn])
+        observability.logger().info("training started", extra={"window": window, **detail})
+        observability.count("RetrainStarted")
+        observability.count("LabelsConsumed", len(selection.used))
+        observability.count("LabelsRejected", len(selection.rejected))
+        return RetrainResult(
+            started=True,
+            reason="training started",
+            window=window,
+            version_name=version_name,
+            version_arn=version_arn,
+            mode=started.mode,
+            manifest_key=manifest_key,
+            labels_used=len(selection.used),
+            labels_rejected=len(selection.rejected),
+        )
+
+
+def retrain(
+    event: Mapping[str, Any], settings: Settings, deps: RetrainDependencies | None = None
+) -> RetrainResult:
+    """Run one scheduled retrain check (the Retrain function's use case)."""
+    return Retrainer(settings, deps or RetrainDependencies.from_settings(settings)).run(event)
