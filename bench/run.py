@@ -23,7 +23,9 @@ def main(argv: list[str]) -> int:
     names = argv or list(BENCHES)
     unknown = [name for name in names if name not in BENCHES]
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHES)}", file=sys.stderr)
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHES)}", file=sys.stderr
+        )
         return 2
     failures = 0
     for name in names:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
 from labelloop_core.services.a2i_setup import handle_request
 
 logger = Logger()

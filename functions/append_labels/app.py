@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from labelloop_core import observability
 from labelloop_core.config import load_settings
 from labelloop_core.services.append_labels import AppendLabelsService

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labelloop_local.services.testing import LocalAws, local_aws, wait_for
 from PIL import Image, ImageDraw
+
+from labelloop_local.services.testing import LocalAws, local_aws, wait_for
 
 pytestmark = pytest.mark.browser
 

@@ -14,11 +14,12 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from labelloop_local.handlers import Handler, lambda_context, load_handler
 from labelloop_local.provision import Stack, provision
 from labelloop_local.stack import LOCAL_PARAMETERS, apply_moto_fixes
 from labelloop_local.template import SamTemplate, load_template
-from moto import mock_aws
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"

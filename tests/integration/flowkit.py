@@ -19,9 +19,10 @@ from urllib.parse import quote_plus
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.stub import Stubber
+from PIL import Image
+
 from labelloop_core.adapters import clients
 from labelloop_local.provision import Stack
-from PIL import Image
 
 
 # -- images --------------------------------------------------------------------------------------

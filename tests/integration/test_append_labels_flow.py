@@ -19,6 +19,7 @@ from flowkit import (
     stubbed,
     versions_of,
 )
+
 from labelloop_core import a2i, naming
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import Ledger

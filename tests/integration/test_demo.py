@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from labelloop_local.cli import main as cli_main
 from labelloop_local.demo import DemoOptions, run_demo
 

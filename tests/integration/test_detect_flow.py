@@ -21,6 +21,7 @@ from flowkit import (
     stubbed,
     upload,
 )
+
 from labelloop_core import naming
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import Ledger

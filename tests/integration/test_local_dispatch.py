@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from labelloop_local.stack import LocalStack
 
 pytestmark = pytest.mark.integration

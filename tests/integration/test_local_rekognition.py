@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from PIL import Image
+
 from labelloop_local.services import LocalServices
 from labelloop_local.services.testing import LocalAws, local_aws, wait_for
-from PIL import Image
 
 BUCKET = "rekognition-test-bucket"
 LABEL = "pepperoni pizza slice"

@@ -10,6 +10,7 @@ import pytest
 from botocore.stub import ANY
 from conftest import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, Invoke
 from flowkit import EventSpy, app_event, ledger_item, png_bytes, s3_event, stubbed, upload
+
 from labelloop_core import naming
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import Ledger

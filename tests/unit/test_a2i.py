@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from labelloop_core.a2i import (
     ANSWER_ELEMENT,
     answer_to_manifest_line,

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+
 from labelloop_core.adapters.sagemaker import FlowDefinitionSpec, FlowDefinitionState, SageMakerA2I
 from labelloop_core.services import a2i_setup
 from labelloop_core.services.a2i_setup import A2IProperties, RunOptions, handle_request

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from labelloop_core.config import ConfigError, Settings, load_settings, settings_from_env
 
 BASE_ENV = {

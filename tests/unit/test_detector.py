@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from labelloop_local import detector
 from labelloop_local.detector import (
     Detection,
@@ -21,7 +23,6 @@ from labelloop_local.detector import (
 )
 from labelloop_local.evaluation_report import GroundTruth
 from labelloop_local.sampledata import LABEL, generate, load_dataset
-from PIL import Image
 
 SEED_DATA = Path("/work/shared/seed-data")
 

@@ -1,6 +1,7 @@
 from typing import Any
 
 import pytest
+
 from labelloop_core.errors import InvalidSummary
 from labelloop_core.evaluation import EvaluationMetrics, decide_promotion, parse_summary
 

@@ -10,6 +10,7 @@ from urllib.parse import unquote_plus
 import jsonschema
 import pytest
 import yaml
+
 from labelloop_core import schemas
 from labelloop_core.task_ui import template_sha256
 

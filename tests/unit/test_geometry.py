@@ -1,6 +1,7 @@
 import math
 
 import pytest
+
 from labelloop_core.geometry import PixelBox, RatioBox, clamp, is_inside, pixels_to_ratio, ratio_to_pixels
 
 

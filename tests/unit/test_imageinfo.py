@@ -3,9 +3,10 @@ import struct
 import zlib
 
 import pytest
+from PIL import Image
+
 from labelloop_core.errors import InvalidImage
 from labelloop_core.imageinfo import HEADER_BYTES, MAX_BYTES, ImageInfo, probe
-from PIL import Image
 
 
 def png_bytes(width: int, height: int, colour_type: int = 2) -> bytes:

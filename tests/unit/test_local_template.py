@@ -8,6 +8,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from labelloop_local.handlers import HandlerLoadError, lambda_context, load_handler
 from labelloop_local.provision import provision
 from labelloop_local.stack import apply_moto_fixes
@@ -18,7 +20,6 @@ from labelloop_local.template import (
     UnresolvedReference,
     load_template,
 )
-from moto import mock_aws
 
 FIXTURE_TEMPLATE = textwrap.dedent(
     """

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+
 from labelloop_core.geometry import PixelBox
 from labelloop_core.manifest import ClassMap, build_line, format_creation_date, validate_line
 

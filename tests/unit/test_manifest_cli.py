@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from labelloop_core.manifest import ClassMap, validate_line
 from labelloop_local import manifest_cli
 

@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from labelloop_core import manifest
 from labelloop_core.manifest import ClassMap, MergeReport, merge, validate_line
 

@@ -2,6 +2,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from labelloop_core.errors import InvalidEvent
 from labelloop_core.naming import (
     ImageRef,

@@ -1,4 +1,5 @@
 import pytest
+
 from labelloop_core.geometry import RatioBox
 from labelloop_core.policy import (
     AUDIT_SAMPLE,

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
 from labelloop_local.sampledata import (
     ATTRIBUTE,
     LABEL,
@@ -15,7 +17,6 @@ from labelloop_local.sampledata import (
     load_dataset,
     manifest_line,
 )
-from PIL import Image
 
 SEED_DATA = Path("/work/shared/seed-data")
 SEED_MANIFEST = SEED_DATA / "manifest" / "output-change.manifest"

@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from labelloop_core import schemas
 from labelloop_core.errors import InvalidEvent, LabelloopError
 from labelloop_core.schemas import SchemaViolation

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from labelloop_core.a2i import ANSWER_ELEMENT, answer_to_manifest_line, build_input_content, parse_output
 from labelloop_core.geometry import PixelBox
 from labelloop_core.imageinfo import HEADER_BYTES, ImageInfo, probe
