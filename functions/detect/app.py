@@ -13,12 +13,11 @@ from labelloop_core.services.detect import DetectService
 from labelloop_core.services.inbound import refusing_invalid, require_valid
 
 logger = observability.logger()
-tracer = observability.tracer()
 metrics = observability.metrics()
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@observability.capture_lambda_handler
 @logger.inject_lambda_context(correlation_id_path=observability.CORRELATION_ID_PATH)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with refusing_invalid(event):

@@ -13,12 +13,11 @@ from labelloop_core.config import load_settings
 from labelloop_core.services.retrain import retrain
 
 logger = observability.logger()
-tracer = observability.tracer()
 metrics = observability.metrics()
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@observability.capture_lambda_handler
 @logger.inject_lambda_context(correlation_id_path=observability.CORRELATION_ID_PATH)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return retrain(event, load_settings()).to_dict()

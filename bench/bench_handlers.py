@@ -1,0 +1,275 @@
+"""Handler overhead and cold import (DESIGN.md §8).
+
+* Cold import: a fresh interpreter per run imports one function's `app` module (its folder and the
+  layer package on the path) and reports the import time; budget ≤ 300 ms. Interpreter start-up is
+  not counted (Lambda's INIT measures it separately too).
+* Handler overhead: the unchanged handlers run on moto resources provisioned from template.yaml;
+  the time spent inside AWS calls (botocore `before-call` → `after-call`, i.e. moto or the Stubber
+  standing in for AWS) is subtracted from each invocation's wall time; budget p50 ≤ 5 ms.
+
+Usage: python bench/bench_handlers.py [--invocations 200] [--imports 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FUNCTIONS = ["detect", "start_review", "append_labels", "retrain", "promote", "a2i_setup"]
+COLD_IMPORT_BUDGET_MS = 300.0
+OVERHEAD_BUDGET_MS = 5.0
+MODEL_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/pizza.v1/1"
+FLOW_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local"
+
+_IMPORT_PROBE = """
+import sys, time
+sys.path[:0] = [{function_dir!r}, {layer_dir!r}]
+started = time.perf_counter()
+import app
+print((time.perf_counter() - started) * 1000)
+"""
+
+
+def cold_import_ms(function: str, runs: int) -> list[float]:
+    env = {
+        **os.environ,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": function,
+        "PYTHONDONTWRITEBYTECODE": "0",
+    }
+    probe = _IMPORT_PROBE.format(function_dir=str(REPO / "functions" / function), layer_dir=str(REPO / "layers/core"))
+    timings = []
+    for _ in range(runs + 1):  # the first run warms the bytecode cache, as a deployed package has .pyc
+        result = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        )
+        timings.append(float(result.stdout.strip().splitlines()[-1]))
+    return timings[1:]
+
+
+class AwsCallTimer:
+    """Sums the time spent inside botocore API calls (the stand-in for AWS round trips)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started: dict[int, float] = {}
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-call.*.*", self._before)
+        client.meta.events.register("after-call.*.*", self._after)
+
+    def _before(self, context: dict[str, Any], **_: Any) -> None:
+        context["bench_started"] = time.perf_counter()
+
+    def _after(self, context: dict[str, Any], **_: Any) -> None:
+        self.total += time.perf_counter() - context.pop("bench_started", time.perf_counter())
+
+
+def _png(width: int = 320, height: int = 240) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 60)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@contextmanager
+def provisioned() -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    from labelloop_local.provision import provision
+    from labelloop_local.stack import LOCAL_PARAMETERS, apply_moto_fixes
+    from labelloop_local.template import load_template
+
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+        POWERTOOLS_TRACE_DISABLED="true",  # no X-Ray daemon here; Lambda's tracer sends UDP only
+        POWERTOOLS_METRICS_NAMESPACE="Labelloop",
+    )
+    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[name]
+    apply_moto_fixes()
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        stack = provision(
+            load_template(REPO / "template.yaml"),
+            session,
+            params=LOCAL_PARAMETERS,
+            resolved={"FlowDefinitionArn": FLOW_ARN, "HumanTaskUiArn": FLOW_ARN.replace("flow-definition", "ui")},
+        )
+        session.client("ssm").put_parameter(
+            Name=stack.physical["ActiveModelParameter"], Value=MODEL_ARN, Type="String", Overwrite=True
+        )
+        yield stack
+
+
+def _use_function_env(stack: Any, logical_id: str) -> None:
+    from labelloop_core import config
+    from labelloop_core.adapters import clients
+
+    for name in ("FLOW_DEFINITION_ARN", "MIN_NEW_LABELS", "REVIEW_THRESHOLD", "PROMOTION_MARGIN"):
+        os.environ.pop(name, None)
+    os.environ.update(stack.env_for(logical_id))
+    config.load_settings.cache_clear()
+    clients.reset()
+
+
+def _measure(
+    handler: Callable[[dict[str, Any], Any], Any], events: list[dict[str, Any]], context: Any
+) -> list[float]:
+    from labelloop_core.adapters import clients
+
+    timer = AwsCallTimer()
+    for service in ("s3", "dynamodb", "events", "ssm", "rekognition", "sagemaker-a2i-runtime"):
+        timer.attach(clients.client(service))
+    overheads = []
+    for event in events:
+        before_aws = timer.total
+        started = time.perf_counter()
+        handler(event, context)
+        wall = time.perf_counter() - started
+        overheads.append((wall - (timer.total - before_aws)) * 1000)
+    return overheads
+
+
+def bench_detect(stack: Any, invocations: int) -> list[float]:
+    from botocore.stub import Stubber
+
+    from labelloop_core.adapters import clients
+    from labelloop_local.handlers import lambda_context, load_handler
+
+    _use_function_env(stack, "DetectFunction")
+    handler = load_handler(REPO / "functions/detect")
+    template = json.loads((REPO / "events/detect-object-created.json").read_text())
+    s3 = clients.s3()
+    body = _png()
+    events = []
+    for index in range(invocations):
+        key = f"incoming/bench/{index:05d} slice.png"
+        put = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+        event = copy.deepcopy(template)
+        event["id"] = str(uuid.uuid4())
+        event["detail"]["bucket"]["name"] = stack.bucket
+        event["detail"]["object"].update(
+            key=key.replace(" ", "+"), size=len(body), etag=put["ETag"].strip('"'), **{"version-id": put["VersionId"]}
+        )
+        events.append(event)
+    stubber = Stubber(clients.rekognition())
+    for index in range(invocations):
+        confidence = 35.0 if index % 2 else 90.0  # half go to review, half are predictions only
+        stubber.add_response(
+            "detect_custom_labels",
+            {
+                "CustomLabels": [
+                    {
+                        "Name": "pepperoni pizza slice",
+                        "Confidence": confidence,
+                        "Geometry": {"BoundingBox": {"Left": 0.1, "Top": 0.2, "Width": 0.3, "Height": 0.4}},
+                    }
+                ]
+            },
+        )
+    with stubber:
+        return _measure(handler, events, lambda_context("DetectFunction"))
+
+
+def bench_start_review(stack: Any, invocations: int) -> list[float]:
+    from botocore.stub import Stubber
+
+    from labelloop_core.adapters import clients
+    from labelloop_local.handlers import lambda_context, load_handler
+
+    _use_function_env(stack, "StartReviewFunction")
+    handler = load_handler(REPO / "functions/start_review")
+    template = json.loads((REPO / "events/start-review.json").read_text())
+    events = []
+    for index in range(invocations):
+        event = copy.deepcopy(template)
+        event["id"] = str(uuid.uuid4())
+        detail = event["detail"]
+        detail.update(bucket=stack.bucket, key=f"incoming/bench/{index:05d}.jpg", etag=f"{index:032x}")
+        detail["versionId"] = None
+        from labelloop_core.naming import ImageRef
+
+        detail["imageId"] = ImageRef(stack.bucket, detail["key"], None, detail["etag"]).image_id
+        events.append(event)
+    stubber = Stubber(clients.a2i_runtime())
+    for index in range(invocations):
+        stubber.add_response(
+            "start_human_loop", {"HumanLoopArn": f"arn:aws:sagemaker:us-east-1:123456789012:human-loop/ll-{index}"}
+        )
+    with stubber:
+        return _measure(handler, events, lambda_context("StartReviewFunction"))
+
+
+def bench_retrain_check(stack: Any, invocations: int) -> list[float]:
+    from labelloop_local.handlers import lambda_context, load_handler
+
+    _use_function_env(stack, "RetrainFunction")
+    handler = load_handler(REPO / "functions/retrain")
+    template = json.loads((REPO / "events/retrain-schedule.json").read_text())
+    events = []
+    for index in range(invocations):
+        event = copy.deepcopy(template)
+        event["id"] = str(uuid.uuid4())
+        event["time"] = f"2026-01-01T{index // 3600 % 24:02d}:{index // 60 % 60:02d}:{index % 60:02d}Z"
+        events.append(event)
+    return _measure(handler, events, lambda_context("RetrainFunction"))
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+        "n": len(ordered),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invocations", type=int, default=200)
+    parser.add_argument("--imports", type=int, default=7)
+    args = parser.parse_args()
+
+    results: dict[str, Any] = {"cold_import_ms": {}, "handler_overhead_ms": {}}
+    print(f"cold import (median of {args.imports} fresh interpreters; budget ≤ {COLD_IMPORT_BUDGET_MS:.0f} ms)")
+    for function in FUNCTIONS:
+        timings = cold_import_ms(function, args.imports)
+        median = statistics.median(timings)
+        results["cold_import_ms"][function] = round(median, 1)
+        print(f"  {function:<14} {median:7.1f} ms  (min {min(timings):.1f})")
+
+    print(f"handler overhead excluding AWS calls ({args.invocations} invocations; budget p50 ≤ {OVERHEAD_BUDGET_MS} ms)")
+    with provisioned() as stack:
+        for name, bench in (
+            ("detect", bench_detect),
+            ("start_review", bench_start_review),
+            ("retrain_check", bench_retrain_check),
+        ):
+            summary = summarize(bench(stack, args.invocations))
+            results["handler_overhead_ms"][name] = summary
+            print(f"  {name:<14} p50 {summary['p50_ms']:6.2f} ms   p95 {summary['p95_ms']:6.2f} ms")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
