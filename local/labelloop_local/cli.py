@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `labelloop --help` stays fast and one broken group cannot hide the others.
-    from labelloop_local import local_cli, manifest_cli
+    from labelloop_local import local_cli, manifest_cli, model_cli
 
     parser = argparse.ArgumentParser(
         prog="labelloop",
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     manifest_cli.register(subparsers)
     local_cli.register(subparsers)
+    model_cli.register(subparsers)
     return parser
 
 
