@@ -1,7 +1,9 @@
 """`labelloop local demo`: one unattended run of the whole loop on the local stack.
 
-Start the stack from template.yaml, import a base dataset and train a first model through the local
-Rekognition API, upload the remaining images to incoming/, let the handlers run through the
+Start the stack from template.yaml, hold out a fixed test set (uploaded under test-images/, listed in the
+TestManifestKey manifest, so the first model and every retrained one are scored on the same images),
+import a base dataset and train a first model through the local Rekognition API, upload the remaining
+images to incoming/, let the handlers run through the
 template's rules, answer the review tasks through the portal's HTTP API with a SIMULATED REVIEWER
 (the dataset's true labels), fire the Retrain schedule, wait for training, fire Promote until the
 new version is decided, and summarise. Progress goes to stderr; ``--json`` prints one JSON object.
@@ -31,8 +33,12 @@ from labelloop_local.template import TemplateError
 
 SIMULATED_WORKER_ID = "simulated-reviewer"
 DEFAULT_SAMPLE_IMAGES = 40
+DEFAULT_TEST_IMAGES = 20  # enough held-out images for F1 to move visibly between model versions
+DATASET_TEST_FRACTION = 0.25  # share of a --dataset held out for testing (at most test_images)
 DEFAULT_BASE_FRACTION = 0.3
 BASE_PREFIX = "base-images/"
+TEST_PREFIX = "test-images/"  # outside incoming/: never detected, never reviewed, never trained on
+DEFAULT_TEST_MANIFEST_KEY = "manifests/test.manifest"
 TERMINAL_TRAINING = {"TRAINING_COMPLETED", "TRAINING_FAILED"}
 
 
@@ -46,7 +52,8 @@ class DemoOptions:
     out_dir: Path | None = None
     template: Path = Path("template.yaml")
     replay: bool = False
-    sample_images: int = DEFAULT_SAMPLE_IMAGES
+    sample_images: int = DEFAULT_SAMPLE_IMAGES  # generated images for the base set and the uploads
+    test_images: int = DEFAULT_TEST_IMAGES  # generated on top of them as the fixed test set
     seed: int = 0
     base_fraction: float = DEFAULT_BASE_FRACTION
     min_new_labels: int | None = None
@@ -60,6 +67,7 @@ class DemoOptions:
 class DemoResult:
     images_uploaded: int = 0
     base_images: int = 0
+    test_images: int = 0
     predictions: int = 0
     rejected_images: int = 0
     reviews_requested: int = 0
@@ -118,16 +126,23 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None
     if options.dataset is not None:
         say(f"loading the dataset in {options.dataset}")
         dataset = sampledata.load_dataset(options.dataset)
+        names = sorted(dataset.entries)
+        test_count = min(options.test_images, max(1, round(len(names) * DATASET_TEST_FRACTION)))
     else:
-        say(f"generating {options.sample_images} labeled sample images (seed {options.seed})")
-        dataset = sampledata.generate(
-            out_dir / "sample-data", n_images=options.sample_images, seed=options.seed
+        total = options.sample_images + options.test_images
+        say(
+            f"generating {total} labeled sample images (seed {options.seed}), "
+            f"{options.test_images} of them held out for testing"
         )
-    names = sorted(dataset.entries)
-    if len(names) < 2:
+        dataset = sampledata.generate(out_dir / "sample-data", n_images=total, seed=options.seed)
+        names = sorted(dataset.entries)
+        test_count = options.test_images
+    if test_count < 1 or len(names) < test_count + 2:
         raise DemoError(
-            f"{dataset.manifest_path}: the demo needs at least 2 labeled images, found {len(names)}"
+            f"{dataset.manifest_path}: the demo needs at least 3 labeled images (test, base and upload), "
+            f"found {len(names)}"
         )
+    test_names, names = _hold_out(names, test_count, options.seed)
     base_count = min(len(names) - 1, max(1, math.ceil(len(names) * options.base_fraction)))
     base_names, upload_names = names[:base_count], names[base_count:]
 
@@ -138,6 +153,7 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None
     quiet = {} if options.verbose else {"POWERTOOLS_METRICS_DISABLED": "true"}  # EMF lines are noise here
     with _process_env(quiet), stack:
         run = _DemoRun(stack, dataset, say, options, result)
+        run.import_test_set(test_names)
         run.import_base(base_names)
         run.train_base_model()
         for fault in options.faults:
@@ -159,6 +175,16 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None
 
             result.report_path = str(write_report(out_dir, result, dataset))
     return result
+
+
+def _hold_out(names: list[str], count: int, seed: int) -> tuple[list[str], list[str]]:
+    """A fixed, seeded choice of `count` test images; (test names, the rest), both in sorted order."""
+    import numpy as np
+
+    chosen = set(np.random.default_rng([seed, 7]).permutation(len(names))[:count].tolist())
+    test = [name for index, name in enumerate(names) if index in chosen]
+    rest = [name for index, name in enumerate(names) if index not in chosen]
+    return test, rest
 
 
 @contextmanager
@@ -214,21 +240,38 @@ class _DemoRun:
         self.bucket = stack.stack.bucket
         self.env = stack.stack.env_for("RetrainFunction")
         self.base_version_arn: str | None = None
+        self.test_manifest_key: str | None = None  # set by import_test_set; else AutoCreate
         self.s3 = stack.client("s3")
         self.rekognition = stack.client("rekognition")
         self.ssm = stack.client("ssm")
 
     # -- base model ---------------------------------------------------------------------------------
+    def import_test_set(self, test_names: list[str]) -> None:
+        """The fixed test set: Retrain finds it under TEST_MANIFEST_KEY and scores every version on it."""
+        manifest_key = self.env.get("TEST_MANIFEST_KEY", DEFAULT_TEST_MANIFEST_KEY)
+        self.say(
+            f"holding out a fixed test set: {len(test_names)} images → s3://{self.bucket}/{TEST_PREFIX}, "
+            f"listed in {manifest_key}"
+        )
+        self._import(test_names, TEST_PREFIX, manifest_key)
+        self.test_manifest_key = manifest_key
+        self.result.test_images = len(test_names)
+
     def import_base(self, base_names: list[str]) -> None:
+        manifest_key = self.env.get("BASE_MANIFEST_KEY", "manifests/base.manifest")
+        self.say(f"importing the base dataset: {len(base_names)} images → s3://{self.bucket}/{BASE_PREFIX}")
+        self._import(base_names, BASE_PREFIX, manifest_key)
+        self.result.base_images = len(base_names)
+
+    def _import(self, names: list[str], prefix: str, manifest_key: str) -> None:
+        """Upload the images under `prefix` and write their true labels as a Ground Truth manifest."""
         from labelloop_local.sampledata import manifest_line
 
         attribute = self.env["LABEL_ATTRIBUTE"]
-        manifest_key = self.env.get("BASE_MANIFEST_KEY", "manifests/base.manifest")
-        self.say(f"importing the base dataset: {len(base_names)} images → s3://{self.bucket}/{BASE_PREFIX}")
         lines = []
-        for name in base_names:
+        for name in names:
             entry = self.dataset.entries[name]
-            key = BASE_PREFIX + name
+            key = prefix + name
             self._put_file(entry.path, key)
             line = manifest_line(
                 f"s3://{self.bucket}/{key}", entry.width, entry.height, entry.boxes, _now_iso()
@@ -236,24 +279,22 @@ class _DemoRun:
             lines.append(_with_attribute(line, attribute))
         body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
         self.s3.put_object(Bucket=self.bucket, Key=manifest_key, Body=body.encode("utf-8"))
-        self.result.base_images = len(base_names)
 
     def train_base_model(self) -> None:
         project_arn = self.env["PROJECT_ARN"]
         manifest_key = self.env.get("BASE_MANIFEST_KEY", "manifests/base.manifest")
         version_name = "labelloop-base-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.say(f"training the first model {version_name} on the local Rekognition Custom Labels service")
+        testing: dict[str, Any] = {"AutoCreate": True}
+        if self.test_manifest_key is not None:
+            testing = {"Assets": [_manifest_asset(self.bucket, self.test_manifest_key)]}
         try:
             arn = self.rekognition.create_project_version(
                 ProjectArn=project_arn,
                 VersionName=version_name,
                 OutputConfig={"S3Bucket": self.bucket, "S3KeyPrefix": "training-output/"},
-                TrainingData={
-                    "Assets": [
-                        {"GroundTruthManifest": {"S3Object": {"Bucket": self.bucket, "Name": manifest_key}}}
-                    ]
-                },
-                TestingData={"AutoCreate": True},
+                TrainingData={"Assets": [_manifest_asset(self.bucket, manifest_key)]},
+                TestingData=testing,
             )["ProjectVersionArn"]
         except Exception as exc:
             raise DemoError(
@@ -429,6 +470,10 @@ class _DemoRun:
         raise DemoError(f"timed out after {self.options.step_timeout:.0f}s waiting for {what}")
 
 
+def _manifest_asset(bucket: str, key: str) -> dict[str, Any]:
+    return {"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Name": key}}}
+
+
 def _with_attribute(line: dict[str, Any], attribute: str) -> dict[str, Any]:
     """Re-key a manifest line to the stack's label attribute (and its -metadata twin)."""
     keys = [k for k in line if k not in ("source-ref",) and not k.endswith("-metadata")]
@@ -468,6 +513,7 @@ def _http_json(method: str, url: str, body: Any = None) -> Any:
 def summary_text(result: DemoResult) -> str:
     lines = [
         "labelloop local demo — summary",
+        f"  fixed test images          {result.test_images}  (every model version is scored on them)",
         f"  base images imported       {result.base_images}",
         f"  images uploaded            {result.images_uploaded}",
         f"  predictions written        {result.predictions}  (rejected images: {result.rejected_images})",

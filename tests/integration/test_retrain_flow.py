@@ -99,6 +99,13 @@ class World:
         body = "\n".join(json.dumps(line) for line in lines) + "\n"
         self.s3().put_object(Bucket=self.stack.bucket, Key=self.env["BASE_MANIFEST_KEY"], Body=body.encode())
 
+    def put_test_manifest(self, lines: list[dict[str, Any]]) -> str:
+        """The fixed test set under TEST_MANIFEST_KEY; returns the key."""
+        key = self.env["TEST_MANIFEST_KEY"]
+        body = "".join(json.dumps(line) + "\n" for line in lines)
+        self.s3().put_object(Bucket=self.stack.bucket, Key=key, Body=body.encode())
+        return key
+
     def add_labels(self, lines: list[dict[str, Any]], write_objects: bool = True) -> list[str]:
         """Labels as AppendLabels leaves them: `labels/<loop>.json`, a pending ledger item, the counter."""
         loops = []
@@ -191,8 +198,20 @@ class World:
             {"ProjectNames": [self.project_arn.split(":project/")[1].split("/")[0]]},
         )
 
-    def expect_manifest_training(self, version_name: str) -> str:
+    def expect_manifest_training(self, version_name: str, test_manifest_key: str | None = None) -> str:
+        """CreateProjectVersion on the merged manifest, tested on `test_manifest_key` or AutoCreate."""
         arn = version_arn(self.project_arn, version_name)
+        testing: dict[str, Any] = {"AutoCreate": True}
+        if test_manifest_key is not None:
+            testing = {
+                "Assets": [
+                    {
+                        "GroundTruthManifest": {
+                            "S3Object": {"Bucket": self.stack.bucket, "Name": test_manifest_key}
+                        }
+                    }
+                ]
+            }
         self.rekognition.add_response(
             "create_project_version",
             {"ProjectVersionArn": arn},
@@ -212,7 +231,7 @@ class World:
                         }
                     ]
                 },
-                "TestingData": {"AutoCreate": True},
+                "TestingData": testing,
             },
         )
         return arn
@@ -322,6 +341,40 @@ def test_enough_labels_start_exactly_one_training_on_a_merged_manifest(world: Wo
     }
 
 
+@pytest.mark.parametrize("fixed_test_set", [True, False], ids=["test-manifest", "auto-create"])
+def test_every_training_is_tested_on_the_fixed_test_manifest_when_it_exists(
+    world: World, invoke: Invoke, fixed_test_set: bool
+) -> None:
+    world.put_base_manifest([world.line(f"base{n}.jpg", [box(20)], at(-100 + n)) for n in range(3)])
+    test_key = (
+        world.put_test_manifest([world.line(f"test{n}.jpg", [box(60)], at(-200 + n)) for n in range(4)])
+        if fixed_test_set
+        else None
+    )
+    world.add_labels([world.line(f"a{n}.jpg", [box(40)], at(n)) for n in range(world.min_new_labels)])
+    world.expect_project()
+    version_name = "labelloop-20240501T100000Z"
+    arn = world.expect_manifest_training(version_name, test_key)  # the exact request, TestingData included
+
+    result = invoke("RetrainFunction", schedule_event("2024-05-01T10:00:00Z"))
+
+    world.rekognition.assert_no_pending_responses()
+    assert result["started"] is True and result["versionArn"] == arn
+    assert result.get("testManifestKey") == test_key
+    [event] = world.published()  # the event schema is unchanged: no test manifest in the detail
+    assert "testManifestKey" not in event["detail"]
+    refs = {line["source-ref"] for line in world.manifest_lines(f"manifests/train-{version_name}.manifest")}
+    assert not any("/test" in ref for ref in refs)  # test images are never trained on
+
+    # The next training is scored on the same test set, so the two F1s compare.
+    world.finish_training()
+    world.add_labels([world.line(f"b{n}.jpg", [box(40)], at(60 + n)) for n in range(world.min_new_labels)])
+    world.expect_project()
+    world.expect_manifest_training("labelloop-20240501T110000Z", test_key)
+    assert invoke("RetrainFunction", schedule_event("2024-05-01T11:00:00Z"))["started"] is True
+    world.rekognition.assert_no_pending_responses()
+
+
 def test_replayed_schedule_event_starts_no_second_training(world: World, invoke: Invoke) -> None:
     world.put_base_manifest([world.line("base.jpg", [box(20)], at(-100))])
     world.add_labels([world.line(f"a{n}.jpg", [box(40)], at(n)) for n in range(world.min_new_labels)])
@@ -399,6 +452,7 @@ def record_blobs(stubber: Stubber) -> list[bytes]:
 
 
 def test_dataset_mode_updates_the_train_dataset_then_trains(world: World, invoke: Invoke) -> None:
+    world.put_test_manifest([world.line("test0.jpg", [box(60)], at(-200))])  # the TEST dataset wins
     lines = [world.line(f"a{n}.jpg", [box(40)], at(n)) for n in range(world.min_new_labels)]
     correction = world.line("a0.jpg", [box(500)], at(90))  # a newer review of the same image
     world.add_labels([*lines, correction])

@@ -53,6 +53,7 @@ def test_all_values_are_typed() -> None:
         FLOW_DEFINITION_ARN="arn:aws:sagemaker:us-east-1:123456789012:flow-definition/pizza-review",
         MIN_NEW_LABELS="16",
         BASE_MANIFEST_KEY="manifests/base.manifest",
+        TEST_MANIFEST_KEY="manifests/test.manifest",
         PROMOTION_MARGIN="0.01",
         MIN_INFERENCE_UNITS="1",
     )
@@ -63,6 +64,8 @@ def test_all_values_are_typed() -> None:
     assert loaded.min_confidence == 10.0
     assert loaded.model_cache_seconds == 30
     assert loaded.min_new_labels == 16
+    assert loaded.base_manifest_key == "manifests/base.manifest"
+    assert loaded.test_manifest_key == "manifests/test.manifest"
     assert loaded.promotion_margin == 0.01
     assert loaded.min_inference_units == 1
     assert loaded.flow_name == "pizza-review"
@@ -108,6 +111,12 @@ def test_missing_required_variable_is_named(variable: str) -> None:
     with pytest.raises(ConfigError, match="required") as raised:
         settings_from_env(env)
     assert raised.value.variable == variable
+
+
+def test_a_test_manifest_that_is_also_the_base_manifest_is_refused() -> None:
+    with pytest.raises(ConfigError, match="must not be trained on") as raised:
+        settings(BASE_MANIFEST_KEY="manifests/base.manifest", TEST_MANIFEST_KEY="manifests/base.manifest")
+    assert raised.value.variable == "TEST_MANIFEST_KEY"
 
 
 def test_too_many_labels_is_refused() -> None:

@@ -61,6 +61,7 @@ class Settings:
     # Retrain
     min_new_labels: int | None = field(default=None, metadata={"env": "MIN_NEW_LABELS"})
     base_manifest_key: str | None = field(default=None, metadata={"env": "BASE_MANIFEST_KEY"})
+    test_manifest_key: str | None = field(default=None, metadata={"env": "TEST_MANIFEST_KEY"})
     # Promote
     promotion_margin: float | None = field(default=None, metadata={"env": "PROMOTION_MARGIN"})
     min_inference_units: int | None = field(default=None, metadata={"env": "MIN_INFERENCE_UNITS"})
@@ -98,6 +99,9 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     )
     min_confidence = reader.optional("MIN_CONFIDENCE", _percentage, 1.0)
     _check_min_confidence(min_confidence, review_threshold, label_thresholds)
+    base_manifest_key = reader.optional("BASE_MANIFEST_KEY", _non_empty, None)
+    test_manifest_key = reader.optional("TEST_MANIFEST_KEY", _non_empty, None)
+    _check_test_manifest(base_manifest_key, test_manifest_key)
     return Settings(
         bucket_name=reader.required("BUCKET_NAME", _non_empty),
         ledger_table=reader.required("LEDGER_TABLE", _non_empty),
@@ -117,7 +121,8 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         model_cache_seconds=reader.optional("MODEL_CACHE_SECONDS", _cache_seconds, 60),
         flow_definition_arn=reader.optional("FLOW_DEFINITION_ARN", _arn, None),
         min_new_labels=reader.optional("MIN_NEW_LABELS", _positive_int, None),
-        base_manifest_key=reader.optional("BASE_MANIFEST_KEY", _non_empty, None),
+        base_manifest_key=base_manifest_key,
+        test_manifest_key=test_manifest_key,
         promotion_margin=reader.optional("PROMOTION_MARGIN", _margin, None),
         min_inference_units=reader.optional("MIN_INFERENCE_UNITS", _positive_int, None),
     )
@@ -264,4 +269,13 @@ def _check_min_confidence(min_confidence: float, default: float, per_label: Mapp
             "MIN_CONFIDENCE",
             f"{min_confidence:g} exceeds the lowest review threshold {lowest:g}: "
             "low-confidence detections would be dropped before the review policy sees them",
+        )
+
+
+def _check_test_manifest(base_key: str | None, test_key: str | None) -> None:
+    """A model evaluated on its own training images would report a meaningless F1."""
+    if test_key is not None and test_key == base_key:
+        raise ConfigError(
+            "TEST_MANIFEST_KEY",
+            f"{test_key!r} is also BASE_MANIFEST_KEY: the test images must not be trained on",
         )

@@ -169,23 +169,31 @@ class CustomLabels:
             waited += self._poll_seconds
 
     def create_version(
-        self, version_name: str, output: S3Location, training_manifest: S3Location | None
+        self,
+        version_name: str,
+        output: S3Location,
+        training_manifest: S3Location | None,
+        test_manifest: S3Location | None = None,
     ) -> str:
         """Start training; manifest mode when `training_manifest` is given, else the project's datasets.
 
+        In manifest mode the version is evaluated on `test_manifest` when given (a fixed test set,
+        so versions compare fairly), else on a test split Rekognition auto-creates (20%).
         A version that already exists under this name (a retried attempt that crashed after
         creating it) is adopted instead of failing.
         """
+        if test_manifest is not None and training_manifest is None:
+            raise ValueError("a test manifest needs a training manifest (dataset mode uses the TEST dataset)")
         request: dict[str, Any] = {
             "ProjectArn": self.project_arn,
             "VersionName": version_name,
             "OutputConfig": {"S3Bucket": output.bucket, "S3KeyPrefix": output.key},
         }
         if training_manifest is not None:
-            request["TrainingData"] = {
-                "Assets": [{"GroundTruthManifest": {"S3Object": training_manifest.as_s3_object()}}]
-            }
-            request["TestingData"] = {"AutoCreate": True}
+            request["TrainingData"] = {"Assets": [_manifest_asset(training_manifest)]}
+            request["TestingData"] = (
+                {"Assets": [_manifest_asset(test_manifest)]} if test_manifest else {"AutoCreate": True}
+            )
         try:
             return str(self._call("create_project_version", **request)["ProjectVersionArn"])
         except _client_error() as error:
@@ -265,6 +273,10 @@ class CustomLabels:
                 raise TransientError(f"Rekognition {operation} failed: {error}") from error
             raise
         return response
+
+
+def _manifest_asset(manifest: S3Location) -> dict[str, Any]:
+    return {"GroundTruthManifest": {"S3Object": manifest.as_s3_object()}}
 
 
 def _project_version(description: dict[str, Any]) -> ProjectVersion:

@@ -42,6 +42,7 @@ class RetrainResult:
     version_arn: str | None = None
     mode: str | None = None
     manifest_key: str | None = None
+    test_manifest_key: str | None = None
     labels_used: int = 0
     labels_rejected: int = 0
 
@@ -55,6 +56,7 @@ class RetrainResult:
             "versionArn": self.version_arn,
             "mode": self.mode,
             "manifestKey": self.manifest_key,
+            "testManifestKey": self.test_manifest_key,
             "labelsUsed": self.labels_used,
             "labelsRejected": self.labels_rejected,
         }
@@ -146,6 +148,7 @@ class _StartedTraining:
     version_arn: str
     mode: str
     manifest_key: str | None
+    test_manifest_key: str | None  # None: Rekognition's AutoCreate split (or the TEST dataset)
     base_key: str | None
     labels: Sequence[PendingLabel]
     selection: LabelSelection
@@ -218,12 +221,15 @@ class Retrainer:
                 self.deps.manifests.upload_file(merged.name, manifest_key)
             else:
                 self._update_train_dataset(datasets, merged)
+        bucket = self.settings.bucket_name
+        test_key = self._test_manifest_key() if mode == MANIFEST_MODE else None
         version_arn = self.deps.custom_labels.create_version(
             version_name,
-            S3Location(self.settings.bucket_name, TRAINING_OUTPUT_PREFIX),
-            S3Location(self.settings.bucket_name, manifest_key) if manifest_key else None,
+            S3Location(bucket, TRAINING_OUTPUT_PREFIX),
+            S3Location(bucket, manifest_key) if manifest_key else None,
+            S3Location(bucket, test_key) if test_key else None,
         )
-        return _StartedTraining(version_arn, mode, manifest_key, base_key, labels, selection)
+        return _StartedTraining(version_arn, mode, manifest_key, test_key, base_key, labels, selection)
 
     def _merge(self, base_key: str | None, label_lines: Iterator[str], out: TextIO) -> None:
         """Stream base + labels into `out`: one validated line per source-ref, newest label wins."""
@@ -246,6 +252,20 @@ class Retrainer:
                 f"BASE_MANIFEST_KEY s3://{self.settings.bucket_name}/{base_key} does not exist"
             )
         return base_key
+
+    def _test_manifest_key(self) -> str | None:
+        """The fixed test manifest when it exists (one HeadObject): every version is then scored on the
+        same images, so F1s compare fairly. Absent, Rekognition auto-creates a 20% split per training."""
+        test_key = self.settings.test_manifest_key
+        if not test_key:
+            return None
+        if self.deps.manifests.exists(test_key):
+            return test_key
+        observability.logger().info(
+            "no fixed test manifest; Rekognition auto-creates the test split",
+            extra={"testManifestKey": test_key},
+        )
+        return None
 
     def _update_train_dataset(self, datasets: Mapping[str, str], merged: IO[str]) -> None:
         missing = {"TRAIN", "TEST"} - set(datasets)
@@ -289,7 +309,10 @@ class Retrainer:
             "labelsUsed": len(selection.used),
         }
         self.deps.publisher.publish("RetrainingStarted", detail, resources=[version_arn])
-        observability.logger().info("training started", extra={"window": window, **detail})
+        observability.logger().info(
+            "training started",
+            extra={"window": window, "testManifestKey": started.test_manifest_key, **detail},
+        )
         observability.count("RetrainStarted")
         observability.count("LabelsConsumed", len(selection.used))
         observability.count("LabelsRejected", len(selection.rejected))
@@ -301,6 +324,7 @@ class Retrainer:
             version_arn=version_arn,
             mode=started.mode,
             manifest_key=manifest_key,
+            test_manifest_key=started.test_manifest_key,
             labels_used=len(selection.used),
             labels_rejected=len(selection.rejected),
         )
