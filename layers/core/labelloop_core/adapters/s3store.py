@@ -1,16 +1,21 @@
-"""S3 access for the image bucket: image headers, JSON documents, create-only writes."""
+"""S3 access for the image bucket: image headers, JSON documents, create-only writes, manifests.
+
+Manifests can hold a million lines: they are streamed line by line, never read into memory, and
+merged manifests are written to a local file first and uploaded from there (multipart when large).
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from labelloop_core.errors import LabelloopError, TransientError
 
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)$")
-_MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "404"}
+_MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "503", "500"}
 
 
@@ -74,6 +79,30 @@ class S3Store:
                 raise TransientError(f"concurrent create of s3://{self.bucket}/{key}, retry") from error
             raise
         return True
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as error:
+            if _error_code(error) in _MISSING_CODES:
+                return False
+            raise self._translate(error, key) from error
+        return True
+
+    def iter_lines(self, key: str) -> Iterator[str]:
+        """The object's lines (UTF-8, without line breaks), streamed; ObjectMissing if it is absent."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except Exception as error:
+            raise self._translate(error, key) from error
+        try:
+            for raw in body.iter_lines(chunk_size=1024 * 1024):
+                yield raw.decode("utf-8")
+        finally:
+            body.close()
+
+    def upload_file(self, path: str, key: str) -> None:
+        self.client.upload_file(path, self.bucket, key, ExtraArgs={"ContentType": "application/x-ndjson"})
 
     def _object_params(self, key: str, version_id: str | None) -> dict[str, str]:
         params = {"Bucket": self.bucket, "Key": key}

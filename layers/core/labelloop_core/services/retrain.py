@@ -20,7 +20,6 @@ from typing import IO, Any, TextIO, cast
 from labelloop_core import manifest, naming, observability
 from labelloop_core.adapters.custom_labels import CustomLabels, S3Location
 from labelloop_core.adapters.events import EventPublisher
-from labelloop_core.adapters.manifest_store import ManifestStore
 from labelloop_core.adapters.s3store import ObjectMissing, S3Store
 from labelloop_core.adapters.training_ledger import ClaimResult, PendingLabel, TrainingLedger, TrainingLock
 from labelloop_core.config import Settings
@@ -67,7 +66,7 @@ class RetrainResult:
 class RetrainDependencies:
     ledger: TrainingLedger
     custom_labels: CustomLabels
-    manifests: ManifestStore
+    manifests: S3Store
     label_objects: S3Store
     publisher: EventPublisher
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -78,7 +77,7 @@ class RetrainDependencies:
         return cls(
             ledger=TrainingLedger(settings.ledger_table),
             custom_labels=CustomLabels(settings.project_arn),
-            manifests=ManifestStore(settings.bucket_name),
+            manifests=S3Store(settings.bucket_name),
             label_objects=S3Store(settings.bucket_name),
             publisher=EventPublisher(settings.event_bus_name),
         )
