@@ -29,7 +29,7 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 venv: $(VENV)/.installed $(SAM_VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/labelloop local demo
+	$(VENV)/bin/labelloop local demo --replay
 
 validate: $(SAM_VENV)/.installed
 	$(SAM) validate --lint

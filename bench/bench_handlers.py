@@ -50,7 +50,9 @@ def cold_import_ms(function: str, runs: int) -> list[float]:
         "POWERTOOLS_SERVICE_NAME": function,
         "PYTHONDONTWRITEBYTECODE": "0",
     }
-    probe = _IMPORT_PROBE.format(function_dir=str(REPO / "functions" / function), layer_dir=str(REPO / "layers/core"))
+    probe = _IMPORT_PROBE.format(
+        function_dir=str(REPO / "functions" / function), layer_dir=str(REPO / "layers/core")
+    )
     timings = []
     for _ in range(runs + 1):  # the first run warms the bytecode cache, as a deployed package has .pyc
         result = subprocess.run(
@@ -112,7 +114,10 @@ def provisioned() -> Iterator[Any]:
             load_template(REPO / "template.yaml"),
             session,
             params=LOCAL_PARAMETERS,
-            resolved={"FlowDefinitionArn": FLOW_ARN, "HumanTaskUiArn": FLOW_ARN.replace("flow-definition", "ui")},
+            resolved={
+                "FlowDefinitionArn": FLOW_ARN,
+                "HumanTaskUiArn": FLOW_ARN.replace("flow-definition", "ui"),
+            },
         )
         session.client("ssm").put_parameter(
             Name=stack.physical["ActiveModelParameter"], Value=MODEL_ARN, Type="String", Overwrite=True
@@ -168,7 +173,10 @@ def bench_detect(stack: Any, invocations: int) -> list[float]:
         event["id"] = str(uuid.uuid4())
         event["detail"]["bucket"]["name"] = stack.bucket
         event["detail"]["object"].update(
-            key=key.replace(" ", "+"), size=len(body), etag=put["ETag"].strip('"'), **{"version-id": put["VersionId"]}
+            key=key.replace(" ", "+"),
+            size=len(body),
+            etag=put["ETag"].strip('"'),
+            **{"version-id": put["VersionId"]},
         )
         events.append(event)
     stubber = Stubber(clients.rekognition())
@@ -213,7 +221,8 @@ def bench_start_review(stack: Any, invocations: int) -> list[float]:
     stubber = Stubber(clients.a2i_runtime())
     for index in range(invocations):
         stubber.add_response(
-            "start_human_loop", {"HumanLoopArn": f"arn:aws:sagemaker:us-east-1:123456789012:human-loop/ll-{index}"}
+            "start_human_loop",
+            {"HumanLoopArn": f"arn:aws:sagemaker:us-east-1:123456789012:human-loop/ll-{index}"},
         )
     with stubber:
         return _measure(handler, events, lambda_context("StartReviewFunction"))
@@ -250,14 +259,19 @@ def main() -> int:
     args = parser.parse_args()
 
     results: dict[str, Any] = {"cold_import_ms": {}, "handler_overhead_ms": {}}
-    print(f"cold import (median of {args.imports} fresh interpreters; budget ≤ {COLD_IMPORT_BUDGET_MS:.0f} ms)")
+    print(
+        f"cold import (median of {args.imports} fresh interpreters; budget ≤ {COLD_IMPORT_BUDGET_MS:.0f} ms)"
+    )
     for function in FUNCTIONS:
         timings = cold_import_ms(function, args.imports)
         median = statistics.median(timings)
         results["cold_import_ms"][function] = round(median, 1)
         print(f"  {function:<14} {median:7.1f} ms  (min {min(timings):.1f})")
 
-    print(f"handler overhead excluding AWS calls ({args.invocations} invocations; budget p50 ≤ {OVERHEAD_BUDGET_MS} ms)")
+    print(
+        f"handler overhead excluding AWS calls ({args.invocations} invocations;"
+        f" budget p50 ≤ {OVERHEAD_BUDGET_MS} ms)"
+    )
     with provisioned() as stack:
         for name, bench in (
             ("detect", bench_detect),
