@@ -341,6 +341,21 @@ def test_enough_labels_start_exactly_one_training_on_a_merged_manifest(world: Wo
     }
 
 
+def test_cold_start_without_a_base_manifest_trains_on_the_labels_alone(world: World, invoke: Invoke) -> None:
+    labels = [world.line(f"first{n}.jpg", [box(40)], at(n)) for n in range(world.min_new_labels)]
+    world.add_labels(labels)  # no base manifest was ever uploaded
+    world.expect_project()
+    version_name = "labelloop-20240501T100000Z"
+    world.expect_manifest_training(version_name)
+
+    result = invoke("RetrainFunction", schedule_event("2024-05-01T10:00:00Z"))
+
+    assert result["started"] is True
+    lines = world.manifest_lines(f"manifests/train-{version_name}.manifest")
+    assert sorted(line["source-ref"] for line in lines) == sorted(line["source-ref"] for line in labels)
+    assert world.pending_count() == 0
+
+
 @pytest.mark.parametrize("fixed_test_set", [True, False], ids=["test-manifest", "auto-create"])
 def test_every_training_is_tested_on_the_fixed_test_manifest_when_it_exists(
     world: World, invoke: Invoke, fixed_test_set: bool

@@ -247,9 +247,14 @@ class Retrainer:
             return lock.last_manifest_key
         base_key = self.settings.base_manifest_key
         if base_key and not self.deps.manifests.exists(base_key):
-            raise LabelloopError(
-                f"BASE_MANIFEST_KEY s3://{self.settings.bucket_name}/{base_key} does not exist"
+            # A cold start (no base dataset uploaded): the first model learns from human labels only.
+            # Raising instead would fail every scheduled run into the DLQ until someone uploads a base.
+            observability.logger().warning(
+                "base manifest not found: training on human labels only",
+                extra={"baseManifestKey": base_key, "bucket": self.settings.bucket_name},
             )
+            observability.count("BaseManifestMissing")
+            return None
         return base_key
 
     def _test_manifest_key(self) -> str | None:
