@@ -183,16 +183,21 @@ class EventSpy:
         self.seen: list[dict[str, Any]] = []
 
     def events(self, detail_type: str | None = None) -> list[dict[str, Any]]:
-        while True:
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
-                "Messages", []
-            )
-            if not messages:
-                break
-            for message in messages:
-                self.seen.append(json.loads(message["Body"]))
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        """Every event seen so far (of `detail_type`, when given)."""
+        self.fresh()
         return [event for event in self.seen if detail_type is None or event["detail-type"] == detail_type]
+
+    def fresh(self) -> list[dict[str, Any]]:
+        """The events that arrived since the last look."""
+        arrived: list[dict[str, Any]] = []
+        while messages := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
+            "Messages"
+        ):
+            for message in messages:
+                arrived.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        self.seen.extend(arrived)
+        return arrived
 
 
 # -- stubs and ledger ------------------------------------------------------------------------------

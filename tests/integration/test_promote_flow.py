@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from flowkit import EventSpy
 
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.training_ledger import ClaimResult, TrainingLedger
@@ -64,7 +65,7 @@ class World:
     stack: Stack
     env: dict[str, str]
     rekognition: Stubber
-    events_queue: str
+    spy: EventSpy
 
     @property
     def project_arn(self) -> str:
@@ -116,35 +117,16 @@ class World:
         return lock.status
 
     def published(self) -> list[dict[str, Any]]:
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        events: list[dict[str, Any]] = []
-        while messages := sqs.receive_message(QueueUrl=self.events_queue, MaxNumberOfMessages=10).get(
-            "Messages"
-        ):
-            for message in messages:
-                events.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.events_queue, ReceiptHandle=message["ReceiptHandle"])
-        return events
+        return self.spy.fresh()
 
 
 @pytest.fixture
 def world(aws_stack: Stack) -> Iterator[World]:
     clients.reset()
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    queue_url = sqs.create_queue(QueueName="captured-app-events")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    events = boto3.client("events", region_name="us-east-1")
-    events.put_rule(
-        Name="capture", EventBusName=aws_stack.bus_name, EventPattern=json.dumps({"source": ["labelloop"]})
-    )
-    events.put_targets(
-        Rule="capture", EventBusName=aws_stack.bus_name, Targets=[{"Id": "q", "Arn": queue_arn}]
-    )
+    spy = EventSpy(aws_stack)
     stubber = Stubber(clients.rekognition())
     stubber.activate()
-    yield World(aws_stack, aws_stack.env_for("PromoteFunction"), stubber, queue_url)
+    yield World(aws_stack, aws_stack.env_for("PromoteFunction"), stubber, spy)
     stubber.deactivate()
     clients.reset()
 

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from flowkit import EventSpy
 
 from labelloop_core import manifest
 from labelloop_core.adapters import clients
@@ -52,7 +53,7 @@ class World:
     stack: Stack
     env: dict[str, str]
     rekognition: Stubber
-    events_queue: str
+    spy: EventSpy
     test_clients: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -173,17 +174,7 @@ class World:
         return [json.loads(text) for text in body.splitlines()]
 
     def published(self) -> list[dict[str, Any]]:
-        sqs = self._client("sqs")
-        events: list[dict[str, Any]] = []
-        while True:
-            messages = sqs.receive_message(QueueUrl=self.events_queue, MaxNumberOfMessages=10).get(
-                "Messages", []
-            )
-            if not messages:
-                return events
-            for message in messages:
-                events.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.events_queue, ReceiptHandle=message["ReceiptHandle"])
+        return self.spy.fresh()
 
     # --- Rekognition expectations ------------------------------------------------------------
 
@@ -245,21 +236,10 @@ def version_arn(project_arn: str, version_name: str) -> str:
 @pytest.fixture
 def world(aws_stack: Stack) -> Iterator[World]:
     clients.reset()
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    queue_url = sqs.create_queue(QueueName="captured-app-events")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    events = boto3.client("events", region_name="us-east-1")
-    events.put_rule(
-        Name="capture", EventBusName=aws_stack.bus_name, EventPattern=json.dumps({"source": ["labelloop"]})
-    )
-    events.put_targets(
-        Rule="capture", EventBusName=aws_stack.bus_name, Targets=[{"Id": "q", "Arn": queue_arn}]
-    )
+    spy = EventSpy(aws_stack)
     stubber = Stubber(clients.rekognition())
     stubber.activate()
-    yield World(aws_stack, aws_stack.env_for("RetrainFunction"), stubber, queue_url)
+    yield World(aws_stack, aws_stack.env_for("RetrainFunction"), stubber, spy)
     stubber.deactivate()
     clients.reset()
 
