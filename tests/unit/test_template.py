@@ -334,6 +334,13 @@ def _env_names_read_by_code() -> dict[str, set[str]]:
     return found
 
 
+def test_retrain_has_room_in_tmp_for_the_largest_manifest_rekognition_accepts(
+    resources: dict[str, Any],
+) -> None:
+    properties = resources["RetrainFunction"]["Properties"]
+    assert properties["EphemeralStorage"]["Size"] > 1024  # MB: the merged manifest may reach 1 GB
+
+
 def test_every_variable_the_code_reads_is_set_in_the_template(template: dict[str, Any]) -> None:
     declared = set().union(*(function_environment(template, function) for function in ALL_FUNCTIONS))
     read = _env_names_read_by_code()
