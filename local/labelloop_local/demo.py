@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from labelloop_local.handlers import environment
 from labelloop_local.sampledata import DatasetError
 from labelloop_local.stack import LocalStack, StackError
 from labelloop_local.template import TemplateError
@@ -151,7 +150,7 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None
     stack = LocalStack(options.template, params=params, data_dir=out_dir / "stack")
     result = DemoResult(out_dir=str(out_dir))
     quiet = {} if options.verbose else {"POWERTOOLS_METRICS_DISABLED": "true"}  # EMF lines are noise here
-    with _process_env(quiet), stack:
+    with environment(quiet), stack:
         run = _DemoRun(stack, dataset, say, options, result)
         run.import_test_set(test_names)
         run.import_base(base_names)
@@ -185,20 +184,6 @@ def _hold_out(names: list[str], count: int, seed: int) -> tuple[list[str], list[
     test = [name for index, name in enumerate(names) if index in chosen]
     rest = [name for index, name in enumerate(names) if index not in chosen]
     return test, rest
-
-
-@contextmanager
-def _process_env(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _demo_parameters(

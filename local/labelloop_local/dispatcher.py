@@ -24,7 +24,6 @@ import heapq
 import itertools
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from labelloop_local.handlers import Handler, HandlerLoadError, lambda_context, load_handler
+from labelloop_local.handlers import Handler, HandlerLoadError, environment, lambda_context, load_handler
 from labelloop_local.provision import Stack
 from labelloop_local.template import FunctionSpec, RuleSpec
 
@@ -344,20 +343,15 @@ class Dispatcher:
         env["AWS_LAMBDA_FUNCTION_NAME"] = self.stack.function_name(function_id)
         # Function output (Powertools logs, EMF metrics) is CloudWatch's in AWS: here it goes to
         # stderr, so that stdout stays the command's own (e.g. `labelloop local demo --json`).
-        with self._invoke_lock, contextlib.redirect_stdout(sys.stderr):
-            saved = {name: os.environ.get(name) for name in self._template_variables | set(env)}
-            for name in self._template_variables - set(env):
-                os.environ.pop(name, None)
-            os.environ.update(env)
+        with (
+            self._invoke_lock,
+            contextlib.redirect_stdout(sys.stderr),
+            environment(env, remove=self._template_variables),
+        ):
             _clear_config_cache()
             try:
                 yield
             finally:
-                for name, value in saved.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
                 _clear_config_cache()
 
     def _notify(self, function_id: str, event: dict[str, Any], error: Exception | None) -> None:

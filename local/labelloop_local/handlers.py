@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,3 +93,21 @@ def lambda_context(function_name: str, timeout_seconds: float = 60.0, memory_mb:
     return LambdaContext(
         function_name=function_name, timeout_seconds=timeout_seconds, memory_limit_in_mb=memory_mb
     )
+
+
+@contextmanager
+def environment(values: Mapping[str, str], remove: Iterable[str] = ()) -> Iterator[None]:
+    """Set `values` and unset `remove` in os.environ for the block, then restore exactly what was there."""
+    removed = set(remove) - set(values)
+    saved = {name: os.environ.get(name) for name in set(values) | removed}
+    for name in removed:
+        os.environ.pop(name, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
