@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from labelloop_core.adapters.dynamodb_codec import decode_item, encode_values
 from labelloop_core.errors import TransientError
 from labelloop_core.naming import ImageRef
 
@@ -134,14 +135,14 @@ class Ledger:
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": _serialize(item),
+                    "Item": encode_values(item),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             },
             {
                 "Update": {
                     "TableName": self.table,
-                    "Key": _serialize(PENDING_COUNTER_KEY),
+                    "Key": encode_values(PENDING_COUNTER_KEY),
                     "UpdateExpression": "ADD #count :one",
                     "ExpressionAttributeNames": {"#count": "count"},
                     "ExpressionAttributeValues": {":one": {"N": "1"}},
@@ -164,7 +165,7 @@ class Ledger:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=_serialize(label_item_key(loop_name)),
+                Key=encode_values(label_item_key(loop_name)),
                 UpdateExpression="SET event_sent = :new",
                 ConditionExpression="attribute_exists(pk) AND event_sent = :old",
                 ExpressionAttributeValues={":new": {"BOOL": sent}, ":old": {"BOOL": not sent}},
@@ -177,9 +178,9 @@ class Ledger:
 
     # -- internals ---------------------------------------------------------------------------
     def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
-        response = self.client.get_item(TableName=self.table, Key=_serialize(key), ConsistentRead=True)
+        response = self.client.get_item(TableName=self.table, Key=encode_values(key), ConsistentRead=True)
         item = response.get("Item")
-        return _deserialize(item) if item else None
+        return decode_item(item) if item else None
 
     def _staged_update(
         self,
@@ -209,11 +210,11 @@ class Ledger:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=_serialize(key),
+                Key=encode_values(key),
                 UpdateExpression=update,
                 ConditionExpression="attribute_not_exists(#stage) OR #stage <= :stage",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_serialize(expression_values),
+                ExpressionAttributeValues=encode_values(expression_values),
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -240,17 +241,3 @@ class Ledger:
             # Concurrent labels all ADD to the one counter item: back off and try again.
             time.sleep(random.uniform(0, 0.05 * 2**attempt))  # jitter, not crypto
         raise TransientError(f"{what}: transaction kept conflicting with concurrent writes")
-
-
-def _serialize(item: dict[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeSerializer
-
-    serializer = TypeSerializer()
-    return {name: serializer.serialize(value) for name, value in item.items()}
-
-
-def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
-    return {name: deserializer.deserialize(value) for name, value in item.items()}

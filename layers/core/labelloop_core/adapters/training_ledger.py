@@ -7,14 +7,13 @@ base of the next one. Every write is conditional so replays and duplicate delive
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from labelloop_core.adapters.dynamodb_codec import decode_item, encode_item, encode_values
 from labelloop_core.errors import LabelloopError, TransientError
 
 LOCK_KEY = {"pk": {"S": "TRAINING"}, "sk": {"S": "CURRENT"}}
@@ -205,7 +204,7 @@ class TrainingLedger:
 
     def _put(self, item: Mapping[str, Any], condition: str | None) -> dict[str, Any]:
         """A transaction Put; conditions may use #status and the status values (:claimed, ...)."""
-        action: dict[str, Any] = {"TableName": self.table_name, "Item": _encode_item(item)}
+        action: dict[str, Any] = {"TableName": self.table_name, "Item": encode_item(item)}
         if condition:
             action.update(ConditionExpression=condition, **_expression(condition, {}))
         return {"Put": action}
@@ -238,7 +237,7 @@ class TrainingLedger:
         while True:
             response = self._call("query", **request)
             for raw in response.get("Items", []):
-                item = _decode_item(raw)
+                item = decode_item(raw)
                 loop_name = str(item["pk"]).removeprefix(LABEL_PREFIX)
                 yield PendingLabel(
                     loop_name=loop_name,
@@ -314,10 +313,10 @@ class TrainingLedger:
         return {
             "Update": {
                 "TableName": self.table_name,
-                "Key": _encode_item({"pk": f"{LABEL_PREFIX}{label.loop_name}", "sk": "LABEL"}),
+                "Key": encode_item({"pk": f"{LABEL_PREFIX}{label.loop_name}", "sk": "LABEL"}),
                 "UpdateExpression": update,
                 "ConditionExpression": "attribute_exists(pending)",
-                "ExpressionAttributeValues": _encode_values(values),
+                "ExpressionAttributeValues": encode_values(values),
             }
         }
 
@@ -357,10 +356,10 @@ class TrainingLedger:
 
     def record_decision(self, version_name: str, decision: Mapping[str, Any]) -> None:
         item = {"pk": f"VERSION#{version_name}", "sk": "DECISION", **decision}
-        self._call("put_item", TableName=self.table_name, Item=_encode_item(item))
+        self._call("put_item", TableName=self.table_name, Item=encode_item(item))
 
     def read_decision(self, version_name: str) -> dict[str, Any] | None:
-        item = self._get(_encode_item({"pk": f"VERSION#{version_name}", "sk": "DECISION"}))
+        item = self._get(encode_item({"pk": f"VERSION#{version_name}", "sk": "DECISION"}))
         return item or None
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -376,7 +375,7 @@ class TrainingLedger:
                 UpdateExpression=update,
                 ConditionExpression=f"version_arn = :arn AND {status_condition}",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_encode_values(values),
+                ExpressionAttributeValues=encode_values(values),
             )
         except Exception as error:
             if _error_code(error) == "ConditionalCheckFailedException":
@@ -386,7 +385,7 @@ class TrainingLedger:
 
     def _get(self, key: dict[str, Any]) -> dict[str, Any]:
         response = self._call("get_item", TableName=self.table_name, Key=key, ConsistentRead=True)
-        return _decode_item(response.get("Item") or {})
+        return decode_item(response.get("Item") or {})
 
     def _transact(self, actions: list[dict[str, Any]]) -> None:
         self._call("transact_write_items", TransactItems=actions)
@@ -421,12 +420,12 @@ def _expression(text: str, values: Mapping[str, Any]) -> dict[str, Any]:
     if names:
         result["ExpressionAttributeNames"] = names
     if used:
-        result["ExpressionAttributeValues"] = _encode_values(used)
+        result["ExpressionAttributeValues"] = encode_values(used)
     return result
 
 
 def _window_key(window: str) -> dict[str, Any]:
-    return _encode_item({"pk": f"RETRAIN#{window}", "sk": "WINDOW"})
+    return encode_item({"pk": f"RETRAIN#{window}", "sk": "WINDOW"})
 
 
 def _iso(moment: datetime) -> str:
@@ -450,47 +449,3 @@ def _translate(error: Exception) -> Exception:
     if _error_code(error) in _RETRYABLE:
         return TransientError(f"DynamoDB is throttling or failing: {error}")
     return error
-
-
-def _encode(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {"NULL": True}
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int | float | Decimal):
-        return {"N": str(value)}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, Mapping):
-        return {"M": {str(key): _encode(item) for key, item in value.items()}}
-    if isinstance(value, list | tuple):
-        return {"L": [_encode(item) for item in value]}
-    raise TypeError(
-        f"cannot store {type(value).__name__} in the ledger: {json.dumps(value, default=str)[:80]}"
-    )
-
-
-def _decode(attribute: Mapping[str, Any]) -> Any:
-    kind, value = next(iter(attribute.items()))
-    if kind == "N":
-        number = Decimal(value)
-        return int(number) if number == number.to_integral_value() and "." not in value else float(number)
-    if kind == "M":
-        return {key: _decode(item) for key, item in value.items()}
-    if kind == "L":
-        return [_decode(item) for item in value]
-    if kind == "NULL":
-        return None
-    return value
-
-
-def _encode_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _encode(value) for key, value in item.items() if value is not None}
-
-
-def _encode_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _encode(value) for key, value in values.items()}
-
-
-def _decode_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _decode(value) for key, value in item.items()}
