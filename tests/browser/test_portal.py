@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from labelloop_local.services.testing import LocalAws, local_aws, wait_for
+from labelloop_local.services.testing import LocalAws, create_active_flow, local_aws, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -84,27 +84,8 @@ def portal_task(tmp_path: Path) -> Iterator[tuple[LocalAws, str, list[dict[str, 
         s3.create_bucket(Bucket=BUCKET)
         data, slices = _pizza_scene()
         s3.put_object(Bucket=BUCKET, Key="incoming/slices.jpg", Body=data, ContentType="image/jpeg")
-        ui_arn = sagemaker.create_human_task_ui(
-            HumanTaskUiName="portal-ui", UiTemplate={"Content": TEMPLATE}
-        )["HumanTaskUiArn"]
-        flow_arn = sagemaker.create_flow_definition(
-            FlowDefinitionName="portal-flow",
-            RoleArn="arn:aws:iam::123456789012:role/a2i",
-            HumanLoopConfig={
-                "WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/pizza",
-                "HumanTaskUiArn": ui_arn,
-                "TaskTitle": "Box the pizza slices",
-                "TaskDescription": "Correct the model's boxes",
-                "TaskCount": 1,
-            },
-            OutputConfig={"S3OutputPath": f"s3://{BUCKET}/reviews/"},
-        )["FlowDefinitionArn"]
-        wait_for(
-            lambda: (
-                sagemaker.describe_flow_definition(FlowDefinitionName="portal-flow")["FlowDefinitionStatus"]
-                == "Active"
-            ),
-            what="flow Active",
+        flow_arn = create_active_flow(
+            sagemaker, "portal-flow", "portal-ui", f"s3://{BUCKET}/reviews/", TEMPLATE
         )
         # The model placed the first slice's box a bit off, mislabeled the second and missed the third.
         model_boxes = [

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from labelloop_local.services import LocalServices
-from labelloop_local.services.testing import LocalAws, local_aws, wait_for
+from labelloop_local.services.testing import LocalAws, create_active_flow, local_aws, wait_for
 
 BUCKET = "a2i-test-bucket"
 LABELS = ["pepperoni pizza slice", "crust"]
@@ -44,29 +44,8 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
 
 @pytest.fixture(scope="module")
 def flow_arn(aws: LocalAws) -> str:
-    sagemaker = aws.client("sagemaker")
-    ui_arn = sagemaker.create_human_task_ui(HumanTaskUiName="pizza-ui", UiTemplate={"Content": TEMPLATE})[
-        "HumanTaskUiArn"
-    ]
-    arn = sagemaker.create_flow_definition(
-        FlowDefinitionName="pizza-flow",
-        RoleArn="arn:aws:iam::123456789012:role/a2i",
-        HumanLoopConfig={
-            "WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/pizza",
-            "HumanTaskUiArn": ui_arn,
-            "TaskTitle": "Box the pizza slices",
-            "TaskDescription": "Correct the model's boxes",
-            "TaskCount": 1,
-            "TaskTimeLimitInSeconds": 300,
-        },
-        OutputConfig={"S3OutputPath": f"s3://{BUCKET}/reviews"},
-    )["FlowDefinitionArn"]
-    wait_for(
-        lambda: (
-            sagemaker.describe_flow_definition(FlowDefinitionName="pizza-flow")["FlowDefinitionStatus"]
-            == "Active"
-        ),
-        what="flow definition Active",
+    arn = create_active_flow(
+        aws.client("sagemaker"), "pizza-flow", "pizza-ui", f"s3://{BUCKET}/reviews", TEMPLATE
     )
     return str(arn)
 

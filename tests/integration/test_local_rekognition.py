@@ -13,7 +13,6 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
+from labelloop_local import detector
+from labelloop_local.detector import Detection
 from labelloop_local.services import LocalServices
 from labelloop_local.services.testing import LocalAws, local_aws, wait_for
 
@@ -29,22 +30,7 @@ LABEL = "pepperoni pizza slice"
 ATTR = "pizza_BB"
 
 
-# -- a deterministic stand-in for labelloop_local.detector (same API) ---------------------------------
-@dataclass(frozen=True)
-class FakeSample:
-    image: Image.Image
-    boxes: list[tuple[str, tuple[int, int, int, int]]]
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class Detection:
-    label: str
-    confidence: float
-    left: float
-    top: float
-    width: float
-    height: float
+# -- a deterministic stand-in for the detector's model (same API, same Sample and Detection types) --------
 
 
 class BoxMemoryModel:
@@ -92,19 +78,19 @@ class Evaluation:
 
 
 class BoxMemoryDetector:
-    Sample = FakeSample
+    Sample = detector.Sample
     Model = BoxMemoryModel
 
     @staticmethod
     def split(
-        samples: Sequence[FakeSample], test_fraction: float = 0.2, seed: int = 0
-    ) -> tuple[list[FakeSample], list[FakeSample]]:
+        samples: Sequence[detector.Sample], test_fraction: float = 0.2, seed: int = 0
+    ) -> tuple[list[detector.Sample], list[detector.Sample]]:
         cut = max(1, round(len(samples) * test_fraction))
         return list(samples[cut:]), list(samples[:cut])
 
     @staticmethod
     def train(
-        samples: Sequence[FakeSample], labels: Sequence[str], *, seed: int = 0, progress: Any = None
+        samples: Sequence[detector.Sample], labels: Sequence[str], *, seed: int = 0, progress: Any = None
     ) -> BoxMemoryModel:
         boxes: dict[str, list[float]] = {}
         for sample in samples:
@@ -116,7 +102,7 @@ class BoxMemoryDetector:
         return BoxMemoryModel(boxes)
 
     @staticmethod
-    def evaluate(model: BoxMemoryModel, samples: Sequence[FakeSample]) -> Evaluation:
+    def evaluate(model: BoxMemoryModel, samples: Sequence[detector.Sample]) -> Evaluation:
         return Evaluation(sorted(model.boxes), len(samples))
 
 

@@ -76,3 +76,30 @@ def wait_for(check: Any, timeout: float = 120.0, interval: float = 0.05, what: s
             return last
         time.sleep(interval)
     raise AssertionError(f"{what} did not happen within {timeout:.0f} s; last value: {last!r}")
+
+
+def create_active_flow(sagemaker: Any, name: str, ui_name: str, output_path: str, ui_template: str) -> str:
+    """A task UI and a flow definition for it, waited until Active (as the A2I setup custom resource does)."""
+    ui_arn = sagemaker.create_human_task_ui(HumanTaskUiName=ui_name, UiTemplate={"Content": ui_template})[
+        "HumanTaskUiArn"
+    ]
+    flow_arn = sagemaker.create_flow_definition(
+        FlowDefinitionName=name,
+        RoleArn="arn:aws:iam::123456789012:role/a2i",
+        HumanLoopConfig={
+            "WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/pizza",
+            "HumanTaskUiArn": ui_arn,
+            "TaskTitle": "Box the pizza slices",
+            "TaskDescription": "Correct the model's boxes",
+            "TaskCount": 1,
+            "TaskTimeLimitInSeconds": 300,
+        },
+        OutputConfig={"S3OutputPath": output_path},
+    )["FlowDefinitionArn"]
+    wait_for(
+        lambda: (
+            sagemaker.describe_flow_definition(FlowDefinitionName=name)["FlowDefinitionStatus"] == "Active"
+        ),
+        what=f"flow definition {name} Active",
+    )
+    return str(flow_arn)
