@@ -4,24 +4,28 @@
 
 Scenario of the demo: generate the sample data, hold out 20 %, train on 12 images, then on the 12 plus 20
 more, and evaluate both on the same held-out images. A larger independent test set (another seed) shows the
-same comparison with less sampling noise. When /work/shared/seed-data is present, also trains on 9 of the
-real photos and tests on the other 3.
+same comparison with less sampling noise. When the seed data is present (LABELLOOP_SEED_DATA, default
+../shared/seed-data), also trains on 9 of the real photos and tests on the other 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from labelloop_local.detector import EvaluationSummary, Model, Sample, evaluate, split, train
-from labelloop_local.sampledata import LABEL, generate, load_dataset
+from labelloop_local.demo.sampledata import LABEL, generate, load_dataset
+from labelloop_local.emulators.detector import EvaluationSummary, Model, Sample, evaluate, split, train
 
-SEED_DATA = Path("/work/shared/seed-data")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.support.paths import seed_data_dir  # noqa: E402  (one resolution of the seed data path)
+
 T = TypeVar("T")
 
 
@@ -70,10 +74,11 @@ def synthetic(n_images: int, seed: int, extra_test: int, work: Path) -> None:
 
 
 def seed_photos() -> None:
-    if not (SEED_DATA / "manifest").is_dir():
+    seed_data = seed_data_dir()
+    if seed_data is None:
         print("seed photos: not present, skipped")
         return
-    photos, wall, _ = timed(lambda: load_dataset(SEED_DATA).samples())
+    photos, wall, _ = timed(lambda: load_dataset(seed_data).samples())
     print(f"seed photos: loaded {len(photos)} photos in {wall:.1f} s")
     train_and_evaluate("seed (9 photos)", photos[:9], {f"seed test ({len(photos[9:])} photos)": photos[9:]})
 

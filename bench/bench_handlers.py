@@ -95,9 +95,10 @@ def provisioned() -> Iterator[Any]:
     import boto3
     from moto import mock_aws
 
-    from labelloop_local.provision import provision
-    from labelloop_local.stack import LOCAL_PARAMETERS, apply_moto_fixes
-    from labelloop_local.template import load_template
+    from labelloop_local.stack.local_stack import LOCAL_PARAMETERS
+    from labelloop_local.stack.moto_fixes import apply_moto_fixes
+    from labelloop_local.stack.provision import provision
+    from labelloop_local.stack.template import load_template
 
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing",
@@ -160,7 +161,7 @@ def bench_detect(stack: Any, invocations: int) -> list[float]:
     from botocore.stub import Stubber
 
     from labelloop_core.adapters import clients
-    from labelloop_local.handlers import lambda_context, load_handler
+    from labelloop_local.stack.handlers import lambda_context, load_handler
 
     _use_function_env(stack, "DetectFunction")
     handler = load_handler(REPO / "functions/detect")
@@ -204,7 +205,7 @@ def bench_start_review(stack: Any, invocations: int) -> list[float]:
     from botocore.stub import Stubber
 
     from labelloop_core.adapters import clients
-    from labelloop_local.handlers import lambda_context, load_handler
+    from labelloop_local.stack.handlers import lambda_context, load_handler
 
     _use_function_env(stack, "StartReviewFunction")
     handler = load_handler(REPO / "functions/start_review")
@@ -231,7 +232,7 @@ def bench_start_review(stack: Any, invocations: int) -> list[float]:
 
 
 def bench_retrain_check(stack: Any, invocations: int) -> list[float]:
-    from labelloop_local.handlers import lambda_context, load_handler
+    from labelloop_local.stack.handlers import lambda_context, load_handler
 
     _use_function_env(stack, "RetrainFunction")
     handler = load_handler(REPO / "functions/retrain")

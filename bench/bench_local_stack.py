@@ -17,9 +17,9 @@ import time
 import warnings
 from pathlib import Path
 
-from labelloop_local import sampledata
-from labelloop_local.demo import DemoOptions, DemoResult, _DemoRun
-from labelloop_local.stack import LocalStack
+from labelloop_local.demo import sampledata
+from labelloop_local.demo.run import DemoOptions, DemoResult, _DemoRun
+from labelloop_local.stack.local_stack import LocalStack
 
 BUDGET_SECONDS = 60.0
 BASE_IMAGES = 20

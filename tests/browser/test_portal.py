@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from labelloop_local.services.testing import LocalAws, create_active_flow, local_aws, wait_for
+from labelloop_local.emulators.testing import LocalAws, create_active_flow, local_aws, wait_for
 
 pytestmark = pytest.mark.browser
 

@@ -7,8 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, Invoke
-from flowkit import (
+
+from labelloop_core import a2i, naming
+from labelloop_core.adapters import clients
+from labelloop_core.adapters.ledger import Ledger
+from labelloop_core.errors import InvalidEvent, TransientError
+from labelloop_local.stack.provision import Stack
+from tests.support.flows import (
     EventSpy,
     a2i_event,
     keys_under,
@@ -19,12 +24,7 @@ from flowkit import (
     stubbed,
     versions_of,
 )
-
-from labelloop_core import a2i, naming
-from labelloop_core.adapters import clients
-from labelloop_core.adapters.ledger import Ledger
-from labelloop_core.errors import InvalidEvent, TransientError
-from labelloop_local.provision import Stack
+from tests.support.moto_stack import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, Invoke
 
 pytestmark = pytest.mark.integration
 

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from labelloop_local.cli import main as cli_main
-from labelloop_local.demo import DemoOptions, run_demo
+from labelloop_local.demo.run import DemoOptions, run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-SEED_DATA = Path(
-    os.environ.get("LABELLOOP_SEED_DATA", Path(__file__).resolve().parents[3] / "shared" / "seed-data")
-)
 
 
 def test_demo_runs_the_whole_loop_and_a_replay_changes_nothing(
@@ -97,10 +93,9 @@ def test_faults_in_the_local_services_end_in_retries_or_the_dlq_and_nothing_is_l
     assert result.labels_appended == result.reviews_completed == result.reviews_requested
 
 
-@pytest.mark.skipif(not (SEED_DATA / "manifest").is_dir(), reason=f"seed data not present at {SEED_DATA}")
-def test_demo_completes_on_the_real_seed_photos(tmp_path: Path) -> None:
+def test_demo_completes_on_the_real_seed_photos(tmp_path: Path, seed_data: Path) -> None:
     result = run_demo(
-        DemoOptions(dataset=SEED_DATA, out_dir=tmp_path, template=TEMPLATE, step_timeout=900),
+        DemoOptions(dataset=seed_data, out_dir=tmp_path, template=TEMPLATE, step_timeout=900),
         progress=lambda message: None,
     )
     assert result.test_images >= 1

@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY
-from conftest import FAKE_MODEL_ARN, Invoke
-from flowkit import (
+
+from labelloop_core import naming
+from labelloop_core.adapters import clients
+from labelloop_core.adapters.ledger import Ledger
+from labelloop_core.adapters.models import ModelRegistry
+from labelloop_core.errors import InvalidEvent, TransientError
+from labelloop_local.stack.provision import Stack
+from tests.support.flows import (
     EventSpy,
     jpeg_bytes,
     keys_under,
@@ -21,13 +27,7 @@ from flowkit import (
     stubbed,
     upload,
 )
-
-from labelloop_core import naming
-from labelloop_core.adapters import clients
-from labelloop_core.adapters.ledger import Ledger
-from labelloop_core.adapters.models import ModelRegistry
-from labelloop_core.errors import InvalidEvent, TransientError
-from labelloop_local.provision import Stack
+from tests.support.moto_stack import FAKE_MODEL_ARN, Invoke
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from labelloop_local.services import LocalServices
-from labelloop_local.services.testing import LocalAws, create_active_flow, local_aws, wait_for
+from labelloop_local.emulators import LocalServices
+from labelloop_local.emulators.testing import LocalAws, create_active_flow, local_aws, wait_for
 
 BUCKET = "a2i-test-bucket"
 LABELS = ["pepperoni pizza slice", "crust"]

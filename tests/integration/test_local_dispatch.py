@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from labelloop_local.stack import LocalStack
+from labelloop_local.stack.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

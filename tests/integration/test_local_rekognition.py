@@ -20,10 +20,9 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from labelloop_local import detector
-from labelloop_local.detector import Detection
-from labelloop_local.services import LocalServices
-from labelloop_local.services.testing import LocalAws, local_aws, wait_for
+from labelloop_local.emulators import LocalServices, detector
+from labelloop_local.emulators.detector import Detection
+from labelloop_local.emulators.testing import LocalAws, local_aws, wait_for
 
 BUCKET = "rekognition-test-bucket"
 LABEL = "pepperoni pizza slice"
@@ -495,7 +494,7 @@ def test_projects_models_and_running_state_survive_a_restart(aws: LocalAws) -> N
 
 @pytest.mark.slow
 def test_real_detector_trains_evaluates_and_detects_on_generated_pizzas(tmp_path: Path) -> None:
-    from labelloop_local import sampledata
+    from labelloop_local.demo import sampledata
 
     dataset = sampledata.generate(tmp_path / "data", n_images=12, seed=3, size=(320, 240))
     with local_aws(tmp_path / "state") as aws:

@@ -9,11 +9,11 @@ import zipfile
 import boto3
 import pytest
 from botocore.stub import ANY
-from flowkit import stubbed
 
 from labelloop_core.adapters import clients
 from labelloop_local.cli import main
-from labelloop_local.provision import Stack
+from labelloop_local.stack.provision import Stack
+from tests.support.flows import stubbed
 
 PROJECT = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/1700000000000"
 OLD = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/labelloop-20260101T000000Z/1"

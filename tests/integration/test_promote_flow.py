@@ -16,13 +16,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from flowkit import EventSpy
 
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.training_ledger import ClaimResult, TrainingLedger
 from labelloop_core.config import settings_from_env
 from labelloop_core.services.promote import rollback
-from labelloop_local.provision import Stack
+from labelloop_local.stack.provision import Stack
+from tests.support.flows import EventSpy
 
 pytestmark = pytest.mark.integration
 

@@ -17,14 +17,14 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from flowkit import EventSpy
 
 from labelloop_core import manifest
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.custom_labels import MAX_CHANGES_BYTES, CustomLabels
 from labelloop_core.errors import TransientError
 from labelloop_core.geometry import PixelBox
-from labelloop_local.provision import Stack
+from labelloop_local.stack.provision import Stack
+from tests.support.flows import EventSpy
 
 pytestmark = pytest.mark.integration
 
@@ -603,12 +603,8 @@ def test_unusable_labels_are_recorded_not_trained_on(world: World, invoke: Invok
     assert world.pending_count() == 0
 
 
-SEED_MANIFEST = Path("/work/shared/seed-data/manifest/output-change.manifest")
-
-
-@pytest.mark.skipif(not SEED_MANIFEST.is_file(), reason="seed data not present")
-def test_real_ground_truth_manifest_as_base(world: World, invoke: Invoke) -> None:
-    seed_lines = [line for line in SEED_MANIFEST.read_text().splitlines() if line.strip()]
+def test_real_ground_truth_manifest_as_base(world: World, invoke: Invoke, seed_manifest: Path) -> None:
+    seed_lines = [line for line in seed_manifest.read_text().splitlines() if line.strip()]
     world.s3().put_object(
         Bucket=world.stack.bucket, Key=world.env["BASE_MANIFEST_KEY"], Body="\n".join(seed_lines).encode()
     )

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY
-from conftest import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, Invoke
-from flowkit import EventSpy, app_event, ledger_item, png_bytes, s3_event, stubbed, upload
 
 from labelloop_core import naming
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import Ledger
 from labelloop_core.errors import InvalidEvent, TransientError
-from labelloop_local.provision import Stack
+from labelloop_local.stack.provision import Stack
+from tests.support.flows import EventSpy, app_event, ledger_item, png_bytes, s3_event, stubbed, upload
+from tests.support.moto_stack import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, Invoke
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labelloop_local import detector
-from labelloop_local.detector import (
+from labelloop_local.demo.sampledata import LABEL, generate, load_dataset
+from labelloop_local.emulators import detector
+from labelloop_local.emulators.detector import (
     Detection,
     Model,
     ModelFormatError,
@@ -21,10 +22,7 @@ from labelloop_local.detector import (
     split,
     train,
 )
-from labelloop_local.evaluation_report import GroundTruth
-from labelloop_local.sampledata import LABEL, generate, load_dataset
-
-SEED_DATA = Path("/work/shared/seed-data")
+from labelloop_local.emulators.evaluation import GroundTruth
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -345,9 +343,8 @@ def test_rekognition_summary_has_the_documented_field_names() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SEED_DATA / "manifest").is_dir(), reason="seed data not present")
-def test_trains_on_the_seed_photos_and_reports_boxes_in_their_full_resolution() -> None:
-    dataset = load_dataset(SEED_DATA)
+def test_trains_on_the_seed_photos_and_reports_boxes_in_their_full_resolution(seed_data: Path) -> None:
+    dataset = load_dataset(seed_data)
     photos = dataset.samples()
     trained = train(photos[:9], [LABEL])
     for photo in photos[9:]:

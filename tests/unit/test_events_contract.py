@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
 import jsonschema
 import pytest
-import yaml
 
 from labelloop_core import schemas
 from labelloop_core.task_ui import template_sha256
+from tests.support.paths import REPO_ROOT as REPO
+from tests.support.template import template_document
 
-REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
 
 # sample file -> (function logical id, schema of the whole event, schema of its detail or None)
@@ -32,18 +31,8 @@ SAMPLES = {
 }
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """YAML loader that keeps CloudFormation short tags as opaque values."""
-
-
-_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: {suffix: None})
-
-
 def _template() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.load(
-        (REPO / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader
-    )
-    return document
+    return template_document()
 
 
 def _load(name: str) -> dict[str, Any]:

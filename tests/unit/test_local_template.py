@@ -10,10 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from labelloop_local.handlers import HandlerLoadError, lambda_context, load_handler
-from labelloop_local.provision import provision
-from labelloop_local.stack import apply_moto_fixes
-from labelloop_local.template import (
+from labelloop_local.stack.handlers import HandlerLoadError, lambda_context, load_handler
+from labelloop_local.stack.moto_fixes import apply_moto_fixes
+from labelloop_local.stack.provision import provision
+from labelloop_local.stack.template import (
     Resolver,
     SamTemplate,
     TemplateError,

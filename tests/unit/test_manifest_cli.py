@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from labelloop_core.manifest import ClassMap, validate_line
-from labelloop_local import manifest_cli
+from labelloop_local.cli import manifest as manifest_cli
 
 ATTR = "pizza_BB"
 

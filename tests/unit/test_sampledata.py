@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from labelloop_local.sampledata import (
+from labelloop_local.demo.sampledata import (
     ATTRIBUTE,
     LABEL,
     DatasetError,
@@ -17,10 +17,6 @@ from labelloop_local.sampledata import (
     load_dataset,
     manifest_line,
 )
-
-SEED_DATA = Path("/work/shared/seed-data")
-SEED_MANIFEST = SEED_DATA / "manifest" / "output-change.manifest"
-needs_seed = pytest.mark.skipif(not SEED_MANIFEST.is_file(), reason="seed data not present")
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +88,8 @@ def test_manifest_line_is_serialised_in_the_seed_layout() -> None:
     )
 
 
-@needs_seed
-def test_manifest_layout_matches_the_seed_manifest(sample_dir: Path) -> None:
-    seed_line = json.loads(SEED_MANIFEST.read_text().splitlines()[0])
+def test_manifest_layout_matches_the_seed_manifest(sample_dir: Path, seed_manifest: Path) -> None:
+    seed_line = json.loads(seed_manifest.read_text().splitlines()[0])
     ours = next(
         line for line in _lines(sample_dir / "manifest" / "sample.manifest") if line[ATTRIBUTE]["annotations"]
     )
@@ -137,12 +132,11 @@ def test_load_dataset_reads_back_what_generate_wrote(sample_dir: Path) -> None:
     assert loaded.labels == [LABEL]
 
 
-@needs_seed
-def test_load_dataset_maps_the_seed_manifest_placeholders_to_its_photos() -> None:
-    dataset = load_dataset(SEED_DATA)
+def test_load_dataset_maps_the_seed_manifest_placeholders_to_its_photos(seed_data: Path) -> None:
+    dataset = load_dataset(seed_data)
     assert len(dataset.entries) == 12
     assert dataset.box_count == 23
-    assert dataset.images_dir == SEED_DATA / "images"
+    assert dataset.images_dir == seed_data / "images"
     entry = dataset.entries["pexels_brett_jordan_825661__1_.jpg"]
     assert entry.size == (2658, 2000)
     assert entry.boxes[0] == (LABEL, (255, 812, 1072, 886))

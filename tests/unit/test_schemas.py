@@ -17,7 +17,6 @@ from labelloop_core.errors import InvalidEvent, LabelloopError
 from labelloop_core.schemas import SchemaViolation
 
 REPO = Path(__file__).resolve().parents[2]
-SEED_MANIFEST = Path("/work/shared/seed-data/manifest/output-change.manifest")
 CONTRACT_NAMES = {  # docs/CONTRACTS.md, "Schemas"
     "review-requested",
     "labels-appended",
@@ -332,9 +331,8 @@ def test_validators_are_compiled_once_per_name() -> None:
     assert schemas._validator("prediction") is first
 
 
-@pytest.mark.skipif(not SEED_MANIFEST.exists(), reason="seed data not available")
-def test_real_ground_truth_manifest_lines_are_valid() -> None:
-    lines = [json.loads(line) for line in SEED_MANIFEST.read_text().splitlines() if line.strip()]
+def test_real_ground_truth_manifest_lines_are_valid(seed_manifest: Path) -> None:
+    lines = [json.loads(line) for line in seed_manifest.read_text().splitlines() if line.strip()]
     assert lines
     for line in lines:
         schemas.validate("manifest-line", line)

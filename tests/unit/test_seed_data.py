@@ -3,7 +3,6 @@ repo). Skipped when the seed data is not on this machine."""
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +13,16 @@ from labelloop_core.geometry import PixelBox
 from labelloop_core.imageinfo import HEADER_BYTES, ImageInfo, probe
 from labelloop_core.manifest import ClassMap, build_line, merge, validate_line
 from labelloop_core.naming import ImageRef
+from tests.support.paths import SEED_DATA
 
-
-def _seed_dir() -> Path | None:
-    repo = Path(__file__).resolve().parents[2]
-    candidates = [
-        os.environ.get("LABELLOOP_SEED_DATA"),
-        "/work/shared/seed-data",
-        repo.parent / "shared" / "seed-data",
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "manifest" / "output-change.manifest").is_file():
-            return Path(candidate)
-    return None
-
-
-SEED = _seed_dir()
-pytestmark = pytest.mark.skipif(SEED is None, reason="shared/seed-data is not present")
+pytestmark = pytest.mark.skipif(SEED_DATA is None, reason="seed data not present (LABELLOOP_SEED_DATA)")
 ATTRIBUTE = "pepperoni_pizza_BB"
 LABELS = ClassMap.from_labels(["pepperoni pizza slice"])
 
 
 def seed() -> Path:
-    assert SEED is not None
-    return SEED
+    assert SEED_DATA is not None
+    return SEED_DATA
 
 
 def manifest_text() -> list[str]:
@@ -173,7 +158,7 @@ def test_manifest_cli_merges_the_seed_without_flags(
 ) -> None:
     import argparse
 
-    from labelloop_local import manifest_cli
+    from labelloop_local.cli import manifest as manifest_cli
 
     labels = tmp_path / "labels"
     labels.mkdir()

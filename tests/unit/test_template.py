@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE_PATH = REPO / "template.yaml"
+from tests.support.paths import REPO_ROOT as REPO
+from tests.support.paths import TEMPLATE_PATH
+from tests.support.template import template_document
 
 EVENT_FUNCTIONS = {
     "DetectFunction": "functions/detect/",
@@ -52,29 +51,8 @@ FUNCTION_ENV = {  # docs/CONTRACTS.md, "Environment variables"
 RUNTIME_ENV = re.compile(r"^(AWS_|_X_AMZN_|LAMBDA_|_HANDLER$|TZ$)")
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """YAML loader that turns CloudFormation short tags into their long form."""
-
-
-def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
 def load_template() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.load(TEMPLATE_PATH.read_text(encoding="utf-8"), Loader=_CfnLoader)
-    return document
+    return template_document()
 
 
 @pytest.fixture(scope="module")

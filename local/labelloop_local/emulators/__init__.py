@@ -4,6 +4,6 @@
 127.0.0.1 port; boto3 clients reach them through `AWS_ENDPOINT_URL_<SERVICE>` (see `endpoint_env()`).
 """
 
-from labelloop_local.services.server import LocalServices
+from labelloop_local.emulators.server import LocalServices
 
 __all__ = ["LocalServices"]

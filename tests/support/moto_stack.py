@@ -1,4 +1,6 @@
-"""Integration fixtures: template.yaml's resources on moto (in-process), handlers invoked as Lambda would.
+"""Flow-test fixtures: template.yaml's resources on moto (in-process), handlers invoked as Lambda would.
+
+Registered for every test by `tests/conftest.py` (`pytest_plugins`).
 
 ``aws_stack``: moto ``mock_aws`` active, fake credentials, us-east-1, resources of template.yaml
 provisioned, the active model parameter pointing at a fake model, the A2I flow definition resolved.
@@ -9,20 +11,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from labelloop_local.handlers import Handler, lambda_context, load_handler
-from labelloop_local.provision import Stack, provision
-from labelloop_local.stack import LOCAL_PARAMETERS, apply_moto_fixes
-from labelloop_local.template import SamTemplate, load_template
+from labelloop_local.stack.handlers import Handler, lambda_context, load_handler
+from labelloop_local.stack.local_stack import LOCAL_PARAMETERS
+from labelloop_local.stack.moto_fixes import apply_moto_fixes
+from labelloop_local.stack.provision import Stack, provision
+from labelloop_local.stack.template import SamTemplate
+from tests.support.template import repo_template
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 REGION = "us-east-1"
 FAKE_MODEL_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/pizza.v1/1"
 FAKE_FLOW_DEFINITION_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local"
@@ -33,9 +34,7 @@ Invoke = Callable[[str, dict[str, Any]], Any]
 
 @pytest.fixture(scope="session")
 def sam_template() -> SamTemplate:
-    if not TEMPLATE_PATH.is_file():
-        pytest.fail(f"{TEMPLATE_PATH} is missing: the integration tests provision from it")
-    return load_template(TEMPLATE_PATH)
+    return repo_template()
 
 
 @pytest.fixture
@@ -53,7 +52,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws_stack(aws_env: None, sam_template: SamTemplate) -> Iterator[Stack]:
-    apply_moto_fixes()  # S3 → EventBridge events shaped like AWS's (see labelloop_local.stack)
+    apply_moto_fixes()  # S3 → EventBridge events shaped like AWS's (see labelloop_local.stack.moto_fixes)
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         stack = provision(

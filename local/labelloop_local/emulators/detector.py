@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from labelloop_local.evaluation_report import EvaluationSummary, LabelMetrics, evaluate, evaluate_detections
+from labelloop_local.emulators.evaluation import (
+    EvaluationSummary,
+    LabelMetrics,
+    evaluate,
+    evaluate_detections,
+)
 
 __all__ = [
     "Box",

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labelloop_local.services.common import FAKE_CREDENTIALS
-from labelloop_local.services.server import LocalServices
+from labelloop_local.emulators.common import FAKE_CREDENTIALS
+from labelloop_local.emulators.server import LocalServices
 
 LOCAL_SERVICES = {"rekognition", "sagemaker", "sagemaker-a2i-runtime"}
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labelloop_local.template import DEFAULT_ACCOUNT, DEFAULT_REGION
+from labelloop_local.stack.template import DEFAULT_ACCOUNT, DEFAULT_REGION
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

@@ -1,7 +1,6 @@
 """The local stack: moto server + local Rekognition/A2I services + in-process rule delivery.
 
-Also holds the fidelity fixes applied to moto (in this process only) so that the events the
-handlers receive have the shape AWS sends.
+The fidelity fixes applied to moto live in `labelloop_local.stack.moto_fixes`.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ import itertools
 import json
 import logging
 import os
-import secrets
 import tempfile
 import threading
 import time
@@ -21,168 +19,19 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
-from labelloop_local.dispatcher import DEFAULT_TIME_SCALE, Dispatcher, Route
-from labelloop_local.provision import Stack, provision
-from labelloop_local.template import DEFAULT_REGION, Resolver, as_text, load_template, referenced_logical_id
+from labelloop_local.stack.dispatcher import DEFAULT_TIME_SCALE, Dispatcher, Route
+from labelloop_local.stack.moto_fixes import apply_moto_fixes
+from labelloop_local.stack.provision import Stack, provision
+from labelloop_local.stack.template import (
+    DEFAULT_REGION,
+    Resolver,
+    as_text,
+    load_template,
+    referenced_logical_id,
+)
 
 LOG = logging.getLogger(__name__)
-
-_fixes_lock = threading.Lock()
-_fixes_applied = False
-_sequencer = itertools.count(0x617F08299329D189)
-
-# S3 `reason` per moto notification event name (AWS documents PutObject, POST Object, CopyObject,
-# CompleteMultipartUpload for Object Created; DeleteObject / Lifecycle Expiration for deletions).
-_S3_REASONS = {
-    "s3:ObjectCreated:Put": "PutObject",
-    "s3:ObjectCreated:Post": "POST Object",
-    "s3:ObjectCreated:Copy": "CopyObject",
-    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
-    "s3:ObjectRemoved:Delete": "DeleteObject",
-    "s3:ObjectRemoved:DeleteMarkerCreated": "DeleteObject",
-}
-
-
-def s3_event_key(key: str) -> str:
-    """Encode an object key the way S3 event notifications do (space → '+', '/' kept)."""
-    return quote_plus(key, safe="/*")
-
-
-def apply_moto_fixes() -> None:
-    """Patch moto (in this process) where its behaviour differs from AWS in ways our handlers see.
-
-    Idempotent. Each fix is documented at its definition.
-    """
-    global _fixes_applied
-    with _fixes_lock:
-        if _fixes_applied:
-            return
-        import moto.events.models as events_models
-        import moto.s3.notifications as s3_notifications
-
-        s3_notifications._send_event_bridge_message = _send_s3_event_like_aws
-        events_models.Replay.replay_events = _replay_events_in_window  # type: ignore[method-assign]
-        _cache_jsonpath_parsing()
-        _fixes_applied = True
-
-
-def _cache_jsonpath_parsing() -> None:
-    """Speed, not fidelity: moto parses ~8 JSONPath expressions per event and target with
-    ``jsonpath_ng.ext.parse``, which builds a new PLY parser each time (85% of a PutEvents, ~0.1 s per
-    upload). The parsed paths are immutable, so identical expressions share one parse."""
-    import functools
-
-    import jsonpath_ng.ext as jsonpath_ext
-
-    if not hasattr(jsonpath_ext.parse, "cache_info"):
-        jsonpath_ext.parse = functools.lru_cache(maxsize=512)(jsonpath_ext.parse)
-
-
-def _send_s3_event_like_aws(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
-    """Replacement for ``moto.s3.notifications._send_event_bridge_message``.
-
-    moto 5.2 differs from S3 in four ways that matter here:
-    * detail.object has ``eTag``; S3 sends ``etag``;
-    * the key is not URL-encoded; S3 encodes it (``a b.jpg`` → ``a+b.jpg``), consumers decode once;
-    * ``reason`` is ``ObjectCreated``; S3 sends the API (``PutObject``, ``CompleteMultipartUpload``...);
-    * it calls every rule's targets with the raw event (``transform_input=False``), which raises on
-      archive targets; moto swallows the error, so an archive on the default bus silently stops the
-      delivery to every later rule, and S3 events are never archived. S3 publishes to the default bus
-      only, like PutEvents: we go through ``put_events`` so archives and rules see the event as AWS
-      would (ISO ``time`` is produced by moto's SQS target).
-    Also, moto emits "Object ACL Updated" and "Object Tags Added" on every PutObject (it applies the
-    default ACL and an empty tag set); S3 does not, so those two are dropped.
-    """
-    event_name = str(getattr(event_name, "value", event_name))
-    if event_name in ("s3:ObjectAcl:Put", "s3:ObjectTagging:Put"):
-        return
-    from moto.events.models import events_backends
-    from moto.s3.notifications import _detail_type
-
-    detail_object: dict[str, Any] = {
-        "key": s3_event_key(key.name),
-        "size": key.size,
-        "etag": key.etag.replace('"', ""),
-        "sequencer": format(next(_sequencer), "X"),
-    }
-    if key.version_id and key.version_id != "null":
-        detail_object["version-id"] = key.version_id
-    detail = {
-        "version": "0",
-        "bucket": {"name": bucket.name},
-        "object": detail_object,
-        "request-id": secrets.token_hex(8).upper(),
-        "requester": account_id,
-        "source-ip-address": "127.0.0.1",
-        "reason": _S3_REASONS.get(event_name, event_name.split(":")[-1]),
-    }
-    try:
-        backend = events_backends[account_id][bucket.region_name]
-        backend.put_events(
-            [
-                {
-                    "Source": "aws.s3",
-                    "DetailType": _detail_type(event_name),
-                    "Detail": json.dumps(detail),
-                    "Resources": [bucket.arn],
-                    "EventBusName": "default",
-                }
-            ]
-        )
-    except Exception:  # S3 itself never fails a PutObject because EventBridge delivery failed
-        LOG.exception("S3 EventBridge notification for s3://%s/%s was not delivered", bucket.name, key.name)
-
-
-def _replay_events_in_window(self: Any, archive: Any) -> None:
-    """Replacement for ``moto.events.models.Replay.replay_events``.
-
-    moto replays every archived event whatever the replay's EventStartTime/EventEndTime; EventBridge
-    replays only the events whose time falls in the window (``labelloop local replay --since``).
-    """
-    from moto.core.utils import unix_time
-    from moto.events.models import ReplayState, events_backends
-    from moto.moto_api._internal import mock_random as random
-
-    start, end = _epoch(self.event_start_time), _epoch(self.event_end_time)
-    bus_name = self.destination["Arn"].split("/")[-1]
-    backend = events_backends[self.account_id][self.region]
-    bus = backend.describe_event_bus(bus_name)
-    filter_arns = set(self.destination.get("FilterArns") or [])
-    replayed = 0
-    for event in list(archive.events):
-        event_time = _epoch(event.get("time"))
-        if (
-            event_time is not None
-            and start is not None
-            and end is not None
-            and not start <= event_time <= end
-        ):
-            continue
-        replayed += 1
-        for rule in list(bus.rules.values()):
-            if filter_arns and rule.arn not in filter_arns:
-                continue
-            replayed_event: Any = dict(event, **{"id": str(random.uuid4()), "replay-name": self.name})
-            rule.send_to_targets(replayed_event, transform_input=False)
-    self.labelloop_events_replayed = replayed  # read by LocalStack.replay (same process)
-    self.state = ReplayState.COMPLETED
-    self.end_time = unix_time()
-
-
-def _epoch(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(value)
-    except ValueError:
-        from datetime import datetime
-
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-
 
 # -- the stack ---------------------------------------------------------------------------------------
 
@@ -289,7 +138,7 @@ class LocalStack:
     def _start(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        from labelloop_local.services import LocalServices
+        from labelloop_local.emulators import LocalServices
 
         apply_moto_fixes()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per moto request otherwise

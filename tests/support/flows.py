@@ -22,7 +22,7 @@ from botocore.stub import Stubber
 from PIL import Image
 
 from labelloop_core.adapters import clients
-from labelloop_local.provision import Stack
+from labelloop_local.stack.provision import Stack
 
 
 # -- images --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from labelloop_local.services.common import (
+from labelloop_local.emulators.common import (
     ACCOUNT_ID,
     AwsEndpoints,
     AwsError,
@@ -38,7 +38,7 @@ from labelloop_local.services.common import (
     parse_s3_uri,
     schema_violation,
 )
-from labelloop_local.services.sagemaker import SageMakerService
+from labelloop_local.emulators.sagemaker import SageMakerService
 
 LOG = logging.getLogger(__name__)
 

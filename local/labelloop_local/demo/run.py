@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from labelloop_local.handlers import environment
-from labelloop_local.sampledata import DatasetError
-from labelloop_local.stack import LocalStack, StackError
-from labelloop_local.template import TemplateError
+from labelloop_local.demo.sampledata import DatasetError
+from labelloop_local.stack.handlers import environment
+from labelloop_local.stack.local_stack import LocalStack, StackError
+from labelloop_local.stack.template import TemplateError
 
 SIMULATED_WORKER_ID = "simulated-reviewer"
 DEFAULT_SAMPLE_IMAGES = 40
@@ -116,7 +116,7 @@ def repo_template() -> Path:
 
 
 def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None) -> DemoResult:
-    from labelloop_local import sampledata
+    from labelloop_local.demo import sampledata
 
     say = progress or Progress()
     started = time.monotonic()
@@ -170,7 +170,7 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None
             result.dlq_messages = sum(result.dlq_by_queue.values())
         result.duration_seconds = round(time.monotonic() - started, 1)
         if options.report:
-            from labelloop_local.report import write_report
+            from labelloop_local.demo.report import write_report
 
             result.report_path = str(write_report(out_dir, result, dataset))
     return result
@@ -189,7 +189,7 @@ def _hold_out(names: list[str], count: int, seed: int) -> tuple[list[str], list[
 def _demo_parameters(
     options: DemoOptions, labels: list[str], uploads: int, template_path: Path
 ) -> dict[str, str]:
-    from labelloop_local.template import load_template
+    from labelloop_local.stack.template import load_template
 
     defaults = load_template(template_path).parameters()
     params: dict[str, str] = {}
@@ -250,7 +250,7 @@ class _DemoRun:
 
     def _import(self, names: list[str], prefix: str, manifest_key: str) -> None:
         """Upload the images under `prefix` and write their true labels as a Ground Truth manifest."""
-        from labelloop_local.sampledata import manifest_line
+        from labelloop_local.demo.sampledata import manifest_line
 
         attribute = self.env["LABEL_ATTRIBUTE"]
         lines = []

@@ -1,9 +1,9 @@
 """Local Amazon Rekognition Custom Labels (JSON 1.1, `X-Amz-Target: RekognitionService.<Operation>`).
 
 Projects, TRAIN/TEST datasets, project versions trained in a background thread with the project's
-CPU detector (`labelloop_local.detector`), evaluation summaries in Rekognition's format written to the
-version's OutputConfig, start/stop with the real status sequence and DetectCustomLabels with AWS's
-image checks. Asynchronous work (dataset import/update, training, start, stop) shows the same
+CPU detector (`labelloop_local.emulators.detector`), evaluation summaries in Rekognition's format
+written to the version's OutputConfig, start/stop with the real status sequence and DetectCustomLabels
+with AWS's image checks. Asynchronous work (dataset import/update, training, start, stop) shows the same
 intermediate statuses as AWS, so callers must poll as they would in the cloud.
 """
 
@@ -21,8 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from labelloop_local.services import groundtruth
-from labelloop_local.services.common import (
+from labelloop_local.emulators import groundtruth
+from labelloop_local.emulators.common import (
     ACCOUNT_ID,
     AwsEndpoints,
     AwsError,
@@ -91,7 +91,7 @@ class RekognitionService:
     @property
     def detector(self) -> Any:
         if self._detector_module is None:
-            from labelloop_local import detector
+            from labelloop_local.emulators import detector
 
             self._detector_module = detector
         return self._detector_module

@@ -36,9 +36,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from labelloop_local.handlers import Handler, HandlerLoadError, environment, lambda_context, load_handler
-from labelloop_local.provision import Stack
-from labelloop_local.template import FunctionSpec, RuleSpec
+from labelloop_local.stack.handlers import (
+    Handler,
+    HandlerLoadError,
+    environment,
+    lambda_context,
+    load_handler,
+)
+from labelloop_local.stack.provision import Stack
+from labelloop_local.stack.template import FunctionSpec, RuleSpec
 
 LOG = logging.getLogger(__name__)
 

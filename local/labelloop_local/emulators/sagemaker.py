@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from labelloop_local.services.common import (
+from labelloop_local.emulators.common import (
     ACCOUNT_ID,
     AwsError,
     JsonStore,

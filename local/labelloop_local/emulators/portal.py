@@ -20,9 +20,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
-from labelloop_local.services.a2i import A2IService, SubmissionError
-from labelloop_local.services.common import iso, now, parse_iso
-from labelloop_local.services.sagemaker import SageMakerService
+from labelloop_local.emulators.a2i import A2IService, SubmissionError
+from labelloop_local.emulators.common import iso, now, parse_iso
+from labelloop_local.emulators.sagemaker import SageMakerService
 
 THUMBNAIL_SIDE = 240
 THUMBNAIL_CACHE = 512
@@ -227,7 +227,7 @@ def _done_row(loop: dict[str, Any]) -> str:
 
 
 def _task_page(loop_name: str) -> str:
-    template = resources.files("labelloop_local.services").joinpath("static/task.html").read_text("utf-8")
+    template = resources.files("labelloop_local.emulators").joinpath("static/task.html").read_text("utf-8")
     return template.replace("{{LOOP_NAME}}", html.escape(loop_name))
 
 
@@ -244,7 +244,7 @@ def _static(name: str) -> Response:
     suffix = name[name.rfind(".") :] if "." in name else ""
     if suffix not in STATIC_TYPES or "/" in name or name.startswith("."):
         return error_response(404, "not found")
-    resource = resources.files("labelloop_local.services").joinpath(f"static/{name}")
+    resource = resources.files("labelloop_local.emulators").joinpath(f"static/{name}")
     if not resource.is_file():
         return error_response(404, "not found")
     return Response(200, STATIC_TYPES[suffix], resource.read_bytes(), {"Cache-Control": "no-cache"})

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from labelloop_local.services.a2i import A2IService
-from labelloop_local.services.common import AwsEndpoints, AwsError
-from labelloop_local.services.faults import Fault, FaultInjector, FaultSpecError
-from labelloop_local.services.portal import Portal, Response, error_response, json_response
-from labelloop_local.services.rekognition import RekognitionService
-from labelloop_local.services.sagemaker import SageMakerService
+from labelloop_local.emulators.a2i import A2IService
+from labelloop_local.emulators.common import AwsEndpoints, AwsError
+from labelloop_local.emulators.faults import Fault, FaultInjector, FaultSpecError
+from labelloop_local.emulators.portal import Portal, Response, error_response, json_response
+from labelloop_local.emulators.rekognition import RekognitionService
+from labelloop_local.emulators.sagemaker import SageMakerService
 
 LOG = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class LocalServices:
         """`data_dir` keeps state across restarts (a fresh temporary directory when None);
         `events_endpoint_url` defaults to the S3 endpoint (one moto server serves both);
         `transition_seconds` is how long STARTING/STOPPING/Initializing/Stopping last;
-        `detector` replaces `labelloop_local.detector` (tests)."""
+        `detector` replaces `labelloop_local.emulators.detector` (tests)."""
         self.data_dir = (
             Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="labelloop-services-"))
         )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `labelloop --help` stays fast and one broken group cannot hide the others.
-    from labelloop_local import local_cli, manifest_cli, model_cli
+    from labelloop_local.cli import local, manifest, model
 
     parser = argparse.ArgumentParser(
         prog="labelloop",
@@ -21,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    manifest_cli.register(subparsers)
-    local_cli.register(subparsers)
-    model_cli.register(subparsers)
+    manifest.register(subparsers)
+    local.register(subparsers)
+    model.register(subparsers)
     return parser
 
 

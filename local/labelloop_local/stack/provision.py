@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from labelloop_local.template import (
+from labelloop_local.stack.template import (
     DEFAULT_ACCOUNT,
     DEFAULT_BUS,
     NO_VALUE,

@@ -11,7 +11,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from labelloop_local.services.common import AwsError
+from labelloop_local.emulators.common import AwsError
 
 SERVICES = ("rekognition", "a2i", "sagemaker")
 

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from labelloop_local.stack import STATE_FILE, StackError, read_state, write_state
+from labelloop_local.stack.local_stack import STATE_FILE, StackError, read_state, write_state
 
 
 def register(subparsers: Any) -> None:
@@ -69,7 +69,7 @@ def register(subparsers: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from labelloop_local.demo import DemoOptions, main, repo_template
+    from labelloop_local.demo.run import DemoOptions, main, repo_template
 
     options = DemoOptions(
         dataset=args.dataset,
@@ -100,8 +100,8 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from labelloop_local.demo import repo_template
-    from labelloop_local.stack import LocalStack
+    from labelloop_local.demo.run import repo_template
+    from labelloop_local.stack.local_stack import LocalStack
 
     template = args.template or repo_template()
     print(f"starting the local stack from {template} ...", file=sys.stderr)

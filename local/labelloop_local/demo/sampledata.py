@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from labelloop_local.detector import Box, Sample
+from labelloop_local.emulators.detector import Box, Sample
 
 LABEL = "pepperoni pizza slice"
 ATTRIBUTE = "pepperoni_pizza_BB"

@@ -1,0 +1,3 @@
+"""Fixtures shared by every test directory live in `tests/support`; this file only registers them."""
+
+pytest_plugins = ["tests.support.paths", "tests.support.moto_stack"]
