@@ -1,4 +1,4 @@
-"""Handler overhead and cold import (DESIGN.md §8).
+"""Handler overhead and cold import (docs/ARCHITECTURE.md, "Budgets").
 
 * Cold import: a fresh interpreter per run imports one function's `app` module (its folder and the
   layer package on the path) and reports the import time; budget ≤ 300 ms. Interpreter start-up is
@@ -129,14 +129,12 @@ def provisioned() -> Iterator[Any]:
 
 
 def _use_function_env(stack: Any, logical_id: str) -> None:
-    from labelloop_core import config
-    from labelloop_core.adapters import clients
+    from labelloop_core import state
 
     for name in ("FLOW_DEFINITION_ARN", "MIN_NEW_LABELS", "REVIEW_THRESHOLD", "PROMOTION_MARGIN"):
         os.environ.pop(name, None)
     os.environ.update(stack.env_for(logical_id))
-    config.load_settings.cache_clear()
-    clients.reset()
+    state.reset()  # a new container for this function
 
 
 def _measure(

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from labelloop_core import a2i, naming
+from labelloop_core import naming
 from labelloop_core.adapters import clients
-from labelloop_core.adapters.ledger import Ledger
+from labelloop_core.adapters.ledger import ReviewLedger
 from labelloop_core.errors import InvalidEvent, TransientError
 from labelloop_local.stack.provision import Stack
 from tests.support.flows import (
     EventSpy,
     a2i_event,
+    a2i_output,
     keys_under,
     ledger_item,
     ledger_items,
@@ -52,7 +53,7 @@ def start_loop(stack: Stack, key: str) -> tuple[naming.ImageRef, str]:
     """The ledger state StartReview leaves behind for one image."""
     image = naming.ImageRef(stack.bucket, key, None, f"etag-{key}")
     loop_name = naming.human_loop_name(image, FAKE_MODEL_ARN)
-    ledger = Ledger(stack.table)
+    ledger = ReviewLedger(stack.table)
     ledger.record_image(image, "IN_REVIEW", model_arn=FAKE_MODEL_ARN, loop_name=loop_name)
     ledger.record_loop(loop_name, "IN_PROGRESS", image_id=image.image_id)
     return image, loop_name
@@ -61,29 +62,7 @@ def start_loop(stack: Stack, key: str) -> tuple[naming.ImageRef, str]:
 def output_document(
     image: naming.ImageRef, loop_name: str, labels: list[str], boxes: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    content = a2i.build_input_content(image, WIDTH, HEIGHT, [], labels, [])
-    return {
-        "flowDefinitionArn": FAKE_FLOW_DEFINITION_ARN,
-        "humanLoopName": loop_name,
-        "inputContent": content,
-        "humanAnswers": [
-            {
-                "answerContent": {
-                    "annotatedResult": {
-                        "boundingBoxes": boxes,
-                        "inputImageProperties": {"width": WIDTH, "height": HEIGHT},
-                    }
-                },
-                "submissionTime": SUBMITTED,
-                "acceptanceTime": "2024-05-01T12:20:00.000Z",
-                "timeSpentInSeconds": 599.1,
-                "workerId": "worker-1",
-                "workerMetadata": {
-                    "identityData": {"identityProviderType": "Cognito", "issuer": "x", "sub": "y"}
-                },
-            }
-        ],
-    }
+    return a2i_output(image, loop_name, labels, boxes, (WIDTH, HEIGHT), SUBMITTED, FAKE_FLOW_DEFINITION_ARN)
 
 
 def put_output(stack: Stack, loop_name: str, document: Any) -> str:
@@ -99,7 +78,7 @@ def completed(stack: Stack, loop_name: str, document: Any, replay_name: str | No
 
 
 def pending_count(stack: Stack) -> int:
-    return Ledger(stack.table).pending_label_count()
+    return ReviewLedger(stack.table).pending_label_count()
 
 
 def test_completed_review_becomes_one_manifest_line(

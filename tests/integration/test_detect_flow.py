@@ -11,8 +11,8 @@ from botocore.stub import ANY
 
 from labelloop_core import naming
 from labelloop_core.adapters import clients
-from labelloop_core.adapters.ledger import Ledger
-from labelloop_core.adapters.models import ModelRegistry
+from labelloop_core.adapters.ledger import ReviewLedger
+from labelloop_core.adapters.models import SsmModelRegistry
 from labelloop_core.errors import InvalidEvent, TransientError
 from labelloop_local.stack.provision import Stack
 from tests.support.flows import (
@@ -298,7 +298,7 @@ def test_image_already_in_review_is_not_detected_again(
 ) -> None:
     uploaded = upload(aws_stack, "incoming/reviewed.png", png_bytes(300, 300))
     image = image_of(aws_stack, uploaded)
-    Ledger(aws_stack.table).record_image(image, "LABELED")
+    ReviewLedger(aws_stack.table).record_image(image, "LABELED")
     with stubbed("rekognition"):  # no DetectCustomLabels call for a reviewed image
         result = invoke(DETECT, s3_event(aws_stack, uploaded, replay_name="late-replay"))
     assert result["status"] == "ALREADY_REVIEWED"
@@ -409,7 +409,7 @@ def test_active_model_is_cached_at_most_model_cache_seconds(aws_stack: Stack) ->
     """A promotion reaches a warm container within MODEL_CACHE_SECONDS, not on every detection."""
     now = [1000.0]
     parameter = aws_stack.physical["ActiveModelParameter"]
-    registry = ModelRegistry(
+    registry = SsmModelRegistry(
         parameter, aws_stack.physical["PreviousModelParameter"], 60, clock=lambda: now[0]
     )
     assert registry.active_model_arn() == FAKE_MODEL_ARN

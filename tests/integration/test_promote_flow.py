@@ -18,9 +18,10 @@ import pytest
 from botocore.stub import Stubber
 
 from labelloop_core.adapters import clients
-from labelloop_core.adapters.training_ledger import ClaimResult, TrainingLedger
+from labelloop_core.adapters.ledger import TrainingLedger
 from labelloop_core.config import settings_from_env
-from labelloop_core.services.promote import rollback
+from labelloop_core.ledger import ClaimResult
+from labelloop_core.services.promote import PromoteSettings, rollback
 from labelloop_local.stack.provision import Stack
 from tests.support.flows import EventSpy
 
@@ -180,7 +181,8 @@ def test_better_model_is_started_then_switched_and_the_old_one_stopped(world: Wo
     assert world.parameter("PREVIOUS_MODEL_PARAMETER") == ACTIVE_ARN
     assert world.lock_status() == "PROMOTED"
     decision = world.ledger().read_decision(name)
-    assert decision is not None and decision["decision"] == "PROMOTED" and decision["f1"] == 0.9
+    assert decision is not None and decision.decision == "PROMOTED"
+    assert decision.metrics is not None and decision.metrics.f1 == 0.9
     [event] = world.published()
     assert event["detail-type"] == "ModelPromoted"
     assert event["detail"] == {
@@ -317,7 +319,7 @@ def test_rollback_swaps_active_and_previous(world: World, invoke: Invoke) -> Non
     )
     waits: list[float] = []
 
-    result = rollback(settings_from_env(world.env), sleep=waits.append)
+    result = rollback(settings_from_env(PromoteSettings, world.env), sleep=waits.append)
 
     world.rekognition.assert_no_pending_responses()
     assert (result.active_arn, result.previous_arn) == (ACTIVE_ARN, current)

@@ -20,7 +20,7 @@ from botocore.stub import ANY, Stubber
 
 from labelloop_core import manifest
 from labelloop_core.adapters import clients
-from labelloop_core.adapters.custom_labels import MAX_CHANGES_BYTES, CustomLabels
+from labelloop_core.adapters.custom_labels import MAX_CHANGES_BYTES, CustomLabelsProject
 from labelloop_core.errors import TransientError
 from labelloop_core.geometry import PixelBox
 from labelloop_local.stack.provision import Stack
@@ -520,7 +520,7 @@ def test_dataset_entries_are_sent_in_calls_of_at_most_5_mb() -> None:
     stubber.add_response("describe_dataset", DATASET_READY, {"DatasetArn": TRAIN_DATASET})
 
     with stubber:
-        calls = CustomLabels(
+        calls = CustomLabelsProject(
             "arn:aws:rekognition:us-east-1:123456789012:project/pizza/1", client
         ).update_dataset_entries(TRAIN_DATASET, lines)
 
@@ -544,7 +544,7 @@ def test_dataset_update_waits_while_the_dataset_is_busy() -> None:
     waits: list[float] = []
 
     with stubber:
-        adapter = CustomLabels(
+        adapter = CustomLabelsProject(
             "arn:aws:rekognition:us-east-1:123456789012:project/pizza/1", client, sleep=waits.append
         )
         assert adapter.update_dataset_entries(TRAIN_DATASET, ['{"source-ref": "s3://b/k.jpg"}']) == 1

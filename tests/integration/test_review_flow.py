@@ -11,7 +11,7 @@ from botocore.stub import ANY
 
 from labelloop_core import naming
 from labelloop_core.adapters import clients
-from labelloop_core.adapters.ledger import Ledger
+from labelloop_core.adapters.ledger import ReviewLedger
 from labelloop_core.errors import InvalidEvent, TransientError
 from labelloop_local.stack.provision import Stack
 from tests.support.flows import EventSpy, app_event, ledger_item, png_bytes, s3_event, stubbed, upload
@@ -179,7 +179,7 @@ def test_replay_after_labeling_changes_nothing(aws_stack: Stack, invoke: Invoke)
     uploaded = upload(aws_stack, "incoming/done.png", png_bytes(400, 300))
     image = image_ref(aws_stack, uploaded)
     loop_name = naming.human_loop_name(image, FAKE_MODEL_ARN)
-    ledger = Ledger(aws_stack.table)
+    ledger = ReviewLedger(aws_stack.table)
     ledger.record_loop(loop_name, "COMPLETED", image_id=image.image_id, label_key=naming.label_key(loop_name))
     ledger.record_image(image, "LABELED", loop_name=loop_name)
     with stubbed("sagemaker-a2i-runtime"):  # no A2I call at all

@@ -165,6 +165,44 @@ def a2i_event(
     return event
 
 
+def a2i_output(
+    image: Any,
+    loop_name: str,
+    labels: list[str],
+    boxes: list[dict[str, Any]],
+    size: tuple[int, int] = (400, 300),
+    submitted: str = "2024-05-01T12:29:59.123Z",
+    flow_definition_arn: str = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local",
+) -> dict[str, Any]:
+    """An A2I output.json for one reviewer's answer (A2I's format, which both backends write)."""
+    from labelloop_core import a2i
+
+    width, height = size
+    content = a2i.build_input_content(image, width, height, [], labels, [])
+    return {
+        "flowDefinitionArn": flow_definition_arn,
+        "humanLoopName": loop_name,
+        "inputContent": content,
+        "humanAnswers": [
+            {
+                "answerContent": {
+                    "annotatedResult": {
+                        "boundingBoxes": boxes,
+                        "inputImageProperties": {"width": width, "height": height},
+                    }
+                },
+                "submissionTime": submitted,
+                "acceptanceTime": "2024-05-01T12:20:00.000Z",
+                "timeSpentInSeconds": 599.1,
+                "workerId": "worker-1",
+                "workerMetadata": {
+                    "identityData": {"identityProviderType": "Cognito", "issuer": "x", "sub": "y"}
+                },
+            }
+        ],
+    }
+
+
 class EventSpy:
     """Receives every labelloop event put on the app bus, through a rule -> SQS target."""
 

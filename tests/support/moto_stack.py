@@ -70,15 +70,12 @@ def aws_stack(aws_env: None, sam_template: SamTemplate) -> Iterator[Stack]:
         yield stack
 
 
-def clear_config_cache() -> None:
-    """Forget settings parsed from a previous function's env (a new container in Lambda terms)."""
-    try:
-        from labelloop_core import config
-    except ImportError:
-        return
-    cache_clear = getattr(config.load_settings, "cache_clear", None)
-    if cache_clear is not None:
-        cache_clear()
+def new_container() -> None:
+    """Forget settings and services built from a previous environment (a new Lambda container);
+    boto3 clients stay: they are keyed by endpoint settings, and moto intercepts them all."""
+    from labelloop_core import state
+
+    state.reset(clients=False)
 
 
 @pytest.fixture
@@ -98,7 +95,7 @@ def invoke(aws_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Invoke:
             monkeypatch.setenv(name, value)
         function_name = aws_stack.function_name(function_logical_id)
         monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", function_name)
-        clear_config_cache()
+        new_container()
         if function_logical_id not in handlers:  # one warm container per function per test
             handlers[function_logical_id] = load_handler(spec.code_dir, spec.handler)
         return handlers[function_logical_id](event, lambda_context(function_name))

@@ -18,9 +18,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from labelloop_core import cfn_response
 from labelloop_core.adapters.sagemaker import FlowDefinitionSpec, FlowDefinitionState, SageMakerA2I
+from labelloop_core.cfn_response import RunOptions
 from labelloop_core.services import a2i_setup
-from labelloop_core.services.a2i_setup import A2IProperties, RunOptions, handle_request
+from labelloop_core.services.a2i_setup import A2IProperties, handle_request
 from labelloop_core.task_ui import task_ui_template, template_sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,7 +212,7 @@ def test_create_makes_ui_then_flow_waits_until_active_and_answers_success(
         "A2IResources",
     )
     assert sleeps == [2.0, 2.0]  # polled while Initializing
-    assert len(json.dumps(body)) <= a2i_setup.MAX_RESPONSE_BYTES
+    assert len(json.dumps(body)) <= cfn_response.MAX_RESPONSE_BYTES
 
 
 def test_create_of_existing_resources_reuses_them(
@@ -527,7 +529,7 @@ def test_watchdog_answers_failed_before_the_timeout_and_only_once(endpoint: Resp
 
 def test_answer_is_retried_when_the_response_url_fails_once(endpoint: ResponseEndpoint) -> None:
     endpoint.statuses = [500]
-    a2i_setup.send_response(endpoint.url, {"Status": "SUCCESS"}, sleep=lambda _: None)
+    cfn_response.send_response(endpoint.url, {"Status": "SUCCESS"}, sleep=lambda _: None)
     assert endpoint.received == [{"Status": "SUCCESS"}]
 
 
@@ -544,7 +546,7 @@ def test_undeliverable_answer_fails_the_invocation_so_lambda_retries(
 
 
 def _send_without_backoff(url: str, body: Any) -> None:
-    a2i_setup.send_response(url, body, sleep=lambda _: None)
+    cfn_response.send_response(url, body, sleep=lambda _: None)
 
 
 # ---------------------------------------------------------------- names

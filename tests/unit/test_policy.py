@@ -92,28 +92,6 @@ def test_decision_serializes_for_the_prediction_document() -> None:
     }
 
 
-def test_config_from_environment_strings() -> None:
-    config = ReviewConfig.from_env_values("75", '{"crust": 90}', "false", "0.05")
-    assert config == ReviewConfig(75.0, {"crust": 90.0}, False, 0.05)
-    assert ReviewConfig.from_env_values(None, "", " ", None) == ReviewConfig()
-
-
-@pytest.mark.parametrize(
-    ("args", "variable"),
-    [
-        (("sixty", None, None, None), "REVIEW_THRESHOLD"),
-        ((None, "[1, 2]", None, None), "LABEL_THRESHOLDS"),
-        ((None, "{not json", None, None), "LABEL_THRESHOLDS"),
-        ((None, '{"crust": 150}', None, None), "LABEL_THRESHOLDS"),
-        ((None, None, "maybe", None), "REVIEW_WHEN_EMPTY"),
-        ((None, None, None, "nan"), "AUDIT_RATE"),
-    ],
-)
-def test_bad_environment_values_name_the_variable(args: tuple[str | None, ...], variable: str) -> None:
-    with pytest.raises(ValueError, match=variable):
-        ReviewConfig.from_env_values(*args)
-
-
 def test_out_of_range_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="audit rate"):
         ReviewConfig(audit_rate=1.5)

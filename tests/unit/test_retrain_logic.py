@@ -7,17 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from labelloop_core.adapters.custom_labels import (
-    MAX_CHANGES_BYTES,
-    DatasetEntryTooLarge,
-    chunk_entries,
-    version_name_from_arn,
-)
-from labelloop_core.adapters.training_ledger import CLAIMED, PROMOTED, STARTING, TRAINING, TrainingLock
+from labelloop_core.adapters.custom_labels import MAX_CHANGES_BYTES, DatasetEntryTooLarge, chunk_entries
 from labelloop_core.errors import InvalidEvent
 from labelloop_core.evaluation import EvaluationMetrics
-from labelloop_core.services.promote import metrics_from_item, metrics_to_item
-from labelloop_core.services.retrain import RetrainResult, manifest_key_for, schedule_window
+from labelloop_core.inbound import schedule_tick
+from labelloop_core.ledger import (
+    CLAIMED,
+    PROMOTED,
+    STARTING,
+    TRAINING,
+    TrainingLock,
+    metrics_from_item,
+    metrics_to_item,
+)
+from labelloop_core.naming import version_name_from_arn
+from labelloop_core.services.retrain import RetrainResult, manifest_key_for
 
 PROJECT = "arn:aws:rekognition:us-east-1:123456789012:project/pizza"
 VERSION_ARN = f"{PROJECT}/version/labelloop-20240501T100000Z/1714557600000"
@@ -69,14 +73,14 @@ def test_version_name_comes_from_the_version_arn() -> None:
 
 def test_schedule_window_is_the_event_time() -> None:
     event = {"source": "aws.events", "detail-type": "Scheduled Event", "time": "2024-05-01T10:00:00Z"}
-    window, moment = schedule_window(event)
-    assert window == "2024-05-01T10:00:00Z"
-    assert moment == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    tick = schedule_tick(event)
+    assert tick.window == "2024-05-01T10:00:00Z"
+    assert tick.time == datetime(2024, 5, 1, 10, tzinfo=UTC)
 
 
 def test_schedule_window_rejects_other_events() -> None:
     with pytest.raises(InvalidEvent):
-        schedule_window({"source": "aws.s3", "detail-type": "Object Created", "time": "2024-05-01T10:00:00Z"})
+        schedule_tick({"source": "aws.s3", "detail-type": "Object Created", "time": "2024-05-01T10:00:00Z"})
 
 
 def test_merged_manifest_key_names_the_version() -> None:

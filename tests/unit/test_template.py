@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 import pytest
 
+from labelloop_core.config import defaults, variables
+from labelloop_local.stack.handlers import load_handler
 from tests.support.paths import REPO_ROOT as REPO
 from tests.support.paths import TEMPLATE_PATH
 from tests.support.template import template_document
@@ -20,33 +23,8 @@ EVENT_FUNCTIONS = {
 }
 ALL_FUNCTIONS = {**EVENT_FUNCTIONS, "A2ISetupFunction": "functions/a2i_setup/"}
 
-COMMON_ENV = {
-    "POWERTOOLS_SERVICE_NAME",
-    "POWERTOOLS_METRICS_NAMESPACE",
-    "POWERTOOLS_LOG_LEVEL",
-    "BUCKET_NAME",
-    "LEDGER_TABLE",
-    "EVENT_BUS_NAME",
-    "ACTIVE_MODEL_PARAMETER",
-    "PREVIOUS_MODEL_PARAMETER",
-    "PROJECT_ARN",
-    "LABELS",
-    "LABEL_ATTRIBUTE",
-}
-FUNCTION_ENV = {  # docs/CONTRACTS.md, "Environment variables"
-    "DetectFunction": {
-        "REVIEW_THRESHOLD",
-        "LABEL_THRESHOLDS",
-        "REVIEW_WHEN_EMPTY",
-        "AUDIT_RATE",
-        "MIN_CONFIDENCE",
-        "MODEL_CACHE_SECONDS",
-    },
-    "StartReviewFunction": {"FLOW_DEFINITION_ARN"},
-    "AppendLabelsFunction": {"FLOW_DEFINITION_ARN"},
-    "RetrainFunction": {"MIN_NEW_LABELS", "BASE_MANIFEST_KEY", "TEST_MANIFEST_KEY"},
-    "PromoteFunction": {"PROMOTION_MARGIN", "MIN_INFERENCE_UNITS"},
-}
+# Read by Powertools itself, not by a settings class.
+POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 # Set by the Lambda runtime (or boto3's standard endpoint settings), never by the template.
 RUNTIME_ENV = re.compile(r"^(AWS_|_X_AMZN_|LAMBDA_|_HANDLER$|TZ$)")
 
@@ -260,11 +238,49 @@ def test_active_model_starts_at_the_initial_version_or_none(resources: dict[str,
     assert resources["CustomLabelsProject"]["Condition"] == "CreateProject"
 
 
+def declared_settings(function: str) -> type[Any]:
+    """The settings class the function's handler declares (its typed environment)."""
+    handler = load_handler(REPO / ALL_FUNCTIONS[function])
+    settings_type: type[Any] = handler.settings_type  # type: ignore[attr-defined]
+    return settings_type
+
+
 @pytest.mark.parametrize("function", sorted(ALL_FUNCTIONS))
-def test_contract_environment_is_set(template: dict[str, Any], function: str) -> None:
+def test_each_function_gets_exactly_the_variables_its_settings_declare(
+    template: dict[str, Any], function: str
+) -> None:
+    environment = set(function_environment(template, function))
+    declared = set(variables(declared_settings(function)).values())
+    undeclared = sorted(environment - POWERTOOLS_ENV - declared)
+    assert environment - POWERTOOLS_ENV == declared, (
+        f"{function}: set in template.yaml but not declared: {undeclared}; "
+        f"declared but not set: {sorted(declared - environment)}"
+    )
+    assert environment >= POWERTOOLS_ENV
+
+
+@pytest.mark.parametrize("function", sorted(ALL_FUNCTIONS))
+def test_code_defaults_agree_with_the_template_parameter_defaults(
+    template: dict[str, Any], function: str
+) -> None:
+    settings_type = declared_settings(function)
+    parsers = {field.metadata["env"]: field.metadata["parse"] for field in dataclasses.fields(settings_type)}
     environment = function_environment(template, function)
-    missing = (COMMON_ENV | FUNCTION_ENV.get(function, set())) - set(environment)
-    assert not missing, f"{function} lacks {sorted(missing)}"
+    compared = 0
+    for variable, code_default in defaults(settings_type).items():
+        value = environment.get(variable)
+        if not (isinstance(value, dict) and set(value) == {"Ref"}):
+            continue
+        parameter = template["Parameters"].get(value["Ref"])
+        if parameter is None or "Default" not in parameter:
+            continue
+        assert parsers[variable](str(parameter["Default"])) == code_default, (
+            f"{function}: {variable} defaults to {code_default!r} in code but parameter "
+            f"{value['Ref']} defaults to {parameter['Default']!r}"
+        )
+        compared += 1
+    if defaults(settings_type):
+        assert compared, f"{function}: no default compared: the check no longer matches the template"
 
 
 def test_retrain_and_rekognition_can_read_the_fixed_test_manifest(
@@ -293,48 +309,11 @@ def test_retrain_and_rekognition_can_read_the_fixed_test_manifest(
     )
 
 
-def _env_names_read_by_code() -> dict[str, set[str]]:
-    """Variable names the deployed code reads, per file: os.environ / getenv / config field metadata."""
-    patterns = [
-        re.compile(r"""os\.environ(?:\.get)?[\[(]\s*f?["']([A-Z][A-Z0-9_]+)["']"""),
-        re.compile(r"""getenv\(\s*["']([A-Z][A-Z0-9_]+)["']"""),
-        re.compile(r"""["']env["']\s*:\s*["']([A-Z][A-Z0-9_]+)["']"""),
-        re.compile(r"""\brequire\(\s*["']([A-Z][A-Z0-9_]+)["']"""),
-    ]
-    found: dict[str, set[str]] = {}
-    for path in [*(REPO / "layers").rglob("*.py"), *(REPO / "functions").rglob("*.py")]:
-        text = path.read_text(encoding="utf-8")
-        names = {
-            name for pattern in patterns for name in pattern.findall(text) if not RUNTIME_ENV.match(name)
-        }
-        if names:
-            found[str(path.relative_to(REPO))] = names
-    return found
-
-
 def test_retrain_has_room_in_tmp_for_the_largest_manifest_rekognition_accepts(
     resources: dict[str, Any],
 ) -> None:
     properties = resources["RetrainFunction"]["Properties"]
     assert properties["EphemeralStorage"]["Size"] > 1024  # MB: the merged manifest may reach 1 GB
-
-
-def test_every_variable_the_code_reads_is_set_in_the_template(template: dict[str, Any]) -> None:
-    declared = set().union(*(function_environment(template, function) for function in ALL_FUNCTIONS))
-    read = _env_names_read_by_code()
-    assert read, "no environment lookups found: the scan no longer matches the code"
-    missing = {path: sorted(names - declared) for path, names in read.items() if names - declared}
-    assert not missing, f"read by the code but set for no function in template.yaml: {missing}"
-
-
-def test_functions_set_what_their_handler_requires(template: dict[str, Any]) -> None:
-    require = re.compile(r"""\brequire\(\s*["']([A-Z][A-Z0-9_]+)["']""")
-    for function, code_uri in ALL_FUNCTIONS.items():
-        handler = REPO / code_uri / "app.py"
-        if not handler.exists():
-            continue  # test_sam_build fails for a missing handler; here only the variables matter
-        needed = set(require.findall(handler.read_text(encoding="utf-8")))
-        assert needed <= set(function_environment(template, function)), function
 
 
 def test_wildcard_resources_carry_a_justifying_comment() -> None:

@@ -43,3 +43,11 @@ class InvalidReview(CodedError):
 
 class InvalidSummary(LabelloopError):
     """A Rekognition evaluation summary without the metrics we compare models on."""
+
+
+class ObjectMissing(LabelloopError):
+    """The object (or that version of it) does not exist, e.g. it was deleted after upload."""
+
+
+class AccessDenied(LabelloopError):
+    """AWS refused a call for lack of permission: a deployment problem, not bad data."""

@@ -16,11 +16,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from labelloop_core.errors import InvalidSummary
 
 _EPSILON = 1e-9  # float noise: 0.8 + 0.05 must count as reaching 0.85
+
+
+def format_f1(value: float | None, signed: bool = False) -> str:
+    """An F1 (or F1 difference) as every message and report prints it: three decimals, halves
+    rounded up from the number as written (0.8525 → 0.853), `n/a` when unknown."""
+    if value is None:
+        return "n/a"
+    rounded = Decimal(repr(float(value))).quantize(Decimal("0.001"), rounding=ROUND_HALF_UP)
+    return f"{rounded:+}" if signed else str(rounded)
 
 
 @dataclass(frozen=True)
@@ -107,27 +117,33 @@ def decide_promotion(
         raise ValueError(f"promotion margin must be between 0 and 1, got {margin!r}")
     if active is None:
         return PromotionDecision(
-            True, f"no active model to compare with; candidate F1 {candidate.f1:.3f}", candidate.f1, None
+            True,
+            f"no active model to compare with; candidate F1 {format_f1(candidate.f1)}",
+            candidate.f1,
+            None,
         )
 
     def reject(reason: str) -> PromotionDecision:
         return PromotionDecision(False, reason, candidate.f1, active.f1)
 
     gain = candidate.f1 - active.f1
-    overall = f"candidate F1 {candidate.f1:.3f} vs active {active.f1:.3f} ({gain:+.3f})"
+    change = format_f1(gain, signed=True)
+    overall = f"candidate F1 {format_f1(candidate.f1)} vs active {format_f1(active.f1)} ({change})"
     if gain + _EPSILON < margin or (margin == 0 and gain <= _EPSILON):
-        needed = f"at least +{margin:.3f}" if margin > 0 else "an improvement"
+        needed = f"at least +{format_f1(margin)}" if margin > 0 else "an improvement"
         return reject(f"{overall}: {needed} is required")
     for label, active_f1 in sorted(active.per_label.items()):
         if label not in candidate.per_label:
             return reject(f"{overall}, but label {label!r} has no F1 in the candidate's evaluation")
         drop = active_f1 - candidate.per_label[label]
         if drop > margin + _EPSILON:
-            fell = f"{active_f1:.3f} -> {candidate.per_label[label]:.3f}"
-            return reject(f"{overall}, but label {label!r} F1 fell {fell}, more than the margin {margin:.3f}")
+            fell = f"{format_f1(active_f1)} -> {format_f1(candidate.per_label[label])}"
+            return reject(
+                f"{overall}, but label {label!r} F1 fell {fell}, more than the margin {format_f1(margin)}"
+            )
     return PromotionDecision(
         True,
-        f"{overall} meets the margin {margin:.3f}; no label lost more than the margin",
+        f"{overall} meets the margin {format_f1(margin)}; no label lost more than the margin",
         candidate.f1,
         active.f1,
     )

@@ -118,3 +118,12 @@ def training_version_name(now: datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("training_version_name needs a timezone-aware datetime")
     return "labelloop-" + now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def version_name_from_arn(version_arn: str) -> str:
+    """`arn:...:project/<project>/version/<name>/<timestamp>` → `<name>`."""
+    _, separator, rest = version_arn.partition("/version/")
+    name = rest.rsplit("/", 1)[0] if "/" in rest else rest
+    if not separator or not name:
+        raise ValueError(f"not a Rekognition project version ARN: {version_arn!r}")
+    return name

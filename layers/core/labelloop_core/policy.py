@@ -1,10 +1,8 @@
-"""Review policy (DESIGN §4): which detections a human must check, and why."""
+"""Review policy: which detections a human must check, and why (a pure, deterministic function)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +13,6 @@ LOW_CONFIDENCE = "LOW_CONFIDENCE"
 NO_DETECTIONS = "NO_DETECTIONS"
 NO_MODEL = "NO_MODEL"
 AUDIT_SAMPLE = "AUDIT_SAMPLE"
-
-_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
-_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -93,63 +88,6 @@ class ReviewConfig:
 
     def threshold_for(self, label: str) -> float:
         return self.label_thresholds.get(label, self.default_threshold)
-
-    @classmethod
-    def from_env_values(
-        cls,
-        review_threshold: str | None = None,
-        label_thresholds: str | None = None,
-        review_when_empty: str | None = None,
-        audit_rate: str | None = None,
-    ) -> ReviewConfig:
-        """Build from the raw strings of REVIEW_THRESHOLD, LABEL_THRESHOLDS (JSON object),
-        REVIEW_WHEN_EMPTY (true/false) and AUDIT_RATE; None or blank means the default.
-        Raises ValueError naming the variable at fault."""
-        defaults = cls()
-        return cls(
-            default_threshold=_parse_number("REVIEW_THRESHOLD", review_threshold, defaults.default_threshold),
-            label_thresholds=_parse_label_thresholds(label_thresholds),
-            review_when_empty=_parse_bool("REVIEW_WHEN_EMPTY", review_when_empty, defaults.review_when_empty),
-            audit_rate=_parse_number("AUDIT_RATE", audit_rate, defaults.audit_rate),
-        )
-
-
-def _parse_number(variable: str, raw: str | None, default: float) -> float:
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{variable} must be a number, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{variable} must be a finite number, got {raw!r}")
-    return value
-
-
-def _parse_bool(variable: str, raw: str | None, default: bool) -> bool:
-    if raw is None or not raw.strip():
-        return default
-    word = raw.strip().lower()
-    if word in _TRUE_WORDS:
-        return True
-    if word in _FALSE_WORDS:
-        return False
-    raise ValueError(f"{variable} must be true or false, got {raw!r}")
-
-
-def _parse_label_thresholds(raw: str | None) -> dict[str, float]:
-    if raw is None or not raw.strip():
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"LABEL_THRESHOLDS is not valid JSON ({exc.msg}): {raw!r}") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f'LABEL_THRESHOLDS must be a JSON object like {{"label": 75}}, got {raw!r}')
-    for label, value in parsed.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
-            raise ValueError(f"LABEL_THRESHOLDS['{label}'] must be a number from 0 to 100, got {value!r}")
-    return {label: float(value) for label, value in parsed.items()}
 
 
 def audit_fraction(image_id: str) -> float:

@@ -72,6 +72,12 @@ def is_valid(name: str, doc: Any) -> bool:
     return True
 
 
+def forget_validators() -> None:
+    """Drop the compiled validators (see `labelloop_core.state.reset`)."""
+    with _lock:
+        _validators.clear()
+
+
 def _validator(name: str) -> Callable[[Any], Any]:
     cached = _validators.get(name)
     if cached is not None:

@@ -12,20 +12,18 @@ import argparse
 import sys
 from typing import Any
 
+from labelloop_local.cli import add_command
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "model",
-        help="operate the model of a deployed stack (rollback)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "model", "operate the model of a deployed stack (rollback)", __doc__)
     actions = parser.add_subparsers(dest="model_command", required=True, metavar="ACTION")
-    rollback_parser = actions.add_parser(
+    rollback_parser = add_command(
+        actions,
         "rollback",
-        help="make the previous model version active again",
-        description="Start the previous model version, switch the active model parameter to it once it is "
-        "RUNNING, and stop the version rolled back from (it stays the 'previous' one).",
+        "make the previous model version active again",
+        "Start the previous model version, switch the active model parameter to it once it is RUNNING, "
+        "and stop the version rolled back from (it stays the 'previous' one).",
     )
     target = rollback_parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--stack", help="name of the deployed labelloop stack")
@@ -59,11 +57,11 @@ def _rollback(args: argparse.Namespace) -> int:
 
     from labelloop_core.config import ConfigError, settings_from_env
     from labelloop_core.errors import LabelloopError
-    from labelloop_core.services.promote import rollback
+    from labelloop_core.services.promote import PromoteSettings, rollback
 
     try:
         function_name = args.promote_function or promote_function_name(args.stack)
-        settings = settings_from_env(deployed_environment(function_name))
+        settings = settings_from_env(PromoteSettings, deployed_environment(function_name))
         print(
             f"rolling back with the configuration of {function_name}; this waits for the model to start",
             file=sys.stderr,

@@ -14,6 +14,8 @@ from typing import Any
 
 from PIL import Image
 
+from labelloop_core.evaluation import format_f1
+
 THUMBNAIL_SIDE = 480
 MAX_IMAGES = 24
 MODEL_COLOUR = "#ff3b30"
@@ -79,10 +81,6 @@ def _card(path: Path, width: int, height: int, item: dict[str, Any]) -> str:
 </figure>"""
 
 
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{float(value):.3f}"
-
-
 def _page(result: Any, cards: list[str], more: int) -> str:
     rows = [
         ("Base images imported", result.base_images),
@@ -124,9 +122,9 @@ figcaption {{ color: #555; font-size: .9rem; }} .name {{ margin-top: .3rem; }}
 .legend span {{ display: inline-block; width: 1.2rem; height: .3rem; vertical-align: middle; }}
 </style></head><body>
 <h1>labelloop local demo</h1>
-<div class="f1"><div>F1 before<br><b>{_fmt(result.f1_before)}</b></div>
-<div>F1 after<br><b>{_fmt(result.f1_after)}</b></div>
-<div>candidate F1<br><b>{_fmt(result.candidate_f1)}</b></div></div>
+<div class="f1"><div>F1 before<br><b>{format_f1(result.f1_before)}</b></div>
+<div>F1 after<br><b>{format_f1(result.f1_after)}</b></div>
+<div>candidate F1<br><b>{format_f1(result.candidate_f1)}</b></div></div>
 <p>{reason}</p>
 <table>{table}</table>
 <h2>Reviewed images</h2>

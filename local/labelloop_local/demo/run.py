@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from labelloop_core.evaluation import format_f1
 from labelloop_local.demo.sampledata import DatasetError
 from labelloop_local.stack.handlers import environment
 from labelloop_local.stack.local_stack import LocalStack, StackError
@@ -223,7 +224,8 @@ class _DemoRun:
         self.result = result
         assert stack.stack is not None
         self.bucket = stack.stack.bucket
-        self.env = stack.stack.env_for("RetrainFunction")
+        self.env = stack.stack.env_for("RetrainFunction")  # bucket, table, project, labels
+        self.active_model_parameter = str(stack.stack.physical["ActiveModelParameter"])
         self.base_version_arn: str | None = None
         self.test_manifest_key: str | None = None  # set by import_test_set; else AutoCreate
         self.s3 = stack.client("s3")
@@ -291,15 +293,13 @@ class _DemoRun:
                 f"base training {version_name} failed: {version.get('StatusMessage', 'no reason')}"
             )
         self.result.f1_before = _f1(version)
-        self.say(f"base model trained (F1 {self.result.f1_before}); starting it")
+        self.say(f"base model trained (F1 {format_f1(self.result.f1_before)}); starting it")
         self.rekognition.start_project_version(ProjectVersionArn=arn, MinInferenceUnits=1)
         self._wait_for(
             lambda: self._version(project_arn, version_name)["Status"] == "RUNNING",
             "base model to be RUNNING",
         )
-        self.ssm.put_parameter(
-            Name=self.env["ACTIVE_MODEL_PARAMETER"], Value=arn, Type="String", Overwrite=True
-        )
+        self.ssm.put_parameter(Name=self.active_model_parameter, Value=arn, Type="String", Overwrite=True)
         self.base_version_arn = arn
         self.say(f"active model: {arn}")
 
@@ -376,10 +376,11 @@ class _DemoRun:
         self.say(f"Retrain started {name}; waiting for it to finish training")
         version = self._wait_training(project_arn, name, "retraining")
         self.result.candidate_f1 = _f1(version)
-        self.say(f"{name}: {version['Status']} (F1 {self.result.candidate_f1}); firing Promote until decided")
+        f1 = format_f1(self.result.candidate_f1)
+        self.say(f"{name}: {version['Status']} (F1 {f1}); firing Promote until decided")
         decision = self._wait_for(lambda: self._promote_tick(name), f"a promotion decision on {name}")
         self.result.promotion_reason = str(decision.get("reason", ""))
-        active = self.ssm.get_parameter(Name=self.env["ACTIVE_MODEL_PARAMETER"])["Parameter"]["Value"]
+        active = self.ssm.get_parameter(Name=self.active_model_parameter)["Parameter"]["Value"]
         promoted = active == version["ProjectVersionArn"]
         self.result.models_promoted = 1 if promoted else 0
         self.result.f1_after = self.result.candidate_f1 if promoted else self.result.f1_before
@@ -507,7 +508,7 @@ def summary_text(result: DemoResult) -> str:
         f"  label lines appended       {result.labels_appended}",
         f"  trainings started          {result.trainings_started}",
         f"  models promoted            {result.models_promoted}  {result.promotion_reason or ''}".rstrip(),
-        f"  F1 before → after          {_fmt(result.f1_before)} → {_fmt(result.f1_after)}",
+        f"  F1 before → after          {format_f1(result.f1_before)} → {format_f1(result.f1_after)}",
         f"  dead-letter messages       {result.dlq_messages}",
         f"  duration                   {result.duration_seconds:.1f}s",
     ]
@@ -521,10 +522,6 @@ def summary_text(result: DemoResult) -> str:
     if result.report_path:
         lines.append(f"  report                     {result.report_path}")
     return "\n".join(lines)
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main(options: DemoOptions, as_json: bool) -> int:

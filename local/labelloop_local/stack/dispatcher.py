@@ -6,8 +6,9 @@ asynchronous queue (here: an in-memory priority queue, as EventBridge hands even
 queue); one worker invokes the handlers one at a time:
 
 * the process environment is set to exactly that function's variables (Globals merged, intrinsics
-  resolved) and ``labelloop_core.config.load_settings`` is cleared, so every function reads its
-  own config even though all share one process; one worker keeps that swap race-free;
+  resolved) while its handler runs, so every function reads its own config even though all share
+  one process (each function has its own settings type, parsed at its first invocation, like a
+  container's); one worker keeps that swap race-free;
 * a function error is retried ``EventInvokeConfig.MaximumRetryAttempts`` times (Lambda default 2)
   after Lambda's 1 and 2 minute waits scaled by ``time_scale``, then an invocation record goes to the
   function's on-failure queue (the template's ``<Function>DeadLetterQueue``) in Lambda's destination
@@ -354,11 +355,7 @@ class Dispatcher:
             contextlib.redirect_stdout(sys.stderr),
             environment(env, remove=self._template_variables),
         ):
-            _clear_config_cache()
-            try:
-                yield
-            finally:
-                _clear_config_cache()
+            yield
 
     def _notify(self, function_id: str, event: dict[str, Any], error: Exception | None) -> None:
         for listener in self.listeners:
@@ -485,13 +482,3 @@ class Dispatcher:
                 quiet_since = None
             time.sleep(0.05)
         return False
-
-
-def _clear_config_cache() -> None:
-    try:
-        from labelloop_core import config
-    except ImportError:
-        return
-    cache_clear = getattr(config.load_settings, "cache_clear", None)
-    if cache_clear is not None:
-        cache_clear()

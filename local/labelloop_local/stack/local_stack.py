@@ -159,7 +159,7 @@ class LocalStack:
         )
         self.services.start(host=self.host, port=self._services_port)
         self._set_process_env(self.endpoint_env())
-        _reset_core_clients()
+        _reset_layer_state()
 
         import boto3
 
@@ -192,7 +192,7 @@ class LocalStack:
             self._moto.stop()
             self._moto = None
         self._restore_process_env()
-        _reset_core_clients()
+        _reset_layer_state()
 
     def endpoint_env(self) -> dict[str, str]:
         """boto3's standard settings that send every call of this process (and its handlers) here."""
@@ -581,13 +581,11 @@ def _rule_arn(region: str, account: str, bus: str, rule_name: str) -> str:
     return f"arn:aws:events:{region}:{account}:rule/{path}"
 
 
-def _reset_core_clients() -> None:
-    """The layer caches boto3 clients per endpoint settings; start from a clean cache."""
-    try:
-        from labelloop_core.adapters import clients
-    except ImportError:
-        return
-    clients.reset()
+def _reset_layer_state() -> None:
+    """A new stack is a new set of containers: forget the layer's process-wide state."""
+    from labelloop_core import state
+
+    state.reset()
 
 
 def write_state(state: Mapping[str, Any], path: Path = STATE_FILE) -> Path:

@@ -1,25 +1,18 @@
-"""Amazon A2I runtime: start a human loop exactly once per deterministic loop name."""
+"""Amazon A2I as a review backend: one human loop per review name, started exactly once."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
+from labelloop_core.adapters import aws_errors
 from labelloop_core.errors import TransientError
+from labelloop_core.ports import OpenedReview
 
 # Declares the images are free of PII and adult content, which A2I requires for public workforces.
 CONTENT_CLASSIFIERS = ["FreeOfPersonallyIdentifiableInformation", "FreeOfAdultContent"]
 MAX_INPUT_CONTENT_CHARS = 3_145_728
-_TRANSIENT_CODES = {"ThrottlingException", "ServiceQuotaExceededException", "InternalServerException"}
-
-
-@dataclass(frozen=True)
-class StartedLoop:
-    name: str
-    arn: str
-    created: bool  # False when the loop already existed (duplicate or replayed request)
-    status: str | None = None
 
 
 class HumanLoops:
@@ -35,43 +28,34 @@ class HumanLoops:
             self._client = clients.a2i_runtime()
         return self._client
 
-    def start(self, loop_name: str, input_content: dict[str, Any]) -> StartedLoop:
+    def open(self, name: str, input_content: Mapping[str, Any]) -> OpenedReview:
         """StartHumanLoop; an existing loop with that name counts as success (`created=False`)."""
         content = json.dumps(input_content, ensure_ascii=False, separators=(",", ":"))
         if len(content) > MAX_INPUT_CONTENT_CHARS:
-            raise ValueError(f"InputContent of {loop_name} exceeds {MAX_INPUT_CONTENT_CHARS} characters")
+            raise ValueError(f"InputContent of {name} exceeds {MAX_INPUT_CONTENT_CHARS} characters")
         try:
-            response = self.client.start_human_loop(
-                HumanLoopName=loop_name,
+            self.client.start_human_loop(
+                HumanLoopName=name,
                 FlowDefinitionArn=self.flow_definition_arn,
                 HumanLoopInput={"InputContent": content},
                 DataAttributes={"ContentClassifiers": CONTENT_CLASSIFIERS},
             )
         except Exception as error:
-            code = _error_code(error)
-            if code in _TRANSIENT_CODES:
-                raise TransientError(f"StartHumanLoop {loop_name}: {code}") from error
-            existing = (
-                self.describe(loop_name) if code in {"ConflictException", "ValidationException"} else None
-            )
-            if existing is None:
-                raise
-            return existing
-        return StartedLoop(loop_name, response["HumanLoopArn"], created=True, status="InProgress")
-
-    def describe(self, loop_name: str) -> StartedLoop | None:
-        """The existing loop, or None when no loop has that name."""
-        try:
-            response = self.client.describe_human_loop(HumanLoopName=loop_name)
-        except Exception as error:
-            if _error_code(error) == "ResourceNotFoundException":
-                return None
+            if aws_errors.is_retryable(error):
+                raise TransientError(f"StartHumanLoop {name}: {aws_errors.error_code(error)}") from error
+            # ConflictException: a loop of that name exists (A2I answers ValidationException for some).
+            if aws_errors.error_code(error) in {aws_errors.CONFLICT, aws_errors.VALIDATION} and self.exists(
+                name
+            ):
+                return OpenedReview(name, created=False)
             raise
-        return StartedLoop(
-            loop_name, response["HumanLoopArn"], created=False, status=response["HumanLoopStatus"]
-        )
+        return OpenedReview(name, created=True)
 
-
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+    def exists(self, name: str) -> bool:
+        try:
+            self.client.describe_human_loop(HumanLoopName=name)
+        except Exception as error:
+            if aws_errors.error_code(error) == aws_errors.RESOURCE_NOT_FOUND:
+                return False
+            raise
+        return True

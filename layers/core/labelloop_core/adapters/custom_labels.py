@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from labelloop_core.adapters import aws_errors
 from labelloop_core.errors import LabelloopError, TransientError
+from labelloop_core.naming import version_name_from_arn
+from labelloop_core.ports import ProjectVersion, S3Location
 
 MAX_CHANGES_BYTES = 5 * 1024 * 1024  # UpdateDatasetEntries: GroundTruth blob ≤ 5,242,880 bytes
 MAX_VERSION_NAMES = 10  # DescribeProjectVersions accepts at most 10 VersionNames per call
-_RETRYABLE_CODES = {"ThrottlingException", "ProvisionedThroughputExceededException", "InternalServerError"}
 _DATASET_READY = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
 _DATASET_BUSY = {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS"}
 
@@ -34,43 +35,6 @@ class DatasetEntryTooLarge(LabelloopError):
 
 class DatasetNotReady(LabelloopError):
     """The dataset failed or stayed busy; its entries cannot be changed or trained on now."""
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    key: str
-    version: str | None = None
-
-    def as_s3_object(self) -> dict[str, str]:
-        s3_object = {"Bucket": self.bucket, "Name": self.key}
-        if self.version:
-            s3_object["Version"] = self.version
-        return s3_object
-
-
-@dataclass(frozen=True)
-class ProjectVersion:
-    """The parts of a DescribeProjectVersions entry labelloop acts on."""
-
-    arn: str
-    status: str
-    status_message: str
-    f1_score: float | None
-    summary: S3Location | None
-
-    @property
-    def name(self) -> str:
-        return version_name_from_arn(self.arn)
-
-
-def version_name_from_arn(version_arn: str) -> str:
-    """`arn:...:project/<project>/version/<name>/<timestamp>` → `<name>`."""
-    _, separator, rest = version_arn.partition("/version/")
-    name = rest.rsplit("/", 1)[0] if "/" in rest else rest
-    if not separator or not name:
-        raise ValueError(f"not a Rekognition project version ARN: {version_arn!r}")
-    return name
 
 
 def chunk_entries(lines: Iterable[str], limit: int = MAX_CHANGES_BYTES) -> Iterator[bytes]:
@@ -103,7 +67,7 @@ def _entry_name(encoded: bytes) -> str:
         return f"starting {encoded[:80]!r}"
 
 
-class CustomLabels:
+class CustomLabelsProject:
     """Adapter for one Custom Labels project (`PROJECT_ARN`)."""
 
     def __init__(
@@ -196,8 +160,8 @@ class CustomLabels:
             )
         try:
             return str(self._call("create_project_version", **request)["ProjectVersionArn"])
-        except _client_error() as error:
-            if _error_code(error) != "ResourceInUseException":
+        except Exception as error:
+            if aws_errors.error_code(error) != aws_errors.RESOURCE_IN_USE:
                 raise
             existing = self.describe_versions([version_name])
             if version_name not in existing:
@@ -238,8 +202,8 @@ class CustomLabels:
                 "start_project_version", ProjectVersionArn=version_arn, MinInferenceUnits=min_inference_units
             )
             return str(response.get("Status", "STARTING"))
-        except _client_error() as error:
-            if _error_code(error) != "ResourceInUseException":
+        except Exception as error:
+            if aws_errors.error_code(error) != aws_errors.RESOURCE_IN_USE:
                 raise
             current = self.describe_version(version_arn)
             if current is None or current.status not in {"STARTING", "RUNNING"}:
@@ -252,11 +216,11 @@ class CustomLabels:
             return str(
                 self._call("stop_project_version", ProjectVersionArn=version_arn).get("Status", "STOPPING")
             )
-        except _client_error() as error:
-            code = _error_code(error)
-            if code == "ResourceNotFoundException":
+        except Exception as error:
+            code = aws_errors.error_code(error)
+            if code == aws_errors.RESOURCE_NOT_FOUND:
                 return "STOPPED"
-            if code != "ResourceInUseException":
+            if code != aws_errors.RESOURCE_IN_USE:
                 raise
             current = self.describe_version(version_arn)
             if current is None:
@@ -268,8 +232,8 @@ class CustomLabels:
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
             response: dict[str, Any] = getattr(self.client, operation)(**kwargs)
-        except _client_error() as error:
-            if _error_code(error) in _RETRYABLE_CODES:
+        except Exception as error:
+            if aws_errors.is_retryable(error):
                 raise TransientError(f"Rekognition {operation} failed: {error}") from error
             raise
         return response
@@ -295,13 +259,3 @@ def _project_version(description: dict[str, Any]) -> ProjectVersion:
         f1_score=float(f1) if f1 is not None else None,
         summary=summary,
     )
-
-
-def _client_error() -> type[Exception]:
-    from botocore.exceptions import ClientError
-
-    return ClientError
-
-
-def _error_code(error: Exception) -> str:
-    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))

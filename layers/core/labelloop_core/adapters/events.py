@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from labelloop_core.adapters import aws_errors
 from labelloop_core.errors import TransientError
 
 SOURCE = "labelloop"
@@ -22,7 +23,7 @@ class PublishError(TransientError):
     """EventBridge did not accept the entry; retrying the invocation publishes it again."""
 
 
-class EventPublisher:
+class EventBridgePublisher:
     def __init__(self, bus_name: str, client: Any = None) -> None:
         self.bus_name = bus_name
         self._client = client
@@ -55,7 +56,12 @@ class EventPublisher:
         }
         if resources:
             entry["Resources"] = resources
-        response = self.client.put_events(Entries=[entry])
+        try:
+            response = self.client.put_events(Entries=[entry])
+        except Exception as error:
+            if aws_errors.is_retryable(error):
+                raise PublishError(f"PutEvents {detail_type} on {self.bus_name}: {error}") from error
+            raise
         result = response["Entries"][0] if response.get("Entries") else {}
         if response.get("FailedEntryCount", 0) or "EventId" not in result:
             raise PublishError(

@@ -1,7 +1,7 @@
 """The active and previous model ARNs, kept in SSM parameters.
 
-The active ARN is read on every detection, so it is cached per container for at most
-MODEL_CACHE_SECONDS: a promotion reaches every warm container within that time.
+The active ARN is read on every detection, so a registry caches it for at most MODEL_CACHE_SECONDS
+(Detect builds one registry per container): a promotion reaches every warm container within that time.
 The parameter value `none` means no model has been trained yet (cold start).
 """
 
@@ -12,33 +12,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from labelloop_core.config import ConfigError, Settings
+from labelloop_core.adapters import aws_errors
+from labelloop_core.config import ConfigError
+from labelloop_core.errors import TransientError
 
 NO_MODEL = "none"
 
-_shared_lock = threading.Lock()
-_shared: tuple[Settings, ModelRegistry] | None = None
 
-
-def shared_registry(settings: Settings) -> ModelRegistry:
-    """One registry (and so one ARN cache) per container, i.e. per loaded Settings object."""
-    global _shared
-    with _shared_lock:
-        if _shared is None or _shared[0] is not settings:
-            registry = ModelRegistry(
-                settings.active_model_parameter,
-                settings.previous_model_parameter,
-                cache_seconds=settings.model_cache_seconds,
-            )
-            _shared = (settings, registry)
-        return _shared[1]
-
-
-class ModelRegistry:
+class SsmModelRegistry:
     def __init__(
         self,
         active_parameter: str,
-        previous_parameter: str,
+        previous_parameter: str | None = None,
         cache_seconds: int = 60,
         client: Any = None,
         clock: Callable[[], float] = time.monotonic,
@@ -65,16 +50,21 @@ class ModelRegistry:
 
     def previous_model_arn(self) -> str | None:
         """The ARN active before the last promotion (never cached: only rollbacks read it)."""
-        return _as_arn(self._read(self.previous_parameter))
+        return _as_arn(self._read(self._previous()))
 
     def switch_active(self, new_arn: str) -> str | None:
         """Make `new_arn` active and keep the old one as previous; returns the old ARN."""
         old = self._read(self.active_parameter)
-        self.client.put_parameter(Name=self.previous_parameter, Value=old, Type="String", Overwrite=True)
-        self.client.put_parameter(Name=self.active_parameter, Value=new_arn, Type="String", Overwrite=True)
+        self._write(self._previous(), old)
+        self._write(self.active_parameter, new_arn)
         with self._lock:
             self._cache[self.active_parameter] = (new_arn, self._clock())
         return _as_arn(old)
+
+    def _previous(self) -> str:
+        if self.previous_parameter is None:
+            raise ConfigError("PREVIOUS_MODEL_PARAMETER", "is required to read or switch the previous model")
+        return self.previous_parameter
 
     def _cached(self, name: str) -> str:
         now = self._clock()
@@ -92,11 +82,22 @@ class ModelRegistry:
         try:
             response = self.client.get_parameter(Name=name)
         except Exception as error:
-            code = getattr(error, "response", {}).get("Error", {}).get("Code")
-            if code == "ParameterNotFound":
+            if aws_errors.error_code(error) == aws_errors.PARAMETER_NOT_FOUND:
                 raise ConfigError(variable, f"SSM parameter {name} does not exist") from error
-            raise
+            raise _translate(error, name) from error
         return str(response["Parameter"]["Value"]).strip()
+
+    def _write(self, name: str, value: str) -> None:
+        try:
+            self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+        except Exception as error:
+            raise _translate(error, name) from error
+
+
+def _translate(error: Exception, name: str) -> Exception:
+    if aws_errors.is_retryable(error):
+        return TransientError(f"SSM is throttling or failing on {name}: {aws_errors.error_code(error)}")
+    return error
 
 
 def _as_arn(value: str) -> str | None:

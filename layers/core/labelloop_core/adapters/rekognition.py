@@ -1,10 +1,12 @@
-"""DetectCustomLabels, with AWS errors sorted into "retry later" and "this image is rejected"."""
+"""DetectCustomLabels, with AWS errors sorted into "retry later", "this image is rejected" and "the
+deployment cannot read the image"."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from labelloop_core.errors import InvalidImage, TransientError
+from labelloop_core.adapters import aws_errors
+from labelloop_core.errors import AccessDenied, InvalidImage, TransientError
 from labelloop_core.geometry import RatioBox
 from labelloop_core.naming import NULL_VERSION_ID, ImageRef
 from labelloop_core.policy import Detection
@@ -26,8 +28,9 @@ TRANSIENT_CODES = frozenset(
 REJECTION_CODES = {
     "ImageTooLargeException": "IMAGE_TOO_LARGE",
     "InvalidImageFormatException": "INVALID_IMAGE_FORMAT",
-    "InvalidS3ObjectException": "INVALID_S3_OBJECT",
 }
+# Rekognition could not access the object: an access problem, never a verdict on the image.
+UNREADABLE_OBJECT = "InvalidS3ObjectException"
 
 
 class CustomLabelsDetector:
@@ -57,7 +60,7 @@ class CustomLabelsDetector:
                 MaxResults=MAX_RESULTS,
             )
         except Exception as error:
-            raise _translate(error, model_arn) from error
+            raise _translate(error, model_arn, image) from error
         return [_detection(label) for label in response.get("CustomLabels", [])]
 
 
@@ -67,15 +70,22 @@ def _detection(label: dict[str, Any]) -> Detection:
     return Detection(label=label["Name"], confidence=float(label["Confidence"]), box=ratio)
 
 
-def _translate(error: Exception, model_arn: str) -> Exception:
-    response = getattr(error, "response", None)
-    if not isinstance(response, dict):
+def _translate(error: Exception, model_arn: str, image: ImageRef) -> Exception:
+    if not aws_errors.is_sdk_error(error):
         return error
-    code = str(response.get("Error", {}).get("Code", ""))
-    message = str(response.get("Error", {}).get("Message", ""))
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    if code in TRANSIENT_CODES or status >= 500:
-        return TransientError(f"DetectCustomLabels on {model_arn}: {code or status} {message}".rstrip())
+    code, message = aws_errors.error_code(error), aws_errors.error_message(error)
+    if code in TRANSIENT_CODES or aws_errors.is_retryable(error):
+        return TransientError(
+            f"DetectCustomLabels on {model_arn}: {code or aws_errors.http_status(error)} {message}"
+        )
+    if code == UNREADABLE_OBJECT:
+        # Rekognition reads the image with the caller's rights: this is a permission or encryption
+        # problem of the deployment, not a bad image. Raised, so it is retried and dead-lettered.
+        return AccessDenied(
+            f"Rekognition could not read {image.s3_uri} (version {image.version_id}): {code} {message}. "
+            "The function's role needs s3:GetObject and s3:GetObjectVersion on the image (and kms:Decrypt "
+            "if the bucket uses a KMS key)"
+        )
     if code in REJECTION_CODES:
         return InvalidImage(REJECTION_CODES[code], f"Rekognition refused the image: {message or code}")
     return error

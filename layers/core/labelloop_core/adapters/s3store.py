@@ -9,26 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from labelloop_core.errors import LabelloopError, TransientError
+from labelloop_core.adapters import aws_errors
+from labelloop_core.errors import AccessDenied, ObjectMissing, TransientError
+from labelloop_core.ports import ObjectHead
 
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)$")
-_MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
-_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "503", "500"}
-
-
-class ObjectMissing(LabelloopError):
-    """The object (or that version of it) does not exist, e.g. it was deleted after upload."""
-
-
-@dataclass(frozen=True)
-class ObjectHead:
-    """The first bytes of an object and its total size."""
-
-    data: bytes
-    size: int
 
 
 class S3Store:
@@ -50,7 +37,7 @@ class S3Store:
         try:
             response = self.client.get_object(Range=f"bytes=0-{length - 1}", **params)
         except Exception as error:
-            if _error_code(error) == "InvalidRange":  # S3 answers 416 for any range of a 0-byte object
+            if aws_errors.error_code(error) == aws_errors.S3_EMPTY_RANGE:  # 416 for a 0-byte object
                 return ObjectHead(b"", 0)
             raise self._translate(error, key) from error
         data = response["Body"].read()
@@ -61,30 +48,33 @@ class S3Store:
         try:
             response = self.client.get_object(Bucket=bucket or self.bucket, Key=key)
         except Exception as error:
-            raise self._translate(error, key) from error
+            raise self._translate(error, key, bucket) from error
         return json.loads(response["Body"].read())
 
     def put_json(self, key: str, document: Any) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, **_json_body(document))
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, **_json_body(document))
+        except Exception as error:
+            raise self._translate(error, key) from error
 
     def create_json(self, key: str, document: Any) -> bool:
         """Write `document` only if `key` does not exist yet; False when it already exists."""
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, IfNoneMatch="*", **_json_body(document))
         except Exception as error:
-            code = _error_code(error)
-            if code in {"PreconditionFailed", "412"}:
+            code = aws_errors.error_code(error)
+            if code in aws_errors.S3_PRECONDITION_FAILED:
                 return False
-            if code == "ConditionalRequestConflict":  # a concurrent conditional write is in flight
+            if code == aws_errors.S3_CONDITIONAL_CONFLICT:  # a concurrent conditional write is in flight
                 raise TransientError(f"concurrent create of s3://{self.bucket}/{key}, retry") from error
-            raise
+            raise self._translate(error, key) from error
         return True
 
     def exists(self, key: str) -> bool:
         try:
             self.client.head_object(Bucket=self.bucket, Key=key)
         except Exception as error:
-            if _error_code(error) in _MISSING_CODES:
+            if aws_errors.error_code(error) in aws_errors.S3_MISSING:
                 return False
             raise self._translate(error, key) from error
         return True
@@ -110,12 +100,16 @@ class S3Store:
             params["VersionId"] = version_id
         return params
 
-    def _translate(self, error: Exception, key: str) -> Exception:
-        code = _error_code(error)
-        if code in _MISSING_CODES:
-            return ObjectMissing(f"s3://{self.bucket}/{key} does not exist ({code})")
-        if code in _TRANSIENT_CODES:
-            return TransientError(f"S3 {code} reading s3://{self.bucket}/{key}")
+    def _translate(self, error: Exception, key: str, bucket: str | None = None) -> Exception:
+        code = aws_errors.error_code(error)
+        where = f"s3://{bucket or self.bucket}/{key}"
+        if code in aws_errors.S3_MISSING:
+            return ObjectMissing(f"{where} does not exist ({code})")
+        if code in aws_errors.S3_ACCESS_DENIED:
+            # Also what S3 answers for a missing key when the role may not s3:ListBucket the bucket.
+            return AccessDenied(f"access to {where} denied ({code}): check the function's role")
+        if aws_errors.is_retryable(error):
+            return TransientError(f"S3 {code or aws_errors.http_status(error)} on {where}")
         return error
 
 
@@ -127,10 +121,3 @@ def _json_body(document: Any) -> dict[str, Any]:
 def _total_size(response: dict[str, Any], read: int) -> int:
     match = _CONTENT_RANGE_TOTAL.search(response.get("ContentRange") or "")
     return int(match.group(1)) if match else read
-
-
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None)
-    if not isinstance(response, dict):
-        return ""
-    return str(response.get("Error", {}).get("Code", ""))

@@ -8,8 +8,8 @@ stack hanging for an hour):
   properties, so changed properties give new resources and a new PhysicalResourceId, and
   CloudFormation deletes the old ones during cleanup; unchanged properties find the existing ones.
 - Delete: flow definition first (it references the UI), then the task UI; not-found is success.
-Errors become a FAILED answer with the reason. A watchdog answers FAILED shortly before the Lambda
-timeout if the work is still running, so CloudFormation always hears back in time.
+Errors become a FAILED answer with the reason; `labelloop_core.cfn_response` makes sure
+CloudFormation always hears back in time.
 """
 
 from __future__ import annotations
@@ -17,32 +17,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from aws_lambda_powertools import Logger
-
-from labelloop_core.adapters.sagemaker import (
-    FLOW_ACTIVE,
-    FLOW_FAILED,
-    FlowDefinitionSpec,
-    SageMakerA2I,
-)
+from labelloop_core import observability
+from labelloop_core.adapters.sagemaker import FLOW_ACTIVE, FLOW_FAILED, FlowDefinitionSpec, SageMakerA2I
+from labelloop_core.cfn_response import Answer, Deadline, RunOptions, answer_request
 from labelloop_core.errors import LabelloopError
+from labelloop_core.inbound import CustomResourceRequest
 
-logger = Logger(child=True)
-
-SUCCESS = "SUCCESS"
-FAILED = "FAILED"
 MAX_NAME_LENGTH = 63
 HASH_LENGTH = 8
-MAX_RESPONSE_BYTES = 4096  # CloudFormation rejects larger custom resource responses
-MAX_REASON_CHARS = 1500
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9]+")
 _PHYSICAL_ID = re.compile(r"^a2i:([a-z0-9](?:-*[a-z0-9])*)/([a-z0-9](?:-*[a-z0-9])*)$")
 _WORKTEAM_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:workteam/private-crowd/[\w.-]+$")
@@ -174,23 +161,6 @@ def parse_physical_id(physical_id: str | None) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-class Deadline:
-    """Time left for work, from the Lambda context, keeping `margin_seconds` to answer CloudFormation."""
-
-    def __init__(self, remaining_ms: Callable[[], int], margin_seconds: float) -> None:
-        self._remaining_ms = remaining_ms
-        self.margin_seconds = margin_seconds
-
-    def seconds_left(self) -> float:
-        return self._remaining_ms() / 1000.0 - self.margin_seconds
-
-
-@dataclass(frozen=True)
-class Outcome:
-    physical_id: str
-    data: dict[str, str]
-
-
 class A2ISetup:
     """Creates and deletes the task UI and flow definition."""
 
@@ -208,11 +178,11 @@ class A2ISetup:
         self._poll_seconds = poll_seconds
         self._sleep = sleep
 
-    def create(self, properties: A2IProperties) -> Outcome:
+    def create(self, properties: A2IProperties) -> Answer:
         """Create (or find) both resources; SetupFailed when the flow definition does not become Active."""
         self._check_template(properties)
         ui_arn = self._sagemaker.create_human_task_ui(properties.ui_name, self._template)
-        logger.info("human task UI ready", extra={"human_task_ui": properties.ui_name})
+        observability.logger().info("human task UI ready", extra={"human_task_ui": properties.ui_name})
         flow_arn = self._sagemaker.create_flow_definition(
             FlowDefinitionSpec(
                 name=properties.flow_name,
@@ -228,7 +198,7 @@ class A2ISetup:
             )
         )
         self._wait_until_active(properties.flow_name)
-        return Outcome(
+        return Answer(
             physical_id=properties.physical_id,
             data={
                 "FlowDefinitionArn": flow_arn,
@@ -242,13 +212,17 @@ class A2ISetup:
         """Delete both resources named by `physical_id`; ids this resource never used need nothing."""
         names = parse_physical_id(physical_id)
         if names is None:
-            logger.info("nothing to delete for this physical id", extra={"physical_id": physical_id})
+            observability.logger().info(
+                "nothing to delete for this physical id", extra={"physical_id": physical_id}
+            )
             return
         flow_name, ui_name = names
         if self._sagemaker.delete_flow_definition(flow_name):
             self._wait_until_gone(flow_name)
         self._sagemaker.delete_human_task_ui(ui_name)
-        logger.info("A2I resources deleted", extra={"flow_definition": flow_name, "human_task_ui": ui_name})
+        observability.logger().info(
+            "A2I resources deleted", extra={"flow_definition": flow_name, "human_task_ui": ui_name}
+        )
 
     def _check_template(self, properties: A2IProperties) -> None:
         actual = hashlib.sha256(self._template.encode("utf-8")).hexdigest()
@@ -276,7 +250,7 @@ class A2ISetup:
     def _wait_until_gone(self, flow_name: str) -> None:
         while self._sagemaker.describe_flow_definition(flow_name) is not None:
             if not self._pause():
-                logger.warning("flow definition still deleting; deleting the task UI anyway")
+                observability.logger().warning("flow definition still deleting; deleting the task UI anyway")
                 return
 
     def _pause(self) -> bool:
@@ -288,88 +262,37 @@ class A2ISetup:
         return True
 
 
-# ---------------------------------------------------------------- CloudFormation protocol
+@dataclass(frozen=True)
+class A2ISetupSettings:
+    """The custom resource reads everything from the request's ResourceProperties."""
 
 
-def build_response(
-    request: Mapping[str, Any],
-    status: str,
-    physical_id: str,
-    reason: str = "",
-    data: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """The JSON body CloudFormation expects at ResponseURL."""
-    body: dict[str, Any] = {
-        "Status": status,
-        "Reason": reason[:MAX_REASON_CHARS] or f"{status} (see CloudWatch Logs)",
-        "PhysicalResourceId": physical_id,
-        "StackId": request.get("StackId", ""),
-        "RequestId": request.get("RequestId", ""),
-        "LogicalResourceId": request.get("LogicalResourceId", ""),
-        "NoEcho": False,
-        "Data": dict(data or {}),
-    }
-    if len(json.dumps(body).encode("utf-8")) > MAX_RESPONSE_BYTES:
-        body["Reason"] = body["Reason"][:500]
-    return body
+@dataclass(frozen=True)
+class CustomResourceOutcome:
+    body: Mapping[str, Any]  # what was sent to ResponseURL
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"Status": self.body["Status"], "PhysicalResourceId": self.body["PhysicalResourceId"]}
 
 
-def send_response(
-    url: str,
-    body: Mapping[str, Any],
-    attempts: int = 3,
-    timeout_seconds: float = 10.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """PUT `body` to the pre-signed ResponseURL; raises after `attempts` failures (Lambda then retries)."""
-    payload = json.dumps(body).encode("utf-8")
-    for attempt in range(1, attempts + 1):
-        # The pre-signed S3 URL is signed without a content type: send an empty one.
-        request = urllib.request.Request(
-            url, data=payload, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(payload))}
+class A2ISetupService:
+    settings_type: ClassVar[type[A2ISetupSettings]] = A2ISetupSettings
+
+    def __init__(
+        self, sagemaker: SageMakerA2I, template: str | None = None, options: RunOptions | None = None
+    ) -> None:
+        self.sagemaker = sagemaker
+        self.template = template
+        self.options = options or RunOptions()
+
+    @classmethod
+    def from_settings(cls, settings: A2ISetupSettings) -> A2ISetupService:
+        return cls(SageMakerA2I())
+
+    def handle(self, request: CustomResourceRequest) -> CustomResourceOutcome:
+        return CustomResourceOutcome(
+            handle_request(request.event, request.remaining_ms, self.sagemaker, self.template, self.options)
         )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
-                response.read()
-            return
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            logger.warning(
-                "CloudFormation response not delivered", extra={"attempt": attempt, "error": str(error)}
-            )
-            if attempt == attempts:
-                raise
-            sleep(min(2.0 * attempt, 5.0))
-
-
-class _Responder:
-    """Answers CloudFormation exactly once, from the work or from the watchdog, whichever is first."""
-
-    def __init__(self, request: Mapping[str, Any], send: Callable[[str, Mapping[str, Any]], None]) -> None:
-        self._request = request
-        self._send = send
-        self._lock = threading.Lock()
-        self.body: dict[str, Any] | None = None
-
-    def answer(
-        self, status: str, physical_id: str, reason: str = "", data: Mapping[str, str] | None = None
-    ) -> bool:
-        with self._lock:
-            if self.body is not None:
-                return False
-            body = build_response(self._request, status, physical_id, reason, data)
-            logger.info("answering CloudFormation", extra={"status": status, "physical_id": physical_id})
-            self._send(str(self._request["ResponseURL"]), body)  # raises when undeliverable: not answered
-            self.body = body
-            return True
-
-
-@dataclass
-class RunOptions:
-    work_margin_seconds: float = 15.0  # stop polling this long before the Lambda timeout
-    watchdog_margin_seconds: float = 8.0  # answer FAILED this long before the timeout if still busy
-    poll_seconds: float = 2.0
-    sleep: Callable[[float], None] = time.sleep
-    send: Callable[[str, Mapping[str, Any]], None] = send_response
 
 
 def handle_request(
@@ -385,45 +308,28 @@ def handle_request(
     options = options or RunOptions()
     if not isinstance(event, Mapping) or not isinstance(event.get("ResponseURL"), str):
         raise InvalidProperties("not a CloudFormation custom resource request: no ResponseURL to answer")
-    responder = _Responder(event, options.send)
-    fallback_id = _fallback_physical_id(event)
-    watchdog = threading.Timer(
-        max(0.0, remaining_ms() / 1000.0 - options.watchdog_margin_seconds),
-        lambda: responder.answer(
-            FAILED, fallback_id, "timed out before the work finished; see CloudWatch Logs"
-        ),
-    )
-    watchdog.daemon = True
-    watchdog.start()
-    try:
+
+    def work(deadline: Deadline) -> Answer:
         validate("cfn-custom-resource-request", dict(event))
         setup = A2ISetup(
             sagemaker or SageMakerA2I(),
             template if template is not None else _shipped_template(),
-            Deadline(remaining_ms, options.work_margin_seconds),
+            deadline,
             poll_seconds=options.poll_seconds,
             sleep=options.sleep,
         )
-        outcome = _dispatch(event, setup)
-    except Exception as error:  # every failure must reach CloudFormation, whatever its type
-        logger.exception("custom resource request failed", extra={"request_type": event.get("RequestType")})
-        responder.answer(FAILED, fallback_id, f"{type(error).__name__}: {error}")
-    else:
-        # An undeliverable answer raises here: the invocation fails and Lambda retries the request.
-        responder.answer(SUCCESS, outcome.physical_id, data=outcome.data)
-    finally:
-        watchdog.cancel()
-    assert responder.body is not None  # answered above, by the work or by the watchdog
-    return responder.body
+        return _dispatch(event, setup)
+
+    return answer_request(event, remaining_ms, work, _fallback_physical_id(event), options)
 
 
-def _dispatch(event: Mapping[str, Any], setup: A2ISetup) -> Outcome:
+def _dispatch(event: Mapping[str, Any], setup: A2ISetup) -> Answer:
     request_type = event["RequestType"]
     if request_type != "Create" and not event.get("PhysicalResourceId"):
         raise InvalidProperties(f"a {request_type} request needs the PhysicalResourceId of the resource")
     if request_type == "Delete":
         setup.delete(event.get("PhysicalResourceId"))
-        return Outcome(physical_id=str(event.get("PhysicalResourceId")), data={})
+        return Answer(physical_id=str(event.get("PhysicalResourceId")), data={})
     properties = A2IProperties.parse(event["ResourceProperties"])
     try:
         return setup.create(properties)
@@ -438,7 +344,7 @@ def _discard(setup: A2ISetup, physical_id: str) -> None:
     try:
         setup.delete(physical_id)
     except Exception:
-        logger.exception(
+        observability.logger().exception(
             "could not remove the resources of the failed update", extra={"physical_id": physical_id}
         )
 

@@ -1,4 +1,4 @@
-"""AppendLabels (DESIGN §2 step 4): turn a finished human loop into one Ground Truth manifest line.
+"""AppendLabels: turn a finished review into one Ground Truth manifest line.
 
 Completed: output.json -> `labels/<loop>.json`, created once and never overwritten; the ledger
 label item and the pending-label counter are written in one transaction that is a no-op for a
@@ -16,18 +16,32 @@ the same way. Failed and Stopped loops are recorded with A2I's failure reason.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from labelloop_core import a2i, manifest, naming, observability
-from labelloop_core.adapters.events import EventPublisher
-from labelloop_core.adapters.ledger import Ledger
-from labelloop_core.adapters.s3store import ObjectMissing, S3Store
-from labelloop_core.config import Settings
-from labelloop_core.errors import InvalidReview
+from labelloop_core import a2i, config, manifest, naming, observability
+from labelloop_core.errors import InvalidReview, ObjectMissing
+from labelloop_core.inbound import ReviewStatusChange
+from labelloop_core.ports import EventPublisher, ObjectStore, ReviewLedger
 from labelloop_core.schemas import SchemaViolation, validate
 
 TERMINAL_STATUSES = {"Failed": ("FAILED", "REVIEW_FAILED"), "Stopped": ("STOPPED", "REVIEW_STOPPED")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppendLabelsSettings:
+    bucket_name: str = config.bucket_name()
+    ledger_table: str = config.ledger_table()
+    event_bus_name: str = config.event_bus_name()
+    labels: tuple[str, ...] = config.label_names()
+    label_attribute: str = config.manifest_attribute()
+    flow_definition_arn: str = config.flow_definition_arn()
+
+    @property
+    def flow_name(self) -> str:
+        """Flow definition name (last ARN segment), used in Ground Truth job names."""
+        return self.flow_definition_arn.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -39,27 +53,51 @@ class AppendOutcome:
     published: bool = False
     reason: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "loopName": self.loop_name,
+            "labelKey": self.label_key,
+            "newLabel": self.new_label,
+            "reason": self.reason,
+        }
+
 
 class AppendLabelsService:
-    def __init__(self, settings: Settings, store: S3Store, ledger: Ledger, publisher: EventPublisher) -> None:
+    settings_type: ClassVar[type[AppendLabelsSettings]] = AppendLabelsSettings
+
+    def __init__(
+        self,
+        settings: AppendLabelsSettings,
+        store: ObjectStore,
+        ledger: ReviewLedger,
+        publisher: EventPublisher,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.ledger = ledger
         self.publisher = publisher
-        self.flow_definition_arn: str = settings.require("FLOW_DEFINITION_ARN")
+        self.flow_definition_arn = settings.flow_definition_arn
         self.class_map = manifest.ClassMap.from_labels(settings.labels)
         self.log = observability.logger()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AppendLabelsService:
+    def from_settings(cls, settings: AppendLabelsSettings) -> AppendLabelsService:
+        from labelloop_core.adapters.events import EventBridgePublisher
+        from labelloop_core.adapters.ledger import ReviewLedger as DynamoReviewLedger
+        from labelloop_core.adapters.s3store import S3Store
+
         return cls(
             settings,
             S3Store(settings.bucket_name),
-            Ledger(settings.ledger_table),
-            EventPublisher(settings.event_bus_name),
+            DynamoReviewLedger(settings.ledger_table),
+            EventBridgePublisher(settings.event_bus_name),
         )
 
-    def process(self, detail: dict[str, Any]) -> AppendOutcome:
+    def handle(self, request: ReviewStatusChange) -> AppendOutcome:
+        return self.process(request.detail)
+
+    def process(self, detail: Mapping[str, Any]) -> AppendOutcome:
         """`detail` is a schema-valid A2I status-change detail."""
         loop_name: str = detail["humanLoopName"]
         if detail["flowDefinitionArn"] != self.flow_definition_arn:
@@ -74,10 +112,10 @@ class AppendLabelsService:
             return self._record_unfinished(loop_name, status, detail)
         return self._append(loop_name, detail)
 
-    def _append(self, loop_name: str, detail: dict[str, Any]) -> AppendOutcome:
+    def _append(self, loop_name: str, detail: Mapping[str, Any]) -> AppendOutcome:
         label_key = naming.label_key(loop_name)
         known = self.ledger.get_label(loop_name)
-        if known is not None and known.get("event_sent"):
+        if known is not None and known.event_sent:
             self.log.info("label already appended", extra={"loop_name": loop_name})
             observability.count("DuplicateCompletions")
             return AppendOutcome("DUPLICATE", loop_name, label_key)
@@ -102,7 +140,9 @@ class AppendLabelsService:
             "LABELED" if new_label else "DUPLICATE", loop_name, label_key, new_label, published
         )
 
-    def _read_answer(self, loop_name: str, detail: dict[str, Any]) -> tuple[a2i.ReviewAnswer, dict[str, Any]]:
+    def _read_answer(
+        self, loop_name: str, detail: Mapping[str, Any]
+    ) -> tuple[a2i.ReviewAnswer, dict[str, Any]]:
         """The reviewer's answer and its manifest line; InvalidReview for anything unusable."""
         output_uri = (detail.get("humanLoopOutput") or {}).get("outputS3Uri")
         if not output_uri:
@@ -162,7 +202,7 @@ class AppendLabelsService:
 
     def _record_invalid(self, loop_name: str, invalid: InvalidReview) -> AppendOutcome:
         loop = self.ledger.get_loop(loop_name)
-        image_id = loop.get("image_id") if loop else None
+        image_id = loop.image_id if loop else None
         reason = f"{invalid.code}: {invalid.message}"
         self.ledger.record_loop(loop_name, "INVALID_REVIEW", image_id=image_id, failure_reason=reason)
         if image_id:
@@ -171,12 +211,12 @@ class AppendLabelsService:
         observability.count("InvalidReviews")
         return AppendOutcome("INVALID_REVIEW", loop_name, reason=reason)
 
-    def _record_unfinished(self, loop_name: str, status: str, detail: dict[str, Any]) -> AppendOutcome:
+    def _record_unfinished(self, loop_name: str, status: str, detail: Mapping[str, Any]) -> AppendOutcome:
         loop_status, image_status = TERMINAL_STATUSES[status]
         failure = " ".join(part for part in (detail.get("failureCode"), detail.get("failureReason")) if part)
         reason = failure or f"human loop {status.lower()}"
         loop = self.ledger.get_loop(loop_name)
-        image_id = loop.get("image_id") if loop else None
+        image_id = loop.image_id if loop else None
         self.ledger.record_loop(loop_name, loop_status, image_id=image_id, failure_reason=reason)
         if image_id:
             self.ledger.record_image_status(image_id, image_status, reason=reason)

@@ -1,4 +1,4 @@
-"""Detect (DESIGN §2 step 2): check an uploaded image, detect, decide on review, record, publish.
+"""Detect: check an uploaded image, detect with the active model, decide on review, record, publish.
 
 Idempotent per image version: a duplicate or replayed event rewrites the same prediction document
 and ledger item and republishes the same ReviewRequested, whose deterministic loop name makes
@@ -12,19 +12,17 @@ NO_MODEL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from labelloop_core import imageinfo, naming, observability
-from labelloop_core.adapters.events import EventPublisher
-from labelloop_core.adapters.ledger import IMAGE_STAGES, Ledger
-from labelloop_core.adapters.models import ModelRegistry, shared_registry
-from labelloop_core.adapters.rekognition import CustomLabelsDetector
-from labelloop_core.adapters.s3store import ObjectMissing, S3Store
-from labelloop_core.config import Settings
-from labelloop_core.errors import InvalidImage
+from labelloop_core import config, imageinfo, naming, observability
+from labelloop_core.config import ConfigError, setting
+from labelloop_core.errors import InvalidImage, ObjectMissing
 from labelloop_core.geometry import PixelBox, clamp, ratio_to_pixels
+from labelloop_core.inbound import ObjectCreated
+from labelloop_core.ledger import ImageRecord
 from labelloop_core.naming import ImageRef
 from labelloop_core.policy import (
     NO_MODEL,
@@ -34,10 +32,51 @@ from labelloop_core.policy import (
     ReviewReason,
     decide_review,
 )
+from labelloop_core.ports import Detector, EventPublisher, ModelRegistry, ObjectStore, ReviewLedger
+from labelloop_core.review_request import BoxedDetection, ReviewRequest, image_fields
 from labelloop_core.schemas import validate
 
 OBJECT_MISSING = "OBJECT_MISSING"
 _MAX_HEADER_FETCHES = 3  # JPEG headers pushed back by big EXIF/ICC blocks need a longer read
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectSettings:
+    bucket_name: str = config.bucket_name()
+    ledger_table: str = config.ledger_table()
+    event_bus_name: str = config.event_bus_name()
+    active_model_parameter: str = config.active_model_parameter()
+    project_arn: str = config.project_arn()  # stands in for the model while there is none
+    labels: tuple[str, ...] = config.label_names()
+    review_threshold: float = setting("REVIEW_THRESHOLD", config.percentage, 60.0)
+    label_thresholds: Mapping[str, float] = setting("LABEL_THRESHOLDS", config.label_thresholds, {})
+    review_when_empty: bool = setting("REVIEW_WHEN_EMPTY", config.boolean, True)
+    audit_rate: float = setting("AUDIT_RATE", config.rate, 0.0)
+    min_confidence: float = setting("MIN_CONFIDENCE", config.percentage, 10.0)
+    model_cache_seconds: int = setting(
+        "MODEL_CACHE_SECONDS", config.integer_between(0, config.MAX_MODEL_CACHE_SECONDS), 60
+    )
+
+    def check(self) -> None:
+        unknown = sorted(set(self.label_thresholds) - set(self.labels))
+        if unknown:
+            raise ConfigError("LABEL_THRESHOLDS", f"names labels {unknown} that are not in LABELS")
+        # Detections under MinConfidence are never returned, so the policy could not flag them.
+        lowest = min([self.review_threshold, *self.label_thresholds.values()])
+        if self.min_confidence > lowest:
+            raise ConfigError(
+                "MIN_CONFIDENCE",
+                f"{self.min_confidence:g} exceeds the lowest review threshold {lowest:g}: "
+                "low-confidence detections would be dropped before the review policy sees them",
+            )
+
+    def review_config(self) -> ReviewConfig:
+        return ReviewConfig(
+            default_threshold=self.review_threshold,
+            label_thresholds=dict(self.label_thresholds),
+            review_when_empty=self.review_when_empty,
+            audit_rate=self.audit_rate,
+        )
 
 
 @dataclass(frozen=True)
@@ -47,6 +86,9 @@ class DetectOutcome:
     prediction_key: str | None = None
     loop_name: str | None = None
     reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "imageId": self.image_id, "loopName": self.loop_name}
 
 
 @dataclass(frozen=True)
@@ -58,13 +100,15 @@ class _Scored:
 
 
 class DetectService:
+    settings_type: ClassVar[type[DetectSettings]] = DetectSettings
+
     def __init__(
         self,
-        settings: Settings,
-        store: S3Store,
-        ledger: Ledger,
+        settings: DetectSettings,
+        store: ObjectStore,
+        ledger: ReviewLedger,
         models: ModelRegistry,
-        detector: CustomLabelsDetector,
+        detector: Detector,
         publisher: EventPublisher,
     ) -> None:
         self.settings = settings
@@ -73,24 +117,29 @@ class DetectService:
         self.models = models
         self.detector = detector
         self.publisher = publisher
-        self.review_config = ReviewConfig(
-            default_threshold=settings.review_threshold,
-            label_thresholds=dict(settings.label_thresholds),
-            review_when_empty=settings.review_when_empty,
-            audit_rate=settings.audit_rate,
-        )
+        self.review_config = settings.review_config()
         self.log = observability.logger()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DetectService:
+    def from_settings(cls, settings: DetectSettings) -> DetectService:
+        from labelloop_core.adapters.events import EventBridgePublisher
+        from labelloop_core.adapters.ledger import ReviewLedger as DynamoReviewLedger
+        from labelloop_core.adapters.models import SsmModelRegistry
+        from labelloop_core.adapters.rekognition import CustomLabelsDetector
+        from labelloop_core.adapters.s3store import S3Store
+
         return cls(
             settings,
             S3Store(settings.bucket_name),
-            Ledger(settings.ledger_table),
-            shared_registry(settings),
+            DynamoReviewLedger(settings.ledger_table),
+            # One registry per container: it caches the active ARN for MODEL_CACHE_SECONDS.
+            SsmModelRegistry(settings.active_model_parameter, cache_seconds=settings.model_cache_seconds),
             CustomLabelsDetector(),
-            EventPublisher(settings.event_bus_name),
+            EventBridgePublisher(settings.event_bus_name),
         )
+
+    def handle(self, request: ObjectCreated) -> DetectOutcome:
+        return self.process(request.image)
 
     def process(self, image: ImageRef) -> DetectOutcome:
         if not naming.is_incoming(image.key) or image.bucket != self.settings.bucket_name:
@@ -113,7 +162,7 @@ class DetectService:
             return self._reject(image, OBJECT_MISSING, str(missing))
         return self._predict(image, info)
 
-    def _finish_recorded(self, image: ImageRef, existing: dict[str, Any]) -> DetectOutcome | None:
+    def _finish_recorded(self, image: ImageRef, existing: ImageRecord) -> DetectOutcome | None:
         """A duplicate or replayed event for an image version the ledger already knows.
 
         Detecting again could use a newer model, whose ARN gives a new loop name: a second human
@@ -121,7 +170,7 @@ class DetectService:
         have reached the bus (the publish failed after the ledger write) is published again, from
         the stored prediction document, with the model that made it.
         """
-        status = existing.get("status")
+        status = existing.status
         observability.count("DuplicateDetections")
         if status == "REVIEW_REQUESTED":
             prediction_key = naming.prediction_key(image.key)
@@ -131,25 +180,17 @@ class DetectService:
                 return None  # the document is gone: detect again
             if document.get("image", {}).get("imageId") != image.image_id:
                 return None  # the key was uploaded again since: its document is for another version
-            self.publisher.publish(
-                "ReviewRequested", _review_requested_from_document(document, prediction_key)
-            )
+            request = ReviewRequest.from_prediction(document, prediction_key)
+            self.publisher.publish("ReviewRequested", request.to_detail())
             self.log.info("review request published again", extra={"image_id": image.image_id})
             return DetectOutcome(
-                "REVIEW_REQUESTED",
-                image.image_id,
-                prediction_key,
-                existing.get("loop_name"),
-                existing.get("reason"),
+                "REVIEW_REQUESTED", image.image_id, prediction_key, existing.loop_name, existing.reason
             )
         self.log.info("image already processed", extra={"image_id": image.image_id, "status": status})
-        if int(existing.get("stage", 0)) > IMAGE_STAGES["REVIEW_REQUESTED"]:
-            return DetectOutcome("ALREADY_REVIEWED", image.image_id, loop_name=existing.get("loop_name"))
+        if existing.reviewed:
+            return DetectOutcome("ALREADY_REVIEWED", image.image_id, loop_name=existing.loop_name)
         return DetectOutcome(
-            "ALREADY_PROCESSED",
-            image.image_id,
-            naming.prediction_key(image.key),
-            reason=existing.get("reason"),
+            "ALREADY_PROCESSED", image.image_id, naming.prediction_key(image.key), reason=existing.reason
         )
 
     def _probe(self, image: ImageRef) -> imageinfo.ImageInfo:
@@ -195,8 +236,20 @@ class DetectService:
         self.ledger.record_image(
             image, "REVIEW_REQUESTED", reason=reason, model_arn=identity_arn, loop_name=loop_name
         )
-        detail = _review_requested(image, info, identity_arn, prediction_key, scored, decision)
-        self.publisher.publish("ReviewRequested", detail)
+        request = ReviewRequest(
+            image=image,
+            model_arn=identity_arn,
+            prediction_key=prediction_key,
+            width=info.width,
+            height=info.height,
+            detections=tuple(
+                BoxedDetection(item.detection.label, item.detection.confidence, item.pixels)
+                for item in scored
+                if item.pixels is not None
+            ),
+            reasons=tuple(decision.reasons),
+        )
+        self.publisher.publish("ReviewRequested", request.to_detail())
         observability.count("ReviewsRequested")
         self.log.info("review requested", extra={"image_id": image.image_id, "loop_name": loop_name})
         return DetectOutcome("REVIEW_REQUESTED", image.image_id, prediction_key, loop_name, reason)
@@ -206,7 +259,7 @@ class DetectService:
         prediction_key = naming.prediction_key(image.key)
         document = {
             "schemaVersion": "1",
-            "image": _image_fields(image),
+            "image": image_fields(image),
             "status": "REJECTED",
             "rejection": {"code": code, "message": message},
             "detections": [],
@@ -227,20 +280,6 @@ def _pixels(detection: Detection, info: imageinfo.ImageInfo) -> PixelBox | None:
     if detection.box is None:
         return None
     return clamp(ratio_to_pixels(detection.box, info.width, info.height), info.width, info.height)
-
-
-def _image_fields(image: ImageRef) -> dict[str, Any]:
-    return {
-        "bucket": image.bucket,
-        "key": image.key,
-        "versionId": image.version_id,
-        "etag": image.etag,
-        "imageId": image.image_id,
-    }
-
-
-def _reason_dict(reason: ReviewReason) -> dict[str, Any]:
-    return reason.to_dict()
 
 
 def _reason_codes(reasons: list[ReviewReason]) -> str | None:
@@ -271,7 +310,7 @@ def _prediction_document(
     ]
     return {
         "schemaVersion": "1",
-        "image": _image_fields(image),
+        "image": image_fields(image),
         "status": "PREDICTED",
         "imageInfo": {"format": info.format, "width": info.width, "height": info.height},
         "model": {"arn": model_arn},
@@ -279,53 +318,9 @@ def _prediction_document(
         "review": {
             "needed": decision.needed,
             "auditSample": decision.audit_sample,
-            "reasons": [_reason_dict(reason) for reason in decision.reasons],
+            "reasons": [reason.to_dict() for reason in decision.reasons],
         },
         "createdAt": _now(),
-    }
-
-
-def _review_requested(
-    image: ImageRef,
-    info: imageinfo.ImageInfo,
-    model_arn: str,
-    prediction_key: str,
-    scored: list[_Scored],
-    decision: ReviewDecision,
-) -> dict[str, Any]:
-    return {
-        "schemaVersion": "1",
-        **{name: value for name, value in _image_fields(image).items()},
-        "modelArn": model_arn,
-        "predictionKey": prediction_key,
-        "imageSize": {"width": info.width, "height": info.height},
-        "detections": [
-            {
-                "label": item.detection.label,
-                "confidence": item.detection.confidence,
-                "pixelBox": item.pixels.to_dict(),
-            }
-            for item in scored
-            if item.pixels is not None
-        ],
-        "reasons": [_reason_dict(reason) for reason in decision.reasons],
-    }
-
-
-def _review_requested_from_document(document: dict[str, Any], prediction_key: str) -> dict[str, Any]:
-    """The ReviewRequested detail that `_review_requested` built from the same prediction."""
-    image = document["image"]
-    return {
-        "schemaVersion": "1",
-        **image,
-        "modelArn": document["model"]["arn"],
-        "predictionKey": prediction_key,
-        "imageSize": {"width": document["imageInfo"]["width"], "height": document["imageInfo"]["height"]},
-        "detections": [
-            {"label": item["label"], "confidence": item["confidence"], "pixelBox": item["pixelBox"]}
-            for item in document["detections"]
-        ],
-        "reasons": document["review"]["reasons"],
     }
 
 

@@ -1,4 +1,4 @@
-"""Promote (DESIGN §2 step 6): compare a trained candidate with the active model, switch if better.
+"""Promote: compare a trained candidate with the active model, switch to it if it is better.
 
 A state machine driven by the training lock, advanced one step per scheduled tick:
 TRAINING → (training done, better) STARTING → (candidate RUNNING) PROMOTED, or REJECTED at any
@@ -9,27 +9,35 @@ model status and either does nothing or repeats a write with the same values.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from labelloop_core import observability
-from labelloop_core.adapters.custom_labels import CustomLabels, ProjectVersion, version_name_from_arn
-from labelloop_core.adapters.events import EventPublisher
-from labelloop_core.adapters.models import ModelRegistry
-from labelloop_core.adapters.s3store import ObjectMissing, S3Store
-from labelloop_core.adapters.training_ledger import (
+from labelloop_core import config, observability
+from labelloop_core.config import setting
+from labelloop_core.errors import AccessDenied, InvalidSummary, LabelloopError, ObjectMissing, TransientError
+from labelloop_core.evaluation import EvaluationMetrics, decide_promotion, parse_summary
+from labelloop_core.inbound import ScheduleTick
+from labelloop_core.ledger import (
     PROMOTED,
     REJECTED,
     STARTING,
     TRAINING,
-    TrainingLedger,
+    Decision,
     TrainingLock,
+    metrics_from_item,
+    metrics_to_item,
 )
-from labelloop_core.config import Settings
-from labelloop_core.errors import InvalidSummary, LabelloopError, TransientError
-from labelloop_core.evaluation import EvaluationMetrics, decide_promotion, parse_summary
+from labelloop_core.naming import version_name_from_arn
+from labelloop_core.ports import (
+    CustomLabels,
+    EventPublisher,
+    ModelRegistry,
+    ObjectStore,
+    ProjectVersion,
+    TrainingLedger,
+)
 from labelloop_core.schemas import SchemaViolation, validate
 
 # A summary that cannot be read or parsed rejects the candidate instead of failing every tick.
@@ -68,70 +76,79 @@ class PromoteResult:
         return {key: value for key, value in fields.items() if value is not None}
 
 
-@dataclass
-class PromoteDependencies:
-    ledger: TrainingLedger
-    custom_labels: CustomLabels
-    summaries: S3Store
-    registry: ModelRegistry
-    publisher: EventPublisher
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+@dataclass(frozen=True, kw_only=True)
+class PromoteSettings:
+    bucket_name: str = config.bucket_name()
+    ledger_table: str = config.ledger_table()
+    event_bus_name: str = config.event_bus_name()
+    active_model_parameter: str = config.active_model_parameter()
+    previous_model_parameter: str = config.previous_model_parameter()
+    project_arn: str = config.project_arn()
+    promotion_margin: float = setting("PROMOTION_MARGIN", config.bounded(0, 0.99, "an F1 difference"), 0.01)
+    min_inference_units: int = setting("MIN_INFERENCE_UNITS", config.positive_int, 1)
+
+
+def model_registry(settings: PromoteSettings, client: Any = None) -> ModelRegistry:
+    from labelloop_core.adapters.models import SsmModelRegistry
+
+    # Promotion decisions must see the parameters as they are now, never a cached value.
+    return SsmModelRegistry(settings.active_model_parameter, settings.previous_model_parameter, 0, client)
+
+
+def custom_labels_project(settings: PromoteSettings) -> CustomLabels:
+    from labelloop_core.adapters.custom_labels import CustomLabelsProject
+
+    return CustomLabelsProject(settings.project_arn)
+
+
+class PromoteService:
+    settings_type: ClassVar[type[PromoteSettings]] = PromoteSettings
+
+    def __init__(
+        self,
+        settings: PromoteSettings,
+        *,
+        ledger: TrainingLedger,
+        custom_labels: CustomLabels,
+        summaries: ObjectStore,
+        registry: ModelRegistry,
+        publisher: EventPublisher,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ledger = ledger
+        self.custom_labels = custom_labels
+        self.summaries = summaries
+        self.registry = registry
+        self.publisher = publisher
+        self.clock = clock
+        self.margin = settings.promotion_margin
+        self.min_inference_units = settings.min_inference_units
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PromoteDependencies:
+    def from_settings(cls, settings: PromoteSettings) -> PromoteService:
+        from labelloop_core.adapters.events import EventBridgePublisher
+        from labelloop_core.adapters.ledger import TrainingLedger as DynamoTrainingLedger
+        from labelloop_core.adapters.s3store import S3Store
+
         return cls(
-            ledger=TrainingLedger(settings.ledger_table),
-            custom_labels=CustomLabels(settings.project_arn),
+            settings,
+            ledger=DynamoTrainingLedger(settings.ledger_table),
+            custom_labels=custom_labels_project(settings),
             summaries=S3Store(settings.bucket_name),
             registry=model_registry(settings),
-            publisher=EventPublisher(settings.event_bus_name),
+            publisher=EventBridgePublisher(settings.event_bus_name),
         )
 
-
-def model_registry(settings: Settings, client: Any = None) -> ModelRegistry:
-    # Promotion decisions must see the parameters as they are now, never a cached value.
-    return ModelRegistry(settings.active_model_parameter, settings.previous_model_parameter, 0, client)
-
-
-def metrics_to_item(metrics: EvaluationMetrics) -> dict[str, Any]:
-    return {
-        "f1": metrics.f1,
-        "precision": metrics.precision,
-        "recall": metrics.recall,
-        "perLabelF1": dict(metrics.per_label),
-    }
-
-
-def metrics_from_item(item: Mapping[str, Any]) -> EvaluationMetrics | None:
-    """Metrics stored with a decision (None when the decision has none, e.g. a failed training)."""
-    if item.get("f1") is None:
-        return None
-    per_label = item.get("perLabelF1") or {}
-    return EvaluationMetrics(
-        float(item["f1"]),
-        item.get("precision"),
-        item.get("recall"),
-        {label: float(score) for label, score in per_label.items()},
-    )
-
-
-class Promoter:
-    def __init__(self, settings: Settings, deps: PromoteDependencies) -> None:
-        self.deps = deps
-        self.margin: float = settings.require("PROMOTION_MARGIN")
-        self.min_inference_units: int = settings.require("MIN_INFERENCE_UNITS")
-
-    def run(self, event: Mapping[str, Any]) -> PromoteResult:
-        result = self._step(event)
+    def handle(self, tick: ScheduleTick) -> PromoteResult:
+        result = self._step()
         observability.count(_OUTCOME_METRICS[result.action])
         return result
 
-    def _step(self, event: Mapping[str, Any]) -> PromoteResult:
-        validate("scheduled-event", event)
-        lock = self.deps.ledger.read_lock()
+    def _step(self) -> PromoteResult:
+        lock = self.ledger.read_lock()
         if lock is None or lock.status not in (TRAINING, STARTING) or not lock.version_arn:
             return PromoteResult("idle", "no training to evaluate")
-        candidate = self.deps.custom_labels.describe_version(lock.version_arn)
+        candidate = self.custom_labels.describe_version(lock.version_arn)
         if candidate is None:
             return self._reject(lock.version_arn, f"project version {lock.version_arn} no longer exists")
         if lock.status == TRAINING:
@@ -153,15 +170,15 @@ class Promoter:
             metrics = self._summary_metrics(candidate)
         except UNUSABLE_SUMMARY as error:
             return self._reject(candidate.arn, f"evaluation summary unusable: {error}")
-        active_arn = self.deps.registry.active_model_arn()
+        active_arn = self.registry.active_model_arn()
         active, active_note = self._active_metrics(active_arn)
         decision = decide_promotion(metrics, active, self.margin)
         reason = f"{active_note}; {decision.reason}" if active_note else decision.reason
         if not decision.promote:
             return self._reject(candidate.arn, reason, metrics, active, active_arn)
-        status = self.deps.custom_labels.start_version(candidate.arn, self.min_inference_units)
+        status = self.custom_labels.start_version(candidate.arn, self.min_inference_units)
         details = {**metrics_to_item(metrics), "previousF1": decision.active_f1, "reason": reason}
-        self.deps.ledger.mark_starting(candidate.arn, active_arn or "none", details, self.deps.clock())
+        self.ledger.mark_starting(candidate.arn, active_arn or "none", details, self.clock())
         observability.logger().info(
             "promoting: candidate starting",
             extra={"version_arn": candidate.arn, "status": status, "reason": reason},
@@ -171,7 +188,7 @@ class Promoter:
     def _summary_metrics(self, version: ProjectVersion) -> EvaluationMetrics:
         if version.summary is None:
             raise InvalidSummary(f"{version.arn} has no EvaluationResult.Summary")
-        document = self.deps.summaries.get_json(version.summary.key, bucket=version.summary.bucket)
+        document = self.summaries.get_json(version.summary.key, bucket=version.summary.bucket)
         validate("evaluation-summary", document)
         return parse_summary(document)
 
@@ -183,19 +200,16 @@ class Promoter:
             name = version_name_from_arn(active_arn)
         except ValueError:
             return None, f"active model {active_arn} is not a project version"
-        recorded = self.deps.ledger.read_decision(name)
-        from_ledger = metrics_from_item(recorded) if recorded else None
-        if from_ledger is not None:
-            return from_ledger, ""
-        version = self.deps.custom_labels.describe_version(active_arn)
+        recorded = self.ledger.read_decision(name)
+        if recorded is not None and recorded.metrics is not None:
+            return recorded.metrics, ""
+        version = self.custom_labels.describe_version(active_arn)
         if version is None:
             return None, f"active model {active_arn} not found in the project"
         try:
             return self._summary_metrics(version), ""
-        except Exception as error:
+        except (*UNUSABLE_SUMMARY, AccessDenied) as error:
             # e.g. a model trained elsewhere whose summary this function may not read
-            if not isinstance(error, UNUSABLE_SUMMARY) and _error_code(error) not in {"AccessDenied", "403"}:
-                raise
             if version.f1_score is None:
                 return None, f"active model {active_arn} has no usable evaluation ({error})"
             note = f"active model summary unusable ({error}), compared on its overall F1 only"
@@ -209,7 +223,7 @@ class Promoter:
         if candidate.status == "STARTING":
             return self._waiting(candidate, "candidate starting")
         if candidate.status == "TRAINING_COMPLETED":  # the start request was lost: ask again
-            self.deps.custom_labels.start_version(candidate.arn, self.min_inference_units)
+            self.custom_labels.start_version(candidate.arn, self.min_inference_units)
             return self._waiting(candidate, "candidate start requested again")
         details = lock.candidate
         message = candidate.status_message or "no reason given"
@@ -217,7 +231,7 @@ class Promoter:
         return self._reject(candidate.arn, reason, metrics_from_item(details), None, lock.previous_arn)
 
     def _switch(self, lock: TrainingLock, candidate: ProjectVersion) -> PromoteResult:
-        registry = self.deps.registry
+        registry = self.registry
         if registry.active_model_arn() != candidate.arn:
             old = registry.switch_active(candidate.arn)
         else:  # a replay after the switch: the previous parameter already names the old model
@@ -230,7 +244,7 @@ class Promoter:
         metrics = metrics_from_item(details)
         previous_f1 = details.get("previousF1")
         self._record(candidate.arn, PROMOTED, reason, metrics, previous_f1, old)
-        self.deps.publisher.publish(
+        self.publisher.publish(
             "ModelPromoted",
             {
                 "schemaVersion": "1",
@@ -242,7 +256,7 @@ class Promoter:
             },
             resources=[candidate.arn],
         )
-        self.deps.ledger.finish(candidate.arn, PROMOTED, reason, self.deps.clock())
+        self.ledger.finish(candidate.arn, PROMOTED, reason, self.clock())
         observability.logger().info(
             "model promoted", extra={"version_arn": candidate.arn, "previous_arn": old}
         )
@@ -254,7 +268,7 @@ class Promoter:
         """Stop the model switched away from; a failure (e.g. a model this function may not manage)
         is recorded and alarmed on instead of blocking the promotion that already happened."""
         try:
-            self.deps.custom_labels.stop_version(previous_arn)
+            self.custom_labels.stop_version(previous_arn)
         except TransientError:
             raise
         except Exception as error:
@@ -285,7 +299,7 @@ class Promoter:
         active_f1 = active.f1 if active else None
         self._record(version_arn, REJECTED, reason, metrics, active_f1, active_arn)
         f1 = metrics.f1 if metrics else None
-        self.deps.publisher.publish(
+        self.publisher.publish(
             "ModelRejected",
             {
                 "schemaVersion": "1",
@@ -296,7 +310,7 @@ class Promoter:
             },
             resources=[version_arn],
         )
-        self.deps.ledger.finish(version_arn, REJECTED, reason, self.deps.clock())
+        self.ledger.finish(version_arn, REJECTED, reason, self.clock())
         observability.logger().warning(
             "candidate rejected", extra={"version_arn": version_arn, "reason": reason}
         )
@@ -311,29 +325,16 @@ class Promoter:
         compared_f1: float | None,
         compared_arn: str | None,
     ) -> None:
-        item: dict[str, Any] = {
-            "decision": decision,
-            "reason": reason[:1000],
-            "version_arn": version_arn,
-            "compared_arn": compared_arn,
-            "compared_f1": compared_f1,
-            "decided_at": self.deps.clock().isoformat(),
-        }
-        if metrics is not None:
-            item.update(metrics_to_item(metrics))
-        self.deps.ledger.record_decision(version_name_from_arn(version_arn), item)
-
-
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
-def promote(
-    event: Mapping[str, Any], settings: Settings, deps: PromoteDependencies | None = None
-) -> PromoteResult:
-    """Advance the promotion of the current training by one step (the Promote function's use case)."""
-    return Promoter(settings, deps or PromoteDependencies.from_settings(settings)).run(event)
+        record = Decision(
+            decision=decision,
+            reason=reason,
+            version_arn=version_arn,
+            decided_at=self.clock().isoformat(),
+            metrics=metrics,
+            compared_arn=compared_arn,
+            compared_f1=compared_f1,
+        )
+        self.ledger.record_decision(version_name_from_arn(version_arn), record)
 
 
 @dataclass(frozen=True)
@@ -343,7 +344,7 @@ class RollbackResult:
 
 
 def rollback(
-    settings: Settings,
+    settings: PromoteSettings,
     custom_labels: CustomLabels | None = None,
     registry: ModelRegistry | None = None,
     timeout_seconds: float = 1800.0,
@@ -356,12 +357,12 @@ def rollback(
     parameters are swapped, so detection never points at a stopped model; then the model rolled back
     from is stopped.
     """
-    custom_labels = custom_labels or CustomLabels(settings.project_arn)
+    custom_labels = custom_labels or custom_labels_project(settings)
     registry = registry or model_registry(settings)
     target = registry.previous_model_arn()
     if target is None:
         raise LabelloopError(f"nothing to roll back to: {settings.previous_model_parameter} is 'none'")
-    custom_labels.start_version(target, settings.min_inference_units or 1)
+    custom_labels.start_version(target, settings.min_inference_units)
     waited = 0.0
     while (version := custom_labels.describe_version(target)) is None or version.status != "RUNNING":
         if version is None or version.status not in {"STARTING", "TRAINING_COMPLETED"}:

@@ -1,4 +1,4 @@
-"""Retrain (DESIGN §2 step 5): train a new model version once enough new human labels exist.
+"""Retrain: train a new model version once enough new human labels exist.
 
 The scheduled check costs a constant number of AWS calls (counter + lock GetItems) whatever the
 number of labels. Past the check, the window and the lock are claimed in one transaction, so a
@@ -13,18 +13,16 @@ import dataclasses
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, TextIO, cast
+from typing import IO, Any, ClassVar, TextIO, cast
 
-from labelloop_core import manifest, naming, observability
-from labelloop_core.adapters.custom_labels import CustomLabels, S3Location
-from labelloop_core.adapters.events import EventPublisher
-from labelloop_core.adapters.s3store import ObjectMissing, S3Store
-from labelloop_core.adapters.training_ledger import ClaimResult, PendingLabel, TrainingLedger, TrainingLock
-from labelloop_core.config import Settings
-from labelloop_core.errors import InvalidEvent, LabelloopError
-from labelloop_core.schemas import validate
+from labelloop_core import config, manifest, naming, observability
+from labelloop_core.config import ConfigError, setting
+from labelloop_core.errors import LabelloopError, ObjectMissing
+from labelloop_core.inbound import ScheduleTick
+from labelloop_core.ledger import ClaimResult, PendingLabel, TrainingLock
+from labelloop_core.ports import CustomLabels, EventPublisher, ObjectStore, S3Location, TrainingLedger
 
 MANIFEST_MODE, DATASET_MODE = "manifest", "dataset"
 TRAINING_OUTPUT_PREFIX = "training-output/"
@@ -62,36 +60,26 @@ class RetrainResult:
         return {key: value for key, value in fields.items() if value is not None}
 
 
-@dataclass
-class RetrainDependencies:
-    ledger: TrainingLedger
-    custom_labels: CustomLabels
-    manifests: S3Store
-    label_objects: S3Store
-    publisher: EventPublisher
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    work_dir: str | None = None  # where the merged manifest is staged (Lambda: /tmp)
+@dataclass(frozen=True, kw_only=True)
+class RetrainSettings:
+    bucket_name: str = config.bucket_name()
+    ledger_table: str = config.ledger_table()
+    event_bus_name: str = config.event_bus_name()
+    project_arn: str = config.project_arn()
+    labels: tuple[str, ...] = config.label_names()
+    label_attribute: str = config.manifest_attribute()
+    min_new_labels: int = setting("MIN_NEW_LABELS", config.positive_int, 16)
+    base_manifest_key: str | None = setting("BASE_MANIFEST_KEY", config.text, "manifests/base.manifest")
+    test_manifest_key: str | None = setting("TEST_MANIFEST_KEY", config.text, "manifests/test.manifest")
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetrainDependencies:
-        return cls(
-            ledger=TrainingLedger(settings.ledger_table),
-            custom_labels=CustomLabels(settings.project_arn),
-            manifests=S3Store(settings.bucket_name),
-            label_objects=S3Store(settings.bucket_name),
-            publisher=EventPublisher(settings.event_bus_name),
-        )
-
-
-def schedule_window(event: Mapping[str, Any]) -> tuple[str, datetime]:
-    """The schedule window of a Scheduled Event: its `time`, verbatim and parsed."""
-    validate("scheduled-event", event)
-    text = str(event["time"])
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise InvalidEvent(f"scheduled event time {text!r} is not ISO-8601: {error}") from None
-    return text, moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    def check(self) -> None:
+        # A model evaluated on its own training images would report a meaningless F1.
+        if self.test_manifest_key is not None and self.test_manifest_key == self.base_manifest_key:
+            raise ConfigError(
+                "TEST_MANIFEST_KEY",
+                f"{self.test_manifest_key!r} is also BASE_MANIFEST_KEY: "
+                "the test images must not be trained on",
+            )
 
 
 def manifest_key_for(version_name: str) -> str:
@@ -101,7 +89,7 @@ def manifest_key_for(version_name: str) -> str:
 class LabelSelection:
     """Reads pending label objects for the merge, remembering which were usable and which not."""
 
-    def __init__(self, label_objects: S3Store, class_map: manifest.ClassMap) -> None:
+    def __init__(self, label_objects: ObjectStore, class_map: manifest.ClassMap) -> None:
         self._label_objects = label_objects
         self._class_map = class_map
         self.used: list[PendingLabel] = []
@@ -153,25 +141,57 @@ class _StartedTraining:
     selection: LabelSelection
 
 
-class Retrainer:
-    def __init__(self, settings: Settings, deps: RetrainDependencies) -> None:
+class RetrainService:
+    settings_type: ClassVar[type[RetrainSettings]] = RetrainSettings
+
+    def __init__(
+        self,
+        settings: RetrainSettings,
+        *,
+        ledger: TrainingLedger,
+        custom_labels: CustomLabels,
+        store: ObjectStore,
+        publisher: EventPublisher,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        work_dir: str | None = None,  # where the merged manifest is staged (Lambda: /tmp)
+    ) -> None:
         self.settings = settings
-        self.deps = deps
-        self.min_new_labels: int = settings.require("MIN_NEW_LABELS")
+        self.ledger = ledger
+        self.custom_labels = custom_labels
+        self.store = store
+        self.publisher = publisher
+        self.clock = clock
+        self.work_dir = work_dir
+        self.min_new_labels = settings.min_new_labels
         self.class_map = manifest.ClassMap.from_labels(settings.labels)
 
-    def run(self, event: Mapping[str, Any]) -> RetrainResult:
-        window, window_time = schedule_window(event)
+    @classmethod
+    def from_settings(cls, settings: RetrainSettings) -> RetrainService:
+        from labelloop_core.adapters.custom_labels import CustomLabelsProject
+        from labelloop_core.adapters.events import EventBridgePublisher
+        from labelloop_core.adapters.ledger import TrainingLedger as DynamoTrainingLedger
+        from labelloop_core.adapters.s3store import S3Store
+
+        return cls(
+            settings,
+            ledger=DynamoTrainingLedger(settings.ledger_table),
+            custom_labels=CustomLabelsProject(settings.project_arn),
+            store=S3Store(settings.bucket_name),
+            publisher=EventBridgePublisher(settings.event_bus_name),
+        )
+
+    def handle(self, tick: ScheduleTick) -> RetrainResult:
+        window, window_time = tick.window, tick.time
         # The whole check: two GetItems, however many labels are pending.
-        pending = self.deps.ledger.pending_count()
-        lock = self.deps.ledger.read_lock()
+        pending = self.ledger.pending_count()
+        lock = self.ledger.read_lock()
         if pending < self.min_new_labels:
             return self._skip(window, pending, f"{pending} new labels, {self.min_new_labels} needed")
-        now = self.deps.clock()
+        now = self.clock()
         if lock is not None and lock.busy_at(now) and not lock.resumable(window):
             running = " ".join(part for part in (lock.status, lock.version_name) if part)
             return self._skip(window, pending, f"training in progress ({running})")
-        claim = self.deps.ledger.claim(window, now)
+        claim = self.ledger.claim(window, now)
         if claim is not ClaimResult.CLAIMED:
             return self._skip(window, pending, claim.value)
         return self._train_claimed(window, window_time, lock, pending)
@@ -193,7 +213,7 @@ class Retrainer:
             # Rekognition has not accepted a training: free the window so a retry can start it.
             observability.logger().exception("retrain failed before training started; releasing the claim")
             observability.count("RetrainFailed")
-            self.deps.ledger.release_claim(window, f"{type(error).__name__}: {error}", self.deps.clock())
+            self.ledger.release_claim(window, f"{type(error).__name__}: {error}", self.clock())
             raise
         if isinstance(outcome, RetrainResult):
             return outcome
@@ -204,25 +224,25 @@ class Retrainer:
     def _start_training(
         self, window: str, version_name: str, lock: TrainingLock | None, pending: int
     ) -> _StartedTraining | RetrainResult:
-        labels = list(self.deps.ledger.pending_labels())
-        datasets = self.deps.custom_labels.datasets()
+        labels = list(self.ledger.pending_labels())
+        datasets = self.custom_labels.datasets()
         mode = DATASET_MODE if datasets else MANIFEST_MODE
-        selection = LabelSelection(self.deps.label_objects, self.class_map)
+        selection = LabelSelection(self.store, self.class_map)
         base_key = self._base_manifest_key(lock) if mode == MANIFEST_MODE else None
         manifest_key = manifest_key_for(version_name) if mode == MANIFEST_MODE else None
         with tempfile.NamedTemporaryFile(
-            "w+", encoding="utf-8", suffix=".manifest", dir=self.deps.work_dir
+            "w+", encoding="utf-8", suffix=".manifest", dir=self.work_dir
         ) as merged:
             self._merge(base_key, selection.lines(labels), cast(TextIO, merged))
             if len(selection.used) < self.min_new_labels:
                 return self._too_few_valid(window, version_name, labels, selection, pending)
             if manifest_key is not None:
-                self.deps.manifests.upload_file(merged.name, manifest_key)
+                self.store.upload_file(merged.name, manifest_key)
             else:
                 self._update_train_dataset(datasets, merged)
         bucket = self.settings.bucket_name
         test_key = self._test_manifest_key() if mode == MANIFEST_MODE else None
-        version_arn = self.deps.custom_labels.create_version(
+        version_arn = self.custom_labels.create_version(
             version_name,
             S3Location(bucket, TRAINING_OUTPUT_PREFIX),
             S3Location(bucket, manifest_key) if manifest_key else None,
@@ -232,7 +252,7 @@ class Retrainer:
 
     def _merge(self, base_key: str | None, label_lines: Iterator[str], out: TextIO) -> None:
         """Stream base + labels into `out`: one validated line per source-ref, newest label wins."""
-        base_lines = self.deps.manifests.iter_lines(base_key) if base_key else iter(())
+        base_lines = self.store.iter_lines(base_key) if base_key else iter(())
         report = manifest.merge(base_lines, label_lines, out, self.class_map, self.settings.label_attribute)
         out.flush()
         observability.logger().info(
@@ -246,7 +266,7 @@ class Retrainer:
         if lock is not None and lock.last_manifest_key:
             return lock.last_manifest_key
         base_key = self.settings.base_manifest_key
-        if base_key and not self.deps.manifests.exists(base_key):
+        if base_key and not self.store.exists(base_key):
             # A cold start (no base dataset uploaded): the first model learns from human labels only.
             # Raising instead would fail every scheduled run into the DLQ until someone uploads a base.
             observability.logger().warning(
@@ -263,7 +283,7 @@ class Retrainer:
         test_key = self.settings.test_manifest_key
         if not test_key:
             return None
-        if self.deps.manifests.exists(test_key):
+        if self.store.exists(test_key):
             return test_key
         observability.logger().info(
             "no fixed test manifest; Rekognition auto-creates the test split",
@@ -277,7 +297,7 @@ class Retrainer:
             absent = " or ".join(sorted(missing))
             raise LabelloopError(f"project {self.settings.project_arn} has datasets but no {absent} dataset")
         merged.seek(0)
-        calls = self.deps.custom_labels.update_dataset_entries(datasets["TRAIN"], merged)
+        calls = self.custom_labels.update_dataset_entries(datasets["TRAIN"], merged)
         observability.logger().info(
             "train dataset updated", extra={"dataset": datasets["TRAIN"], "calls": calls}
         )
@@ -291,19 +311,19 @@ class Retrainer:
         pending: int,
     ) -> RetrainResult:
         """Unusable labels stop counting as new (kept, with their reason); the window is freed."""
-        now = self.deps.clock()
+        now = self.clock()
         rejected = selection.rejected_labels(labels)
-        self.deps.ledger.settle_labels(rejected, version_name, selection.rejected, now)
+        self.ledger.settle_labels(rejected, version_name, selection.rejected, now)
         reason = f"only {len(selection.used)} usable new labels, {self.min_new_labels} needed"
-        self.deps.ledger.release_claim(window, reason, now)
+        self.ledger.release_claim(window, reason, now)
         return dataclasses.replace(self._skip(window, pending, reason), labels_rejected=len(rejected))
 
     def _record_started(self, window: str, version_name: str, started: _StartedTraining) -> RetrainResult:
-        now = self.deps.clock()
+        now = self.clock()
         version_arn, selection, manifest_key = started.version_arn, started.selection, started.manifest_key
-        self.deps.ledger.mark_training(window, version_arn, version_name, manifest_key, started.base_key, now)
+        self.ledger.mark_training(window, version_arn, version_name, manifest_key, started.base_key, now)
         settled = selection.used + selection.rejected_labels(started.labels)
-        self.deps.ledger.settle_labels(settled, version_name, selection.rejected, now)
+        self.ledger.settle_labels(settled, version_name, selection.rejected, now)
         detail = {
             "schemaVersion": "1",
             "versionName": version_name,
@@ -312,7 +332,7 @@ class Retrainer:
             "mode": started.mode,
             "labelsUsed": len(selection.used),
         }
-        self.deps.publisher.publish("RetrainingStarted", detail, resources=[version_arn])
+        self.publisher.publish("RetrainingStarted", detail, resources=[version_arn])
         observability.logger().info(
             "training started",
             extra={"window": window, "testManifestKey": started.test_manifest_key, **detail},
@@ -332,10 +352,3 @@ class Retrainer:
             labels_used=len(selection.used),
             labels_rejected=len(selection.rejected),
         )
-
-
-def retrain(
-    event: Mapping[str, Any], settings: Settings, deps: RetrainDependencies | None = None
-) -> RetrainResult:
-    """Run one scheduled retrain check (the Retrain function's use case)."""
-    return Retrainer(settings, deps or RetrainDependencies.from_settings(settings)).run(event)

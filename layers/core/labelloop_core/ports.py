@@ -1,0 +1,178 @@
+"""The ports the services depend on: what each use case needs from AWS, as typed protocols.
+
+The boto3 adapters in `labelloop_core.adapters` implement them for AWS (and the local stack);
+`tests/support/fakes.py` implements them in memory for fast unit tests of every service. Adapters
+translate AWS errors into `TransientError` (retry later), `ObjectMissing`, `AccessDenied` or
+`InvalidImage`, so no service reads an AWS error code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any, Protocol
+
+from labelloop_core.ledger import (
+    ClaimResult,
+    Decision,
+    ImageRecord,
+    LabelRecord,
+    LoopRecord,
+    PendingLabel,
+    TrainingLock,
+)
+from labelloop_core.naming import ImageRef, version_name_from_arn
+from labelloop_core.policy import Detection
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """The first bytes of an object and its total size."""
+
+    data: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+    version: str | None = None
+
+    def as_s3_object(self) -> dict[str, str]:
+        s3_object = {"Bucket": self.bucket, "Name": self.key}
+        if self.version:
+            s3_object["Version"] = self.version
+        return s3_object
+
+
+@dataclass(frozen=True)
+class ProjectVersion:
+    """The parts of a Custom Labels project version labelloop acts on."""
+
+    arn: str
+    status: str
+    status_message: str
+    f1_score: float | None
+    summary: S3Location | None
+
+    @property
+    def name(self) -> str:
+        return version_name_from_arn(self.arn)
+
+
+@dataclass(frozen=True)
+class OpenedReview:
+    name: str
+    created: bool  # False when the review already existed (a duplicate or replayed request)
+
+
+class ObjectStore(Protocol):
+    """The stack's bucket (and, for `get_json`, any bucket named by an AWS document)."""
+
+    bucket: str
+
+    def read_head(self, key: str, length: int, version_id: str | None = None) -> ObjectHead: ...
+    def get_json(self, key: str, bucket: str | None = None) -> Any: ...
+    def put_json(self, key: str, document: Any) -> None: ...
+    def create_json(self, key: str, document: Any) -> bool: ...
+    def exists(self, key: str) -> bool: ...
+    def iter_lines(self, key: str) -> Iterator[str]: ...
+    def upload_file(self, path: str, key: str) -> None: ...
+
+
+class EventPublisher(Protocol):
+    def publish(
+        self, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None
+    ) -> str: ...
+
+
+class ModelRegistry(Protocol):
+    def active_model_arn(self) -> str | None: ...
+    def previous_model_arn(self) -> str | None: ...
+    def switch_active(self, new_arn: str) -> str | None: ...
+
+
+class Detector(Protocol):
+    def detect(self, model_arn: str, image: ImageRef, min_confidence: float) -> list[Detection]: ...
+
+
+class ReviewBackend(Protocol):
+    """Where human reviews run (Amazon A2I human loops, or labelloop's own review tasks)."""
+
+    def open(self, name: str, input_content: Mapping[str, Any]) -> OpenedReview: ...
+
+
+class ReviewLedger(Protocol):
+    def get_image(self, image_id: str) -> ImageRecord | None: ...
+    def get_loop(self, loop_name: str) -> LoopRecord | None: ...
+    def get_label(self, loop_name: str) -> LabelRecord | None: ...
+    def record_image(
+        self,
+        image: ImageRef,
+        status: str,
+        *,
+        reason: str | None = None,
+        model_arn: str | None = None,
+        loop_name: str | None = None,
+    ) -> bool: ...
+    def record_image_status(self, image_id: str, status: str, *, reason: str | None = None) -> bool: ...
+    def record_loop(
+        self,
+        loop_name: str,
+        status: str,
+        *,
+        image_id: str | None = None,
+        label_key: str | None = None,
+        failure_reason: str | None = None,
+    ) -> bool: ...
+    def put_label(self, loop_name: str, label_key: str, source_ref: str, created_at: str) -> bool: ...
+    def claim_label_event(self, loop_name: str) -> bool: ...
+    def release_label_event(self, loop_name: str) -> None: ...
+
+
+class TrainingLedger(Protocol):
+    def pending_count(self) -> int: ...
+    def read_lock(self) -> TrainingLock | None: ...
+    def claim(self, window: str, now: datetime) -> ClaimResult: ...
+    def release_claim(self, window: str, reason: str, now: datetime) -> None: ...
+    def mark_training(
+        self,
+        window: str,
+        version_arn: str,
+        version_name: str,
+        manifest_key: str | None,
+        base_manifest_key: str | None,
+        now: datetime,
+    ) -> None: ...
+    def pending_labels(self) -> Iterator[PendingLabel]: ...
+    def settle_labels(
+        self, labels: Sequence[PendingLabel], version_name: str, rejected: Mapping[str, str], now: datetime
+    ) -> int: ...
+    def mark_starting(
+        self, version_arn: str, previous_arn: str, candidate: Mapping[str, Any], now: datetime
+    ) -> bool: ...
+    def finish(self, version_arn: str, status: str, reason: str, now: datetime) -> bool: ...
+    def record_decision(self, version_name: str, decision: Decision) -> None: ...
+    def read_decision(self, version_name: str) -> Decision | None: ...
+
+
+class CustomLabels(Protocol):
+    """One Rekognition Custom Labels project."""
+
+    project_arn: str
+
+    def datasets(self) -> dict[str, str]: ...
+    def update_dataset_entries(self, dataset_arn: str, lines: Iterable[str] | IO[str]) -> int: ...
+    def create_version(
+        self,
+        version_name: str,
+        output: S3Location,
+        training_manifest: S3Location | None,
+        test_manifest: S3Location | None = None,
+    ) -> str: ...
+    def describe_versions(self, version_names: Sequence[str]) -> dict[str, ProjectVersion]: ...
+    def describe_version(self, version_arn: str) -> ProjectVersion | None: ...
+    def start_version(self, version_arn: str, min_inference_units: int) -> str: ...
+    def stop_version(self, version_arn: str) -> str: ...
