@@ -5,13 +5,13 @@ SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 SAM_RUNTIME ?= python3.11
+# The SAM CLI sends usage data unless told not to; no target of this file lets it.
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv demo test lint typecheck validate unit integration browser build bench clean
+.PHONY: help venv demo test lint format typecheck validate unit integration browser build bench clean
 
-help:
-	@echo "make demo      run the whole loop on the local stack (no AWS account needed)"
-	@echo "make test      sam validate --lint, ruff, mypy, unit, integration and browser tests"
-	@echo "make bench     measure the DESIGN.md §8 budgets"
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,38 +26,42 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/pip install -q -r requirements/sam.txt
 	touch $@
 
-venv: $(VENV)/.installed $(SAM_VENV)/.installed
+venv: $(VENV)/.installed $(SAM_VENV)/.installed ## create .venv and .venv-sam from the pinned requirements
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed ## run the whole loop on the local stack (no AWS account needed)
 	$(VENV)/bin/labelloop local demo --replay
 
-validate: $(SAM_VENV)/.installed
+validate: $(SAM_VENV)/.installed ## sam validate --lint
 	$(SAM) validate --lint
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(VENV)/.installed
+format: $(VENV)/.installed ## fix what ruff can fix and format the code
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: $(VENV)/.installed ## mypy over the whole tree
 	$(VENV)/bin/mypy
 
-build: $(SAM_VENV)/.installed
+build: $(SAM_VENV)/.installed ## sam build for the Python runtime SAM_RUNTIME (python3.11 here)
 	$(SAM) build --parameter-overrides PythonRuntime=$(SAM_RUNTIME)
 
-unit: $(VENV)/.installed
+unit: $(VENV)/.installed ## unit tests only (domain, services on fakes, schemas, template, detector)
 	$(PY) -m pytest tests/unit -q
 
-integration: venv
+integration: venv ## whole flows on moto and the local services, sam build, handler imports
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest tests/integration -q
 
-browser: $(VENV)/.installed
+browser: $(VENV)/.installed ## the review portal in headless Chromium
 	$(PY) -m pytest tests/browser -q
 
-test: venv validate lint typecheck
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q
+test: venv validate lint typecheck ## everything CI runs: validate, lint, typecheck, all tests with coverage
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q --cov --cov-report=term:skip-covered
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed ## measure the budgets of docs/ARCHITECTURE.md
 	$(PY) bench/run.py
 
-clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+clean: ## remove the virtual environments, build output and caches
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage

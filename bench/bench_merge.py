@@ -1,5 +1,5 @@
-"""Benchmark the streaming manifest merge (DESIGN §8: 1,000,000 base lines + 100,000 labels in
-<= 10 s and <= 1 GB peak RSS on 2 cores).
+"""Benchmark the streaming manifest merge (budget in docs/ARCHITECTURE.md: 1,000,000 base lines +
+100,000 labels in <= 10 s and <= 1 GB peak RSS on 2 cores).
 
 For each size it writes a synthetic base manifest and 10% human labels (90% of them replace base
 images, 10% are new images; 2% of base lines use another class-id order so they must be re-keyed) into

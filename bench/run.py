@@ -1,4 +1,4 @@
-"""Run every benchmark in bench/ and print their figures (DESIGN.md §8 budgets).
+"""Run every benchmark in bench/ and print their figures (the budgets of docs/ARCHITECTURE.md).
 
 Usage: python bench/run.py [name ...]   (names: handlers, merge, detector, local_stack)
 """

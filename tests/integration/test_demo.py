@@ -20,10 +20,17 @@ def test_demo_runs_the_whole_loop_and_a_replay_changes_nothing(
 ) -> None:
     monkeypatch.chdir(TEMPLATE.parent)
     code = cli_main(["local", "demo", "--json", "--replay", "--images", "24", "--out", str(tmp_path)])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
 
     assert code == 0
-    result = json.loads(out)  # exactly one JSON object on stdout, nothing else
+    result = json.loads(captured.out)  # exactly one JSON object on stdout, nothing else
+    # stderr is for a person: progress and the summary; the functions' logs are in their own files.
+    lines = captured.err.splitlines()
+    assert lines[0].startswith("[demo ") and "labelloop local demo — summary" in lines
+    assert not [line for line in lines if line.startswith(("{", "INFO", "WARNING", "ERROR"))]
+    logs = Path(result["logs_dir"])
+    assert '"service":"detect"' in (logs / "DetectFunction.log").read_text(encoding="utf-8")
+    assert (logs / "RetrainFunction.log").stat().st_size > 0
     assert result["images_uploaded"] == 16 and result["base_images"] == 8
     assert result["test_images"] == 20  # generated on top, held out: both models are scored on them
     assert result["predictions"] == 16

@@ -194,3 +194,46 @@ def test_from_a2i_all_good_exits_zero(tmp_path: Path) -> None:
         == 0
     )
     assert read(out)[0][f"{ATTR}-metadata"]["class-map"] == {"0": "pepperoni", "1": "cheese"}
+
+
+def test_paths_of_the_wrong_kind_are_named_without_a_traceback(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, labels = inputs
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert cli("manifest", "merge", "--base", base, "--labels", labels, "-o", folder) == 2
+    assert f"-o {folder}: is a directory" in capsys.readouterr().err
+    assert cli("manifest", "merge", "--base", folder, "--labels", labels, "-o", tmp_path / "m") == 2
+    assert f"--base {folder}: is a directory, not a manifest file" in capsys.readouterr().err
+    assert cli("manifest", "from-a2i", folder, "-o", tmp_path / "m") == 2
+    assert f"{folder}: a folder with no output.json below it" in capsys.readouterr().err
+    assert cli("manifest", "from-a2i", tmp_path / "nothing.json", "-o", tmp_path / "m") == 2
+    assert "nothing.json: no such file" in capsys.readouterr().err
+
+
+def test_from_a2i_takes_a_folder_of_reviews_in_the_layout_a2i_writes(tmp_path: Path) -> None:
+    for number, loop in enumerate(["ll-one", "ll-two"]):
+        folder = tmp_path / "reviews" / "flow" / "2024" / "05" / "01" / "10" / "00" / f"0{number}" / loop
+        folder.mkdir(parents=True)
+        (folder / "output.json").write_text(json.dumps(a2i_output(f"{loop}.jpg", [], loop=loop)))
+    out = tmp_path / "labels.manifest"
+    assert cli("manifest", "from-a2i", tmp_path / "reviews", "-o", out) == 0
+    assert [line["source-ref"] for line in read(out)] == [
+        "s3://bucket/incoming/ll-one.jpg",
+        "s3://bucket/incoming/ll-two.jpg",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"), [("", "the file is empty"), ("{not json", "not a JSON document")]
+)
+def test_unreadable_outputs_are_blamed_on_the_file_not_on_the_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, reason: str
+) -> None:
+    bad = tmp_path / "output.json"
+    bad.write_text(content)
+    assert cli("manifest", "from-a2i", bad, "-o", tmp_path / "labels.manifest") == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: SCHEMA: {reason}" in err
+    assert "--labels-list" not in err

@@ -17,7 +17,7 @@ from labelloop_core.errors import InvalidEvent, LabelloopError
 from labelloop_core.schemas import SchemaViolation
 
 REPO = Path(__file__).resolve().parents[2]
-CONTRACT_NAMES = {  # docs/CONTRACTS.md, "Schemas"
+CONTRACT_NAMES = {  # docs/ARCHITECTURE.md, "Contracts"
     "review-requested",
     "labels-appended",
     "retraining-started",

@@ -1,14 +1,61 @@
-"""The `labelloop` command: offline manifest tools and the local stack.
+"""The `labelloop` command: offline manifest tools, operator commands for a deployed stack, and the
+local stack.
 
-Sub-command groups register themselves (``register(subparsers)``) so each stays next to its code.
+Sub-command groups register themselves (``register(subparsers)``) with `add_command`, so each stays
+next to its code and every sub-command gets a description and shows its defaults in `--help`.
+Every error ends as one message on stderr and a non-zero exit status, never a traceback (`-v`
+adds the traceback for a bug report).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
+import textwrap
 from collections.abc import Sequence
+from typing import Any
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped by paragraph and list item; every option's default shown in its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks = []
+        for paragraph in textwrap.dedent(text).strip().split("\n\n"):
+            items = re.split(r"\n(?=- )", paragraph.strip())
+            for item in items:
+                flat = " ".join(item.split())
+                hanging = "  " if flat.startswith("- ") else ""
+                blocks.append(
+                    textwrap.fill(flat, width, initial_indent=indent, subsequent_indent=indent + hanging)
+                )
+            blocks.append("")
+        return "\n".join(blocks).rstrip()
+
+
+def add_command(
+    subparsers: Any, name: str, help: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """A sub-command whose `--help` has a description (`help` when none is given) and shows defaults."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description or help[:1].upper() + help[1:] + ".",
+        formatter_class=HelpFormatter,
+    )
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,12 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labelloop",
         description="Human-in-the-loop pipeline for Amazon Rekognition Custom Labels: tools and local stack.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log debug details and tracebacks to stderr"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     manifest.register(subparsers)
-    local.register(subparsers)
     model.register(subparsers)
+    local.register(subparsers)
     return parser
 
 
@@ -40,6 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # the last line of defence: a message, not a traceback
+        if args.verbose:
+            raise
+        print(f"error: {_cause(error)} (run with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _cause(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.filename}: {error.strerror or error}"
+    return f"{type(error).__name__}: {error}"
 
 
 if __name__ == "__main__":

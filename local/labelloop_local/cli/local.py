@@ -16,14 +16,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from labelloop_local.cli import add_command
 from labelloop_local.stack.local_stack import STATE_FILE, StackError, read_state, write_state
 
 
 def register(subparsers: Any) -> None:
-    local = subparsers.add_parser("local", help="run the whole pipeline on this machine (no AWS account)")
+    local = add_command(
+        subparsers,
+        "local",
+        "run the whole pipeline on this machine (no AWS account)",
+        "The local stack: a moto server, local Custom Labels and A2I services and the review portal, with "
+        "the rules, queues and environment variables of template.yaml and the unchanged handlers.",
+    )
     commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="one unattended run of the whole loop, with a report")
+    demo = add_command(
+        commands,
+        "demo",
+        "one unattended run of the whole loop, with a report",
+        "Start the local stack, train a first model, upload images, answer the reviews with an announced "
+        "simulated reviewer, retrain, promote, and print a summary (and the path of an HTML report).",
+    )
     demo.add_argument("--dataset", type=Path, help="directory with a Ground Truth manifest and its images")
     demo.add_argument("--json", action="store_true", help="print one JSON object with the counts on stdout")
     demo.add_argument(
@@ -37,7 +50,13 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--min-new-labels", type=int, help="override the MinNewLabels parameter")
     demo.set_defaults(func=_demo)
 
-    up = commands.add_parser("up", help="start the interactive stack and the review portal until Ctrl-C")
+    up = add_command(
+        commands,
+        "up",
+        "start the interactive stack and the review portal until Ctrl-C",
+        "Provision template.yaml on the local stack and keep it running; prints the portal URL and the "
+        "export lines that point any AWS SDK or CLI at it.",
+    )
     up.add_argument("--port", type=int, default=8080, help="port of the review portal and local services")
     up.add_argument("--moto-port", type=int, default=0, help="port of the moto server (default: any free)")
     up.add_argument("--template", type=Path, help="SAM template (default: ./template.yaml)")
@@ -56,11 +75,17 @@ def register(subparsers: Any) -> None:
     )
     up.set_defaults(func=_up)
 
-    upload = commands.add_parser("upload", help="upload images to incoming/ of the running stack")
-    upload.add_argument("files", nargs="+", type=Path)
+    upload = add_command(commands, "upload", "upload images to incoming/ of the running stack")
+    upload.add_argument("files", nargs="+", type=Path, help="PNG or JPEG files")
     upload.set_defaults(func=_upload)
 
-    replay = commands.add_parser("replay", help="replay archived events on the running stack; report changes")
+    replay = add_command(
+        commands,
+        "replay",
+        "replay archived events on the running stack; report changes",
+        "Replay every EventBridge archive of the running stack and report what changed (nothing, when the "
+        "handlers are idempotent).",
+    )
     replay.add_argument("--since", help="replay events from this ISO 8601 time (default: everything)")
     replay.set_defaults(func=_replay)
 
@@ -115,6 +140,7 @@ def _up(args: argparse.Namespace) -> int:
         services_port=args.port,
         moto_port=args.moto_port,
         data_dir=data_dir,
+        logs_on_console=bool(getattr(args, "verbose", False)),
     )
     try:
         stack.start()
@@ -132,6 +158,7 @@ def _up(args: argparse.Namespace) -> int:
     for name, value in stack.endpoint_env().items():
         print(f"  export {name}={value}")
     print(f"upload images:   labelloop local upload FILES...   (state in {state_path})")
+    print(f"function logs:   {stack.logs_dir}/<Function>.log")
     schedule = f"every {args.schedule_interval:g}s" if args.schedule_interval > 0 else "never (timer off)"
     print(f"schedules fire:  {schedule}; Ctrl-C stops the stack")
     sys.stdout.flush()

@@ -2,7 +2,8 @@
 
 - `merge --base FILE --labels FILE_OR_DIR... -o OUT`: base manifest + human label lines -> one valid
   line per image (newest human label wins), with counts of kept, replaced, added and dropped lines.
-- `from-a2i OUTPUT_JSON... -o OUT`: A2I output.json files -> Ground Truth manifest lines.
+- `from-a2i OUTPUT_JSON_OR_DIR... -o OUT`: A2I output.json files (or folders holding them, such as a
+  copy of the bucket's reviews/) -> Ground Truth manifest lines.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from labelloop_core.a2i import answer_to_manifest_line, parse_output
 from labelloop_core.errors import InvalidReview
 from labelloop_core.manifest import ClassMap, MergeReport, collect_class_names, find_attribute, merge
 from labelloop_core.naming import is_valid_loop_name
+from labelloop_local.cli import add_command
 
 LABEL_FILE_SUFFIXES = (".json", ".manifest")
 DEFAULT_ATTRIBUTE = "pepperoni_pizza_BB"  # template.yaml's LabelAttribute default
@@ -33,19 +35,16 @@ class UsageError(Exception):
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "manifest",
-        help="offline Ground Truth manifest tools",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "manifest", "offline Ground Truth manifest tools", __doc__)
     actions = parser.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
 
-    merge_parser = actions.add_parser(
+    merge_parser = add_command(
+        actions,
         "merge",
-        help="merge a base manifest with human labels",
-        description="One line per source-ref: the newest human label (by creation-date) replaces the base "
-        "line; duplicate base lines keep the first; invalid lines are dropped and counted by reason.",
+        "merge a base manifest with human labels",
+        "One line per source-ref: the newest human label (by creation-date) replaces the base line; "
+        "duplicate base lines keep the first; invalid lines are dropped and counted by reason. The output "
+        "is written to a temporary file and renamed: never half-written.",
     )
     merge_parser.add_argument(
         "--base", required=True, type=Path, metavar="FILE", help="base manifest (JSON lines)"
@@ -68,13 +67,17 @@ def register(subparsers: Any) -> None:
     )
     merge_parser.set_defaults(func=run_merge)
 
-    a2i_parser = actions.add_parser(
+    a2i_parser = add_command(
+        actions,
         "from-a2i",
-        help="convert A2I output.json files to manifest lines",
-        description="Each A2I output.json becomes one Ground Truth line. Bad files are reported with the "
-        "reason; the good ones are still written, and the exit status is 1.",
+        "convert A2I output.json files to manifest lines",
+        "Each A2I output.json becomes one Ground Truth line; a folder stands for every output.json below "
+        "it. Bad files are reported with the reason; the good ones are still written, and the exit "
+        "status is 1.",
     )
-    a2i_parser.add_argument("outputs", nargs="+", type=Path, metavar="OUTPUT_JSON")
+    a2i_parser.add_argument(
+        "outputs", nargs="+", type=Path, metavar="OUTPUT_JSON_OR_DIR", help="output.json files or folders"
+    )
     _add_common(a2i_parser, attribute_default=DEFAULT_ATTRIBUTE)
     a2i_parser.set_defaults(func=run_from_a2i)
 
@@ -99,7 +102,8 @@ def _add_common(parser: argparse.ArgumentParser, attribute_default: str) -> None
 def run_merge(args: argparse.Namespace) -> int:
     try:
         label_files = expand_label_paths(args.labels)
-        _require_file(args.base)
+        _require_file(args.base, "--base")
+        _require_writable_file(args.output)
         class_map, attribute = _merge_settings(args, label_files)
         ranges: list[tuple[Path, int, int]] = []
         with args.base.open(encoding="utf-8") as base, _atomic_output(args.output) as out:
@@ -121,14 +125,23 @@ def expand_label_paths(paths: Iterable[Path]) -> list[Path]:
                 print(f"note: {path} holds no *.json or *.manifest files", file=sys.stderr)
             files.extend(found)
         else:
-            _require_file(path)
+            _require_file(path, "--labels")
             files.append(path)
     return files
 
 
-def _require_file(path: Path) -> None:
+def _require_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise UsageError(f"{what} {path}: is a directory, not a manifest file")
+    if not path.exists():
+        raise UsageError(f"{what} {path}: no such file")
     if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+        raise UsageError(f"{what} {path}: not a regular file")
+
+
+def _require_writable_file(path: Path) -> None:
+    if path.is_dir():
+        raise UsageError(f"-o {path}: is a directory; give the path of the manifest file to write")
 
 
 def read_json_lines(path: Path) -> Iterator[str]:
@@ -221,7 +234,8 @@ def run_from_a2i(args: argparse.Namespace) -> int:
     try:
         if args.attribute:
             _check_attribute(args.attribute)
-        documents = [(path, _load_output(path)) for path in args.outputs]
+        _require_writable_file(args.output)
+        documents = [(path, _load_output(path)) for path in expand_output_paths(args.outputs)]
         class_map = _a2i_class_map(args.labels_list, documents)
         written, failures = 0, 0
         with _atomic_output(args.output) as out:
@@ -239,19 +253,41 @@ def run_from_a2i(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def expand_output_paths(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; a folder stands for every output.json below it (A2I's layout), sorted."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.rglob("output.json"))
+            if not found:
+                raise UsageError(f"{path}: a folder with no output.json below it")
+            files.extend(found)
+        else:
+            _require_file(path, "output")
+            files.append(path)
+    return files
+
+
 def _load_output(path: Path) -> Any:
     """The parsed JSON document, or the InvalidReview explaining why it is unreadable."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return InvalidReview("SCHEMA", "not a JSON document: the file is not UTF-8 text")
+    if not text.strip():
+        return InvalidReview("SCHEMA", "the file is empty")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
         return InvalidReview("SCHEMA", f"not a JSON document: {exc}")
 
 
-def _a2i_class_map(labels_list: str | None, documents: list[tuple[Path, Any]]) -> ClassMap:
+def _a2i_class_map(labels_list: str | None, documents: list[tuple[Path, Any]]) -> ClassMap | None:
+    """The class map to write; None when no file can be read at all (each is reported on its own)."""
     if labels_list:
         return _class_map_from_csv(labels_list)
+    if all(isinstance(document, InvalidReview) for _, document in documents):
+        return None
     names: set[str] = set()
     for _, document in documents:
         content = document.get("inputContent") if isinstance(document, dict) else None
@@ -268,10 +304,11 @@ def _a2i_class_map(labels_list: str | None, documents: list[tuple[Path, Any]]) -
     return _class_map(sorted(names))
 
 
-def _convert(path: Path, document: Any, class_map: ClassMap, attribute: str) -> dict[str, Any] | None:
+def _convert(path: Path, document: Any, class_map: ClassMap | None, attribute: str) -> dict[str, Any] | None:
     try:
         if isinstance(document, InvalidReview):
             raise document
+        assert class_map is not None  # None only when every document is unreadable
         answer = parse_output(document)
         loop_name = answer.human_loop_name or path.parent.name
         if not is_valid_loop_name(loop_name):

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from labelloop_core.evaluation import format_f1
+from labelloop_local import REPOSITORY
 from labelloop_local.demo.sampledata import DatasetError
-from labelloop_local.stack.handlers import environment
 from labelloop_local.stack.local_stack import LocalStack, StackError
 from labelloop_local.stack.template import TemplateError
 
@@ -86,6 +86,7 @@ class DemoResult:
     duration_seconds: float = 0.0
     report_path: str | None = None
     out_dir: str | None = None
+    logs_dir: str | None = None
     replay: dict[str, Any] | None = None
     reviewed: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
@@ -100,12 +101,13 @@ class DemoResult:
 
 
 class Progress:
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream  # None: whatever sys.stderr is when a line is printed
         self._start = time.monotonic()
 
     def __call__(self, message: str) -> None:
-        print(f"[demo {time.monotonic() - self._start:6.1f}s] {message}", file=self._stream, flush=True)
+        stream = self._stream or sys.stderr
+        print(f"[demo {time.monotonic() - self._start:6.1f}s] {message}", file=stream, flush=True)
 
 
 def repo_template() -> Path:
@@ -113,7 +115,7 @@ def repo_template() -> Path:
     local = Path("template.yaml")
     if local.is_file():
         return local
-    return Path(__file__).resolve().parents[2] / "template.yaml"
+    return REPOSITORY / "template.yaml"
 
 
 def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None) -> DemoResult:
@@ -148,10 +150,13 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None
 
     params = _demo_parameters(options, dataset.labels, len(upload_names), options.template)
     say(f"starting the local stack from {options.template} (parameters: {params})")
-    stack = LocalStack(options.template, params=params, data_dir=out_dir / "stack")
+    stack = LocalStack(
+        options.template, params=params, data_dir=out_dir / "stack", logs_on_console=options.verbose
+    )
     result = DemoResult(out_dir=str(out_dir))
-    quiet = {} if options.verbose else {"POWERTOOLS_METRICS_DISABLED": "true"}  # EMF lines are noise here
-    with environment(quiet), stack:
+    with stack:
+        say(f"function and platform logs: {stack.logs_dir}/<Function>.log (CloudWatch Logs in AWS)")
+        result.logs_dir = str(stack.logs_dir)
         run = _DemoRun(stack, dataset, say, options, result)
         run.import_test_set(test_names)
         run.import_base(base_names)
@@ -194,8 +199,6 @@ def _demo_parameters(
 
     defaults = load_template(template_path).parameters()
     params: dict[str, str] = {}
-    if "LogLevel" in defaults and not options.verbose:
-        params["LogLevel"] = "WARNING"  # handler INFO logs would drown the progress lines
     if labels and defaults.get("Labels") is not None:
         configured = [label.strip() for label in str(defaults["Labels"]).split(",")]
         if not set(labels) <= set(configured):
@@ -473,7 +476,7 @@ def _with_attribute(line: dict[str, Any], attribute: str) -> dict[str, Any]:
 
 def _f1(version: dict[str, Any]) -> float | None:
     score = (version.get("EvaluationResult") or {}).get("F1Score")
-    return None if score is None else round(float(score), 4)
+    return None if score is None else float(score)  # rounded once, when printed (format_f1)
 
 
 def _now_iso() -> str:
@@ -521,6 +524,8 @@ def summary_text(result: DemoResult) -> str:
         )
     if result.report_path:
         lines.append(f"  report                     {result.report_path}")
+    if result.logs_dir:
+        lines.append(f"  function logs              {result.logs_dir}/")
     return "\n".join(lines)
 
 

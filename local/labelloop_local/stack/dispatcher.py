@@ -20,12 +20,10 @@ Nothing is dropped silently: a function without a failure destination logs the l
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import json
 import logging
-import sys
 import threading
 import time
 import traceback
@@ -44,6 +42,7 @@ from labelloop_local.stack.handlers import (
     lambda_context,
     load_handler,
 )
+from labelloop_local.stack.logs import OUTPUT
 from labelloop_local.stack.provision import Stack
 from labelloop_local.stack.template import FunctionSpec, RuleSpec
 
@@ -348,11 +347,11 @@ class Dispatcher:
         """os.environ holds exactly this function's template variables while the block runs."""
         env = dict(self.env_for(function_id))
         env["AWS_LAMBDA_FUNCTION_NAME"] = self.stack.function_name(function_id)
-        # Function output (Powertools logs, EMF metrics) is CloudWatch's in AWS: here it goes to
-        # stderr, so that stdout stays the command's own (e.g. `labelloop local demo --json`).
+        # Function output (Powertools logs, EMF metrics) is CloudWatch's in AWS: here it goes to the
+        # function's log file (stack.logs), never into what a command prints for a person.
         with (
             self._invoke_lock,
-            contextlib.redirect_stdout(sys.stderr),
+            OUTPUT.function(function_id),
             environment(env, remove=self._template_variables),
         ):
             yield

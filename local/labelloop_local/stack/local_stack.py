@@ -5,6 +5,7 @@ The fidelity fixes applied to moto live in `labelloop_local.stack.moto_fixes`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from labelloop_local.stack.dispatcher import DEFAULT_TIME_SCALE, Dispatcher, Route
+from labelloop_local.stack.logs import logs_in
 from labelloop_local.stack.moto_fixes import apply_moto_fixes
 from labelloop_local.stack.provision import Stack, provision
 from labelloop_local.stack.template import (
@@ -94,7 +96,10 @@ class LocalStack:
         time_scale: float = DEFAULT_TIME_SCALE,
         transition_seconds: float = 0.2,
         detector: Any = None,
+        logs_on_console: bool = False,
     ) -> None:
+        """`logs_on_console`: also show the functions' and the platform's logs on stderr (they are
+        always written to `<data_dir>/logs/`, see `labelloop_local.stack.logs`)."""
         self.template = load_template(template_path)
         self.params = {
             name: value for name, value in LOCAL_PARAMETERS.items() if name in self.template.parameters()
@@ -109,6 +114,9 @@ class LocalStack:
         self._time_scale = time_scale
         self._transition_seconds = transition_seconds
         self._detector = detector
+        self._logs_on_console = logs_on_console
+        self._logs: contextlib.ExitStack | None = None
+        self.logs_dir: Path | None = None
         self._moto: Any = None
         self.services: Any = None
         self.stack: Stack | None = None
@@ -150,6 +158,8 @@ class LocalStack:
         # its buckets and queues behind. Every stack starts empty, like a fresh account.
         _post(f"{self.moto_url}/moto-api/reset")
         data_dir = self._data_dir or Path(tempfile.mkdtemp(prefix="labelloop-stack-"))
+        self._logs = contextlib.ExitStack()
+        self.logs_dir = self._logs.enter_context(logs_in(data_dir / "logs", self._logs_on_console))
         self.services = LocalServices(
             s3_endpoint_url=self.moto_url,
             region=self.region,
@@ -193,6 +203,9 @@ class LocalStack:
             self._moto = None
         self._restore_process_env()
         _reset_layer_state()
+        if self._logs is not None:
+            self._logs.close()
+            self._logs = None
 
     def endpoint_env(self) -> dict[str, str]:
         """boto3's standard settings that send every call of this process (and its handlers) here."""
