@@ -29,7 +29,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,14 +145,20 @@ class Dispatcher:
         time_scale: float = DEFAULT_TIME_SCALE,
         poll_wait_seconds: int = 1,
         clock: Callable[[], float] = time.time,
+        platform_env: Mapping[str, str] | None = None,
     ) -> None:
+        """`platform_env`: what Lambda's runtime would set for every function here (the endpoints,
+        credentials and region of the local stack), applied only while a handler runs."""
         self.stack = stack
+        self._platform_env = dict(platform_env or {})
         self._sqs = sqs
         self._time_scale = time_scale
         self._poll_wait = poll_wait_seconds
         self._clock = clock
         self._functions: dict[str, FunctionSpec] = stack.template.functions()
         self._template_variables = {name for spec in self._functions.values() for name in spec.environment}
+        # A developer's shell settings must not send a handler to a real account.
+        self._removed_variables = self._template_variables | {"AWS_PROFILE", "AWS_SESSION_TOKEN"}
         self._env_cache: dict[str, dict[str, str]] = {}
         self._handlers: dict[str, Handler] = {}
         self._routes: list[Route] = []
@@ -345,14 +351,14 @@ class Dispatcher:
     @contextmanager
     def function_environment(self, function_id: str) -> Iterator[None]:
         """os.environ holds exactly this function's template variables while the block runs."""
-        env = dict(self.env_for(function_id))
+        env = {**self._platform_env, **self.env_for(function_id)}
         env["AWS_LAMBDA_FUNCTION_NAME"] = self.stack.function_name(function_id)
         # Function output (Powertools logs, EMF metrics) is CloudWatch's in AWS: here it goes to the
         # function's log file (stack.logs), never into what a command prints for a person.
         with (
             self._invoke_lock,
             OUTPUT.function(function_id),
-            environment(env, remove=self._template_variables),
+            environment(env, remove=self._removed_variables),
         ):
             yield
 

@@ -77,9 +77,9 @@ class ReplayReport:
 class LocalStack:
     """moto server + local services + template resources + rule delivery, all in this process.
 
-    ``start()`` points this process's boto3 at the local endpoints (``AWS_ENDPOINT_URL`` and
-    ``AWS_ENDPOINT_URL_<SERVICE>``), which is also how the in-process handlers reach them; ``stop()``
-    restores the previous environment.
+    The process environment is left alone: the handlers see the local endpoints through boto3's
+    standard settings (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_<SERVICE>``), set only while a handler
+    runs (as Lambda's runtime would), and ``client()`` gives clients pointed at the stack.
     """
 
     def __init__(
@@ -123,7 +123,6 @@ class LocalStack:
         self.dispatcher: Dispatcher | None = None
         self.session: Any = None
         self.moto_url = ""
-        self._saved_env: dict[str, str | None] = {}
         self._schedule_stop = threading.Event()
         self._schedule_thread: threading.Thread | None = None
         self._replay_counter = itertools.count(1)
@@ -168,12 +167,13 @@ class LocalStack:
             detector=self._detector,
         )
         self.services.start(host=self.host, port=self._services_port)
-        self._set_process_env(self.endpoint_env())
         _reset_layer_state()
 
         import boto3
 
-        self.session = boto3.Session(region_name=self.region)
+        self.session = _LocalSession(
+            boto3.Session(region_name=self.region, **_boto3_credentials()), self.endpoint_url
+        )
         project_arn = self._create_project()
         self.stack = provision(
             self.template,
@@ -182,7 +182,12 @@ class LocalStack:
             stack_name=self.stack_name,
             resolved={"CustomLabelsProject": project_arn},
         )
-        self.dispatcher = Dispatcher(self.stack, self.client("sqs"), time_scale=self._time_scale)
+        self.dispatcher = Dispatcher(
+            self.stack,
+            self.client("sqs"),
+            time_scale=self._time_scale,
+            platform_env={**self.endpoint_env(), "POWERTOOLS_TRACE_DISABLED": "true"},
+        )
         self._create_custom_resources()
         self.stack.create_deferred()  # e.g. the default-bus archive, filtered on the flow definition ARN
         for route in self._create_routes():
@@ -201,7 +206,6 @@ class LocalStack:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
-        self._restore_process_env()
         _reset_layer_state()
         if self._logs is not None:
             self._logs.close()
@@ -218,22 +222,10 @@ class LocalStack:
         }
         return env
 
-    def _set_process_env(self, env: Mapping[str, str]) -> None:
-        extra = {"POWERTOOLS_TRACE_DISABLED": "true", "AWS_PROFILE": None, "AWS_SESSION_TOKEN": None}
-        for name, value in {**env, **extra}.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-    def _restore_process_env(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
+    def endpoint_url(self, service: str) -> str:
+        """Where this stack serves `service` (boto3 service name)."""
+        local = {"rekognition", "sagemaker", "sagemaker-a2i-runtime"}
+        return str(self.services.base_url) if service in local else self.moto_url
 
     def client(self, service: str) -> Any:
         from botocore.config import Config
@@ -617,3 +609,23 @@ def read_state(path: Path = STATE_FILE) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise StackError(f"{path} does not describe a stack; restart `labelloop local up`")
     return state
+
+
+class _LocalSession:
+    """A boto3 Session whose clients talk to the local stack (explicit endpoint, local credentials)."""
+
+    def __init__(self, session: Any, endpoint_url: Any) -> None:
+        self._session = session
+        self._endpoint_url = endpoint_url
+        self.region_name = session.region_name
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("endpoint_url", self._endpoint_url(service))
+        return self._session.client(service, **kwargs)
+
+
+def _boto3_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
