@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ class Recorder:
         self.fail = fail
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        import os
 
         self.events.append(event)
         self.envs.append(dict(os.environ))
