@@ -4,6 +4,8 @@ messages, never tracebacks."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +61,17 @@ def test_an_unexpected_error_is_one_message_on_stderr(
     err = capsys.readouterr().err
     assert status == 1
     assert "locked.manifest: Permission denied" in err and "Traceback" not in err
+
+
+def test_operator_commands_do_not_load_the_local_stack() -> None:
+    """`labelloop model rollback` runs where only `pip install .` was done: no moto, numpy, pillow."""
+    probe = (
+        "import sys\n"
+        "from labelloop_local.cli import build_parser\n"
+        "build_parser().parse_args(['model', 'rollback', '--stack', 'labelloop'])\n"
+        "import labelloop_local.cli.model, labelloop_core.services.promote\n"
+        "heavy = {'moto', 'numpy', 'PIL', 'yaml', 'werkzeug'}\n"
+        "print(sorted(heavy & {name.split('.')[0] for name in sys.modules}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labelloop_local.cli import add_command
-from labelloop_local.stack.local_stack import STATE_FILE, StackError, read_state, write_state
+from labelloop_local.stack.state import STATE_FILE, StackError, read_state, write_state
 
 
 def register(subparsers: Any) -> None:

@@ -25,6 +25,7 @@ from labelloop_local.stack.dispatcher import DEFAULT_TIME_SCALE, Dispatcher, Rou
 from labelloop_local.stack.logs import logs_in
 from labelloop_local.stack.moto_fixes import apply_moto_fixes
 from labelloop_local.stack.provision import Stack, provision
+from labelloop_local.stack.state import StackError
 from labelloop_local.stack.template import (
     DEFAULT_REGION,
     Resolver,
@@ -37,7 +38,6 @@ LOG = logging.getLogger(__name__)
 
 # -- the stack ---------------------------------------------------------------------------------------
 
-STATE_FILE = Path(".labelloop") / "stack.json"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 CUSTOM_RESOURCE_TIMEOUT_SECONDS = 120
 # Parameters without a default that the local stack must still fill: the local A2I service accepts
@@ -45,10 +45,6 @@ CUSTOM_RESOURCE_TIMEOUT_SECONDS = 120
 LOCAL_PARAMETERS = {
     "WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/labelloop-local"
 }
-
-
-class StackError(Exception):
-    """The local stack cannot start or an operation on it failed; the message says which part and why."""
 
 
 @dataclass
@@ -591,24 +587,6 @@ def _reset_layer_state() -> None:
     from labelloop_core import state
 
     state.reset()
-
-
-def write_state(state: Mapping[str, Any], path: Path = STATE_FILE) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state, indent=2), encoding="utf-8")
-    return path
-
-
-def read_state(path: Path = STATE_FILE) -> dict[str, Any]:
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StackError(f"{path} not found: start the stack first with `labelloop local up`") from None
-    except ValueError as exc:
-        raise StackError(f"{path} is not valid JSON ({exc}); restart `labelloop local up`") from exc
-    if not isinstance(state, dict):
-        raise StackError(f"{path} does not describe a stack; restart `labelloop local up`")
-    return state
 
 
 class _LocalSession:
