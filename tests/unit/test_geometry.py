@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from labelloop_core.geometry import PixelBox, RatioBox, clamp, is_inside, pixels_to_ratio, ratio_to_pixels
+from labelloop_core.geometry import PixelBox, RatioBox, clamp, ratio_to_pixels
 
 
 def test_ratio_box_scales_to_pixels_by_rounding_edges() -> None:
@@ -31,12 +31,6 @@ def test_clamp_returns_none_when_nothing_of_positive_size_remains(box: PixelBox)
     assert clamp(box, 640, 480) is None
 
 
-def test_is_inside() -> None:
-    assert is_inside(PixelBox(0, 0, 640, 480), 640, 480)
-    assert not is_inside(PixelBox(1, 0, 640, 480), 640, 480)
-    assert not is_inside(PixelBox(0, 0, 0, 10), 640, 480)
-
-
 def test_pixel_box_from_float_numbers() -> None:
     assert PixelBox.from_numbers(10.4, 20.6, 30.2, 40.5) == PixelBox(10, 21, 31, 40)
     with pytest.raises(ValueError):
@@ -48,8 +42,3 @@ def test_ratio_box_rejects_non_numbers() -> None:
         RatioBox(0.1, math.inf, 0.2, 0.2)
     with pytest.raises(ValueError):
         RatioBox(0.1, True, 0.2, 0.2)
-
-
-def test_pixels_to_ratio_round_trip() -> None:
-    box = PixelBox(64, 48, 320, 240)
-    assert ratio_to_pixels(pixels_to_ratio(box, 640, 480), 640, 480) == box

@@ -13,7 +13,6 @@ from labelloop_local.demo.sampledata import (
     LABEL,
     DatasetError,
     generate,
-    generate_cli,
     load_dataset,
     manifest_line,
 )
@@ -174,9 +173,3 @@ def test_generate_rejects_bad_arguments(tmp_path: Path) -> None:
         generate(tmp_path, seed=-1)
     with pytest.raises(ValueError, match="size"):
         generate(tmp_path, size=(100, 50))
-
-
-def test_generate_cli_summarises_what_it_wrote(tmp_path: Path) -> None:
-    summary = generate_cli(str(tmp_path), 2, 5)
-    assert summary.startswith("wrote 2 images (")
-    assert str(tmp_path / "manifest" / "sample.manifest") in summary

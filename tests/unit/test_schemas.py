@@ -193,7 +193,11 @@ VALID: dict[str, list[dict[str, Any]]] = {
 
 
 def _compiled_accepts(name: str, doc: Any) -> bool:
-    return schemas.is_valid(name, doc)
+    try:
+        schemas.validate(name, doc)
+    except schemas.SchemaViolation:
+        return False
+    return True
 
 
 def _reference_accepts(name: str, doc: Any) -> bool:

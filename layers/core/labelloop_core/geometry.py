@@ -59,12 +59,6 @@ def ratio_to_pixels(box: RatioBox, image_width: int, image_height: int) -> Pixel
     )
 
 
-def pixels_to_ratio(box: PixelBox, image_width: int, image_height: int) -> RatioBox:
-    return RatioBox(
-        box.left / image_width, box.top / image_height, box.width / image_width, box.height / image_height
-    )
-
-
 def clamp(box: PixelBox, image_width: int, image_height: int) -> PixelBox | None:
     """The part of `box` inside the image, or None when nothing of positive size remains."""
     left, top = max(0, box.left), max(0, box.top)
@@ -72,14 +66,3 @@ def clamp(box: PixelBox, image_width: int, image_height: int) -> PixelBox | None
     if right <= left or bottom <= top:
         return None
     return PixelBox(left, top, right - left, bottom - top)
-
-
-def is_inside(box: PixelBox, image_width: int, image_height: int) -> bool:
-    return (
-        box.width > 0
-        and box.height > 0
-        and box.left >= 0
-        and box.top >= 0
-        and box.right <= image_width
-        and box.bottom <= image_height
-    )

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVICE = "labelloop"
 DEFAULT_NAMESPACE = "Labelloop"
-# EventBridge envelope: the event id is stable across retries and keeps its value in replays.
-CORRELATION_ID_PATH = "id"
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])

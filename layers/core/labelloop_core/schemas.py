@@ -63,15 +63,6 @@ def validate(name: str, doc: Any) -> None:
         raise SchemaViolation(name, error.message) from None
 
 
-def is_valid(name: str, doc: Any) -> bool:
-    """True when `doc` matches schema `name`."""
-    try:
-        validate(name, doc)
-    except SchemaViolation:
-        return False
-    return True
-
-
 def forget_validators() -> None:
     """Drop the compiled validators (see `labelloop_core.state.reset`)."""
     with _lock:

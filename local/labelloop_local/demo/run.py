@@ -229,7 +229,6 @@ class _DemoRun:
         self.bucket = stack.stack.bucket
         self.env = stack.stack.env_for("RetrainFunction")  # bucket, table, project, labels
         self.active_model_parameter = str(stack.stack.physical["ActiveModelParameter"])
-        self.base_version_arn: str | None = None
         self.test_manifest_key: str | None = None  # set by import_test_set; else AutoCreate
         self.s3 = stack.client("s3")
         self.rekognition = stack.client("rekognition")
@@ -303,7 +302,6 @@ class _DemoRun:
             "base model to be RUNNING",
         )
         self.ssm.put_parameter(Name=self.active_model_parameter, Value=arn, Type="String", Overwrite=True)
-        self.base_version_arn = arn
         self.say(f"active model: {arn}")
 
     # -- the loop -----------------------------------------------------------------------------------

@@ -122,16 +122,6 @@ def generate(
     return dataset
 
 
-def generate_cli(out_dir: str | Path, n: int, seed: int) -> str:
-    """Generates the sample data and returns a one-line summary for the command line."""
-    dataset = generate(Path(out_dir), n_images=n, seed=seed)
-    empty = sum(1 for entry in dataset.entries.values() if not entry.boxes)
-    return (
-        f"wrote {len(dataset.entries)} images ({dataset.box_count} labeled slices, {empty} without a slice) "
-        f"to {dataset.images_dir} and the manifest {dataset.manifest_path}"
-    )
-
-
 def manifest_line(
     source_ref: str, width: int, height: int, boxes: list[tuple[str, Box]], creation_date: str
 ) -> dict[str, Any]:

@@ -120,9 +120,6 @@ class LocalServices:
         """Make the next `count` calls of `operation` ("*" = any) on `service` fail with `error`."""
         return self.faults.add(service, operation, error, count)
 
-    def clear_faults(self) -> None:
-        self.faults.clear()
-
     def _tick_loop(self) -> None:
         while not self._stopping.wait(TICK_SECONDS):
             for service in (self.sagemaker, self.rekognition, self.a2i):

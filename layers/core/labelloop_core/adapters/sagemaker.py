@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-FLOW_INITIALIZING = "Initializing"
 FLOW_ACTIVE = "Active"
 FLOW_FAILED = "Failed"
-FLOW_DELETING = "Deleting"
 
 
 @dataclass(frozen=True)
