@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labelloop_core.adapters import aws_errors
+from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.errors import TransientError
 from labelloop_core.ports import OpenedReview
 
@@ -20,13 +21,7 @@ class HumanLoops:
         self.flow_definition_arn = flow_definition_arn
         self._client = client
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from labelloop_core.adapters import clients
-
-            self._client = clients.a2i_runtime()
-        return self._client
+    client = LazyClient("sagemaker-a2i-runtime")
 
     def open(self, name: str, input_content: Mapping[str, Any]) -> OpenedReview:
         """StartHumanLoop; an existing loop with that name counts as success (`created=False`)."""

@@ -29,6 +29,21 @@ def client(service: str) -> Any:
         return _clients[key]
 
 
+class LazyClient:
+    """`client = LazyClient("s3")` on an adapter: the client given to its constructor (`self._client`),
+    else the shared one, fetched at first use (so constructing an adapter makes no AWS call)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __get__(self, adapter: Any, owner: type | None = None) -> Any:
+        if adapter is None:
+            return self
+        if adapter._client is None:
+            adapter._client = client(self.service)
+        return adapter._client
+
+
 def reset() -> None:
     """Forget every cached client (tests that swap endpoints or credentials)."""
     with _lock:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from labelloop_core.adapters import aws_errors
+from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.errors import LabelloopError, TransientError
 from labelloop_core.naming import version_name_from_arn
 from labelloop_core.ports import ProjectVersion, S3Location
@@ -84,13 +85,7 @@ class CustomLabelsProject:
         self._poll_seconds = poll_seconds
         self._dataset_timeout_seconds = dataset_timeout_seconds
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from labelloop_core.adapters import clients
-
-            self._client = clients.rekognition()
-        return self._client
+    client = LazyClient("rekognition")
 
     @property
     def project_name(self) -> str:

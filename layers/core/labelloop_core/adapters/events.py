@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from labelloop_core.adapters import aws_errors
+from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.errors import TransientError
 
 SOURCE = "labelloop"
@@ -28,13 +29,7 @@ class EventBridgePublisher:
         self.bus_name = bus_name
         self._client = client
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from labelloop_core.adapters import clients
-
-            self._client = clients.events()
-        return self._client
+    client = LazyClient("events")
 
     def publish(self, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None) -> str:
         """Validate `detail` against its schema, put it on the bus and return the event id."""

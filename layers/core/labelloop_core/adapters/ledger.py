@@ -17,6 +17,7 @@ from typing import Any
 
 from labelloop_core import ledger as layout
 from labelloop_core.adapters import aws_errors
+from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.adapters.dynamodb_codec import decode_item, encode_item, encode_values
 from labelloop_core.errors import LabelloopError, TransientError
 from labelloop_core.ledger import (
@@ -52,13 +53,7 @@ class _Table:
         self.name = name
         self._client = client
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from labelloop_core.adapters import clients
-
-            self._client = clients.dynamodb()
-        return self._client
+    client = LazyClient("dynamodb")
 
     def get(self, key: layout.Key) -> dict[str, Any] | None:
         response = self.call("get_item", TableName=self.name, Key=encode_item(key), ConsistentRead=True)

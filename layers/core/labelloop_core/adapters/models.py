@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labelloop_core.adapters import aws_errors
+from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.config import ConfigError
 from labelloop_core.errors import TransientError
 
@@ -36,13 +37,7 @@ class SsmModelRegistry:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[str, float]] = {}  # parameter -> (value, monotonic time read)
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from labelloop_core.adapters import clients
-
-            self._client = clients.ssm()
-        return self._client
+    client = LazyClient("ssm")
 
     def active_model_arn(self) -> str | None:
         """The ARN detections use, or None while no model exists (parameter value `none`)."""

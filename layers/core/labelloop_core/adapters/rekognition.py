@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from labelloop_core.adapters import aws_errors
+from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.errors import AccessDenied, InvalidImage, TransientError
 from labelloop_core.geometry import RatioBox
 from labelloop_core.naming import NULL_VERSION_ID, ImageRef
@@ -37,13 +38,7 @@ class CustomLabelsDetector:
     def __init__(self, client: Any = None) -> None:
         self._client = client
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from labelloop_core.adapters import clients
-
-            self._client = clients.rekognition()
-        return self._client
+    client = LazyClient("rekognition")
 
     def detect(self, model_arn: str, image: ImageRef, min_confidence: float) -> list[Detection]:
         """Detections of `model_arn` on that exact image version.

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from labelloop_core.adapters import aws_errors
+from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.errors import AccessDenied, ObjectMissing, TransientError
 from labelloop_core.ports import ObjectHead
 
@@ -23,13 +24,7 @@ class S3Store:
         self.bucket = bucket
         self._client = client
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from labelloop_core.adapters import clients
-
-            self._client = clients.s3()
-        return self._client
+    client = LazyClient("s3")
 
     def read_head(self, key: str, length: int, version_id: str | None = None) -> ObjectHead:
         """Ranged GET of the first `length` bytes; an empty object gives `ObjectHead(b"", 0)`."""

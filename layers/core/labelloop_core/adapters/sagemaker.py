@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from labelloop_core.adapters.clients import LazyClient
+
 FLOW_ACTIVE = "Active"
 FLOW_FAILED = "Failed"
 
@@ -42,13 +44,7 @@ class SageMakerA2I:
     def __init__(self, client: Any = None) -> None:
         self._client = client
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from labelloop_core.adapters import clients
-
-            self._client = clients.sagemaker()
-        return self._client
+    client = LazyClient("sagemaker")
 
     def create_human_task_ui(self, name: str, content: str) -> str:
         """Create the worker task UI from liquid `content`; returns its ARN (existing one if present)."""
