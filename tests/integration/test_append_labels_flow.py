@@ -23,9 +23,15 @@ from tests.support.flows import (
     read_json,
     serialize_moto,
     stubbed,
+    upload,
     versions_of,
 )
-from tests.support.moto_stack import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, Invoke
+from tests.support.moto_stack import (
+    FAKE_FLOW_DEFINITION_ARN,
+    FAKE_MODEL_ARN,
+    REPLACED_FLOW_DEFINITION_ARN,
+    Invoke,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +56,9 @@ def spy(aws_stack: Stack) -> EventSpy:
 
 
 def start_loop(stack: Stack, key: str) -> tuple[naming.ImageRef, str]:
-    """The ledger state StartReview leaves behind for one image."""
-    image = naming.ImageRef(stack.bucket, key, None, f"etag-{key}")
+    """An uploaded image and the ledger state StartReview leaves behind for it."""
+    uploaded = upload(stack, key, b"a photo of " + key.encode())
+    image = naming.ImageRef(stack.bucket, key, uploaded["version_id"], uploaded["etag"])
     loop_name = naming.human_loop_name(image, FAKE_MODEL_ARN)
     ledger = ReviewLedger(stack.table)
     ledger.record_image(image, "IN_REVIEW", model_arn=FAKE_MODEL_ARN, loop_name=loop_name)
@@ -102,7 +109,7 @@ def test_completed_review_becomes_one_manifest_line(
     ]
     assert line[attribute]["image_size"] == [{"width": WIDTH, "height": HEIGHT, "depth": 3}]
     metadata = line[f"{attribute}-metadata"]
-    assert metadata["job-name"] == "labelloop/labelloop-local"
+    assert metadata["job-name"] == "labelloop/labelloop-local-flow-3f9a1c2e"
     assert metadata["class-map"] == {str(i): label for i, label in enumerate(labels)}
     assert metadata["creation-date"] == SUBMITTED
     assert metadata["objects"] == [{"confidence": 1}, {"confidence": 1}]
@@ -281,6 +288,21 @@ def test_other_flow_definitions_are_ignored(aws_stack: Stack, invoke: Invoke, sp
     loop = ledger_item(aws_stack, f"LOOP#{loop_name}")
     assert loop is not None
     assert loop["status"] == "IN_PROGRESS"
+
+
+def test_a_loop_of_a_replaced_flow_definition_still_becomes_a_label(
+    aws_stack: Stack, invoke: Invoke, labels: list[str]
+) -> None:
+    image, loop_name = start_loop(aws_stack, "incoming/before-the-update.png")
+    box = {"label": labels[0], "left": 10, "top": 20, "width": 100, "height": 50}
+    document = a2i_output(
+        image, loop_name, labels, [box], (WIDTH, HEIGHT), SUBMITTED, REPLACED_FLOW_DEFINITION_ARN
+    )
+    uri = put_output(aws_stack, loop_name, document)
+
+    result = invoke(APPEND, a2i_event(loop_name, "Completed", REPLACED_FLOW_DEFINITION_ARN, uri))
+
+    assert result["status"] == "LABELED" and result["newLabel"] is True
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from labelloop_core import naming
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import ReviewLedger
 from labelloop_core.adapters.models import SsmModelRegistry
-from labelloop_core.errors import InvalidEvent, TransientError
+from labelloop_core.errors import AccessDenied, InvalidEvent, TransientError
 from labelloop_local.stack.provision import Stack
 from tests.support.flows import (
     EventSpy,
@@ -212,6 +212,24 @@ def test_images_rekognition_refuses_are_rejected(
         result = invoke(DETECT, s3_event(aws_stack, uploaded))
     assert result["status"] == "REJECTED"
     assert read_json(aws_stack, "predictions/refused.png.json")["rejection"]["code"] == rejection
+    assert spy.events() == []
+
+
+def test_an_image_rekognition_cannot_read_is_an_access_problem_retried_into_the_dlq_with_the_reason(
+    aws_stack: Stack, invoke: Invoke, spy: EventSpy
+) -> None:
+    """InvalidS3ObjectException: Rekognition read the image with the function's rights and could not.
+    Rejecting it would quietly drop every image of a misconfigured stack; raising keeps the event."""
+    uploaded = upload(aws_stack, "incoming/unreadable.png", png_bytes(200, 200))
+    image = image_of(aws_stack, uploaded)
+    with stubbed("rekognition") as rekognition:
+        rekognition.add_client_error(
+            "detect_custom_labels", service_error_code="InvalidS3ObjectException", http_status_code=400
+        )
+        with pytest.raises(AccessDenied, match="s3:GetObject and s3:GetObjectVersion"):
+            invoke(DETECT, s3_event(aws_stack, uploaded))
+    assert keys_under(aws_stack, "predictions/") == []
+    assert ledger_item(aws_stack, f"IMAGE#{image.image_id}") is None
     assert spy.events() == []
 
 

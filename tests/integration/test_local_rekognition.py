@@ -269,13 +269,36 @@ def test_manifest_training_writes_summary_and_model_serves_only_while_running(aw
 
 
 def test_training_fails_when_more_than_a_fifth_of_the_lines_are_invalid(aws: LocalAws) -> None:
-    bad = [_line(5, left=190), _line(6, boxes=51), '{"source-ref": "s3://x/y.png"}']
+    bad = [_line(5, label=""), _line(6, boxes=51), '{"source-ref": "s3://x/y.png"}']
     manifest = _put_manifest(aws, "manifests/bad.manifest", [_line(i) for i in range(5)] + bad)
     project_arn, _ = _train(aws, "invalid-lines", "v1", manifest)
     failed = _wait_status(aws, project_arn, "v1", "TRAINING_IN_PROGRESS")
     assert failed["Status"] == "TRAINING_FAILED"
     assert "3 of 8" in failed["StatusMessage"]
-    assert "not inside the 200x100 image" in failed["StatusMessage"]
+    assert "51 boxes" in failed["StatusMessage"]
+
+
+def test_an_invalid_box_is_dropped_alone_and_an_empty_line_is_ignored_as_rekognition_does(
+    aws: LocalAws,
+) -> None:
+    """ERROR_INVALID_BOUNDING_BOX drops the annotation, WARNING_NO_ANNOTATIONS the line, and neither
+    counts toward the 20% of invalid lines: 4 such lines among 10 still train."""
+    out_of_image = json.loads(_line(7, boxes=2))
+    out_of_image[ATTR]["annotations"][1]["left"] = 190
+    odd = [json.dumps(out_of_image), _line(8, boxes=0), _line(9, boxes=0), _line(6, left=195)]
+    manifest = _put_manifest(aws, "manifests/odd.manifest", [_line(i) for i in range(6)] + odd)
+    project_arn, _ = _train(aws, "odd-lines", "v1", manifest)
+    done = _wait_status(aws, project_arn, "v1", "TRAINING_IN_PROGRESS")
+    assert done["Status"] == "TRAINING_COMPLETED", done.get("StatusMessage")
+    report = json.loads(
+        aws.client("s3")
+        .get_object(Bucket=BUCKET, Key=done["ManifestSummary"]["S3Object"]["Name"])["Body"]
+        .read()
+    )["training"]
+    assert report["valid_json_lines"] == 10 and report["errors"] == []
+    codes = [warning["message"].split(":")[0] for warning in report["warnings"]]
+    assert codes.count("ERROR_INVALID_BOUNDING_BOX") == 2
+    assert codes.count("WARNING_NO_ANNOTATIONS") == 3  # two empty lines, one whose only box was dropped
 
 
 def test_training_skips_a_few_invalid_lines(aws: LocalAws) -> None:

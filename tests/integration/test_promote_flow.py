@@ -204,7 +204,7 @@ def test_first_model_is_promoted_when_none_is_active(world: World, invoke: Invok
     ssm.put_parameter(Name=world.env["ACTIVE_MODEL_PARAMETER"], Value="none", Type="String", Overwrite=True)
     name = "labelloop-20240501T100000Z"
     candidate = world.training_started(name)
-    world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.42, 0.42))
+    world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.72, 0.72))
     world.rekognition.add_response("start_project_version", {"Status": "STARTING"})
     assert invoke("PromoteFunction", schedule_event("2024-05-01T11:00:00Z"))["action"] == "starting"
     world.expect_describe(candidate, "RUNNING")
@@ -217,6 +217,22 @@ def test_first_model_is_promoted_when_none_is_active(world: World, invoke: Invok
     assert world.parameter("PREVIOUS_MODEL_PARAMETER") == "none"
     [event] = world.published()
     assert (event["detail"]["previousArn"], event["detail"]["previousF1"]) == (None, None)
+
+
+def test_a_first_model_below_the_minimum_f1_is_rejected_and_nothing_starts(
+    world: World, invoke: Invoke
+) -> None:
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    ssm.put_parameter(Name=world.env["ACTIVE_MODEL_PARAMETER"], Value="none", Type="String", Overwrite=True)
+    name = "labelloop-20240501T100000Z"
+    candidate = world.training_started(name)
+    world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.0, 0.0))
+
+    result = invoke("PromoteFunction", schedule_event("2024-05-01T11:00:00Z"))
+
+    world.rekognition.assert_no_pending_responses()  # no StartProjectVersion for a useless model
+    assert result["action"] == "rejected" and "below the minimum 0.500" in result["reason"]
+    assert world.parameter("ACTIVE_MODEL_PARAMETER") == "none"
 
 
 def test_worse_model_is_rejected_with_the_reason(world: World, invoke: Invoke) -> None:

@@ -38,7 +38,7 @@ from labelloop_core.ledger import (
 )
 from labelloop_core.naming import ImageRef, version_name_from_arn
 from labelloop_core.policy import Detection
-from labelloop_core.ports import ObjectHead, OpenedReview, ProjectVersion, S3Location
+from labelloop_core.ports import ObjectHead, ObjectVersion, OpenedReview, ProjectVersion, S3Location
 from labelloop_core.schemas import validate
 
 
@@ -49,12 +49,18 @@ class FakeStore:
         self.bucket = bucket
         self.objects: dict[tuple[str, str], bytes] = {}
         self.versions: dict[tuple[str, str, str], bytes] = {}
+        self.current: dict[tuple[str, str], str | None] = {}  # the version id each key names now
         self.puts: list[str] = []
 
     def put(self, key: str, body: bytes, version_id: str | None = None, bucket: str | None = None) -> None:
         self.objects[(bucket or self.bucket, key)] = body
+        self.current[(bucket or self.bucket, key)] = version_id
         if version_id:
             self.versions[(bucket or self.bucket, key, version_id)] = body
+
+    def delete(self, key: str) -> None:
+        self.objects.pop((self.bucket, key), None)
+        self.current.pop((self.bucket, key), None)
 
     def document(self, key: str) -> Any:
         return json.loads(self.objects[(self.bucket, key)])
@@ -65,6 +71,9 @@ class FakeStore:
     def read_head(self, key: str, length: int, version_id: str | None = None) -> ObjectHead:
         body = self._body(key, version_id)
         return ObjectHead(body[:length], len(body))
+
+    def read_tail(self, key: str, length: int, version_id: str | None = None) -> bytes:
+        return self._body(key, version_id)[-length:]
 
     def get_json(self, key: str, bucket: str | None = None) -> Any:
         return json.loads(self._body(key, None, bucket))
@@ -81,6 +90,12 @@ class FakeStore:
 
     def exists(self, key: str) -> bool:
         return (self.bucket, key) in self.objects
+
+    def current_version(self, key: str) -> ObjectVersion | None:
+        if (self.bucket, key) not in self.objects:
+            return None
+        version_id = self.current.get((self.bucket, key))
+        return ObjectVersion(version_id, f"etag-{version_id}" if version_id else None)
 
     def iter_lines(self, key: str) -> Iterator[str]:
         yield from self._body(key, None).decode("utf-8").splitlines()

@@ -172,7 +172,7 @@ def a2i_output(
     boxes: list[dict[str, Any]],
     size: tuple[int, int] = (400, 300),
     submitted: str = "2024-05-01T12:29:59.123Z",
-    flow_definition_arn: str = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local",
+    flow_definition_arn: str = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-flow-1",
 ) -> dict[str, Any]:
     """An A2I output.json for one reviewer's answer (A2I's format, which both backends write)."""
     from labelloop_core import a2i

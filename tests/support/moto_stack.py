@@ -26,7 +26,10 @@ from tests.support.template import repo_template
 
 REGION = "us-east-1"
 FAKE_MODEL_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/pizza.v1/1"
-FAKE_FLOW_DEFINITION_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local"
+FLOW_DEFINITION_ARN_PREFIX = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local-flow-"
+FAKE_FLOW_DEFINITION_ARN = FLOW_DEFINITION_ARN_PREFIX + "3f9a1c2e"
+# A flow definition this stack replaced since (its loops still complete under its own ARN).
+REPLACED_FLOW_DEFINITION_ARN = FLOW_DEFINITION_ARN_PREFIX + "0badc0de"
 FAKE_HUMAN_TASK_UI_ARN = "arn:aws:sagemaker:us-east-1:123456789012:human-task-ui/labelloop-local"
 
 Invoke = Callable[[str, dict[str, Any]], Any]
@@ -61,6 +64,7 @@ def aws_stack(aws_env: None, sam_template: SamTemplate) -> Iterator[Stack]:
             params=LOCAL_PARAMETERS,
             resolved={
                 "FlowDefinitionArn": FAKE_FLOW_DEFINITION_ARN,
+                "FlowDefinitionArnPrefix": FLOW_DEFINITION_ARN_PREFIX,
                 "HumanTaskUiArn": FAKE_HUMAN_TASK_UI_ARN,
             },
         )

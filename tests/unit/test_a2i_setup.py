@@ -42,6 +42,7 @@ PROPERTIES = {
     "TaskTimeLimitInSeconds": "600",
     "TaskAvailabilityLifetimeInSeconds": "86400",
     "TaskUiTemplateSha256": template_sha256(TEMPLATE),
+    "Labels": "pepperoni pizza slice,cheese pizza slice",
 }
 
 
@@ -206,6 +207,8 @@ def test_create_makes_ui_then_flow_waits_until_active_and_answers_success(
     assert body["PhysicalResourceId"] == f"a2i:{parsed.flow_name}/{parsed.ui_name}"
     assert body["Data"]["FlowDefinitionArn"] == flow_arn
     assert body["Data"]["HumanTaskUiArn"] == ui_arn
+    prefix = body["Data"]["FlowDefinitionArnPrefix"]
+    assert flow_arn.startswith(prefix) and prefix.endswith(":flow-definition/pizzastack-flow-")
     assert (body["StackId"], body["RequestId"], body["LogicalResourceId"]) == (
         request("Create", endpoint)["StackId"],
         "request-create",
@@ -241,6 +244,7 @@ def test_create_of_existing_resources_reuses_them(
     assert body["Status"] == "SUCCESS"
     assert body["Data"] == {
         "FlowDefinitionArn": flow_arn,
+        "FlowDefinitionArnPrefix": flow_arn.removesuffix(parsed.fingerprint),
         "FlowDefinitionName": parsed.flow_name,
         "HumanTaskUiArn": ui_arn,
         "HumanTaskUiName": parsed.ui_name,
@@ -572,6 +576,41 @@ def test_names_change_with_any_property_except_the_service_token() -> None:
         assert A2IProperties.parse(changed).flow_name != base.flow_name, key
     token = {**PROPERTIES, "ServiceToken": "arn:aws:lambda:us-east-1:1:function:other"}
     assert A2IProperties.parse(token).physical_id == base.physical_id
+    labels = {**PROPERTIES, "Labels": "pepperoni pizza slice,cheese pizza slice,crust"}
+    assert A2IProperties.parse(labels).physical_id == base.physical_id  # labels travel with each loop
+
+
+def test_more_labels_than_the_worker_ui_offers_fail_the_deployment_with_the_reason(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, _ = sagemaker
+    event = request("Create", endpoint)
+    event["ResourceProperties"]["Labels"] = ",".join(f"label {n}" for n in range(11))
+
+    body = run(event, adapter)  # the stubber holds no response: no SageMaker call may be made
+
+    assert body["Status"] == "FAILED"
+    assert "Labels has 11 names" in body["Reason"] and "at most 10" in body["Reason"]
+
+
+def test_a_flow_definition_still_in_use_is_left_in_place_and_the_delete_succeeds(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber]
+) -> None:
+    adapter, stubber = sagemaker
+    parsed = A2IProperties.parse(PROPERTIES)
+    for _ in range(a2i_setup.IN_USE_RETRIES + 1):
+        stubber.add_client_error(
+            "delete_flow_definition",
+            "ResourceInUse",
+            expected_params={"FlowDefinitionName": parsed.flow_name},
+        )
+    sleeps: list[float] = []
+
+    body = run(request("Delete", endpoint, PhysicalResourceId=parsed.physical_id), adapter, options(sleeps))
+
+    assert body["Status"] == "SUCCESS"  # a stack update or delete never fails for it
+    assert len(sleeps) == a2i_setup.IN_USE_RETRIES
+    stubber.assert_no_pending_responses()  # and the task UI it references was not deleted
 
 
 # ---------------------------------------------------------------- the deployed handler

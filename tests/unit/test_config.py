@@ -26,6 +26,7 @@ ENV = {
     "LABELS": "pepperoni pizza slice, cheese pizza slice",
     "LABEL_ATTRIBUTE": "pizza_BB",
     "FLOW_DEFINITION_ARN": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/pizza-review",
+    "FLOW_DEFINITION_ARN_PREFIX": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/pizza-",
 }
 SETTINGS_TYPES: list[type[Any]] = [
     DetectSettings,
@@ -78,7 +79,7 @@ def test_values_are_typed() -> None:
         PromoteSettings, {**ENV, "PROMOTION_MARGIN": "0.02", "MIN_INFERENCE_UNITS": "2"}
     )
     assert (promote.promotion_margin, promote.min_inference_units) == (0.02, 2)
-    assert settings_from_env(AppendLabelsSettings, ENV).flow_name == "pizza-review"
+    assert settings_from_env(AppendLabelsSettings, ENV).flow_definition_arn_prefix.endswith("/pizza-")
 
 
 @pytest.mark.parametrize(

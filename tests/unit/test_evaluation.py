@@ -100,3 +100,10 @@ def test_a_label_missing_from_the_candidate_evaluation_blocks_promotion() -> Non
 def test_invalid_margin() -> None:
     with pytest.raises(ValueError):
         decide_promotion(metrics(0.9), None, -0.1)
+
+
+def test_a_candidate_below_the_absolute_floor_is_never_promoted() -> None:
+    first = decide_promotion(metrics(0.0), None, 0.01, min_f1=0.5)
+    assert not first.promote and "below the minimum 0.500" in first.reason
+    assert not decide_promotion(metrics(0.45), metrics(0.30), 0.01, min_f1=0.5).promote
+    assert decide_promotion(metrics(0.5), None, 0.01, min_f1=0.5).promote  # the floor itself is enough

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -74,12 +75,24 @@ def test_url_encoded_key_sample_decodes_to_a_key_with_spaces() -> None:
 
 def test_a2i_samples_follow_the_flow_in_env_json() -> None:
     env = _load("env.json")
-    flow = env["AppendLabelsFunction"]["FLOW_DEFINITION_ARN"]
-    assert env["StartReviewFunction"]["FLOW_DEFINITION_ARN"] == flow
+    flow = env["StartReviewFunction"]["FLOW_DEFINITION_ARN"]
+    assert flow.startswith(env["AppendLabelsFunction"]["FLOW_DEFINITION_ARN_PREFIX"])
     for name in ("append-labels-completed.json", "append-labels-failed.json"):
         assert _load(name)["detail"]["flowDefinitionArn"] == flow
     completed = _load("append-labels-completed.json")["detail"]
     assert completed["humanLoopOutput"]["outputS3Uri"].endswith(f"/{completed['humanLoopName']}/output.json")
+
+
+def test_a2i_samples_use_the_values_aws_documents() -> None:
+    """The output path is dated by the loop's creation time; an expired loop's FailureCode is Expired."""
+    completed = _load("append-labels-completed.json")["detail"]
+    created = datetime.fromisoformat(completed["creationTime"].replace("Z", "+00:00"))
+    assert (
+        f"/{created:%Y/%m/%d/%H/%M/%S}/{completed['humanLoopName']}/"
+        in completed["humanLoopOutput"]["outputS3Uri"]
+    )
+    failed = _load("append-labels-failed.json")["detail"]
+    assert failed["failureCode"] in {"ValidationError", "Expired", "InternalError"}
 
 
 def test_samples_use_the_bucket_in_env_json() -> None:

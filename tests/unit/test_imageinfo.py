@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from labelloop_core.errors import InvalidImage
-from labelloop_core.imageinfo import HEADER_BYTES, MAX_BYTES, ImageInfo, probe
+from labelloop_core.imageinfo import HEADER_BYTES, MAX_BYTES, TAIL_BYTES, ImageInfo, check_complete, probe
 
 
 def png_bytes(width: int, height: int, colour_type: int = 2) -> bytes:
@@ -154,3 +154,46 @@ def test_dimension_limits(width: int, height: int, code: str) -> None:
 @pytest.mark.parametrize(("width", "height"), [(64, 64), (4096, 4096), (64, 1280), (4096, 205)])
 def test_dimensions_at_the_limits_are_accepted(width: int, height: int) -> None:
     assert probe_file(png_bytes(width, height)).width == width
+
+
+def complete_check(data: bytes) -> None:
+    info = probe_file(data)
+    check_complete(info, data[:HEADER_BYTES], data[-TAIL_BYTES:], len(data))
+
+
+def test_complete_images_pass_the_completeness_check() -> None:
+    complete_check(pillow_jpeg(640, 480))
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (1, 2, 3)).save(buffer, "PNG")
+    complete_check(buffer.getvalue())
+
+
+def test_a_camera_trailer_after_the_jpeg_end_marker_is_accepted() -> None:
+    complete_check(pillow_jpeg(640, 480) + b"SEFH" + bytes(range(256)) * 8 + b"SEFT")
+
+
+@pytest.mark.parametrize("kept", [0.5, 0.9, 0.999])
+def test_an_interrupted_upload_is_truncated(kept: float) -> None:
+    whole = pillow_jpeg(640, 480, quality=95)
+    with pytest.raises(InvalidImage) as raised:
+        complete_check(whole[: int(len(whole) * kept)])
+    assert raised.value.code == "TRUNCATED"
+
+
+def test_a_truncated_png_is_truncated() -> None:
+    buffer = io.BytesIO()
+    Image.effect_noise((640, 480), 50).convert("RGB").save(buffer, "PNG")
+    with pytest.raises(InvalidImage, match="IEND") as raised:
+        complete_check(buffer.getvalue()[:-100])
+    assert raised.value.code == "TRUNCATED"
+
+
+def test_headers_without_image_data_are_refused() -> None:
+    headers_only_jpeg = b"\xff\xd8" + sof(0xC0, 640, 480) + b"\xff\xd9"
+    with pytest.raises(InvalidImage) as raised:
+        complete_check(headers_only_jpeg)
+    assert raised.value.code == "NO_IMAGE_DATA"
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    with pytest.raises(InvalidImage) as raised:
+        complete_check(png_bytes(640, 480)[:33] + iend)
+    assert raised.value.code == "NO_IMAGE_DATA"

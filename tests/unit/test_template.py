@@ -169,7 +169,10 @@ def test_append_labels_listens_to_final_statuses_of_our_flow_only(resources: dic
     pattern = event["Properties"]["Pattern"]
     assert pattern["source"] == ["aws.sagemaker"]
     assert pattern["detail-type"] == ["SageMaker A2I HumanLoop Status Change"]
-    assert pattern["detail"]["flowDefinitionArn"] == [get_att("A2IResources", "FlowDefinitionArn")]
+    # Every flow definition of this stack, so loops of a replaced one still complete.
+    assert pattern["detail"]["flowDefinitionArn"] == [
+        {"prefix": get_att("A2IResources", "FlowDefinitionArnPrefix")}
+    ]
     assert sorted(pattern["detail"]["humanLoopStatus"]) == ["Completed", "Failed", "Stopped"]
 
 
@@ -194,7 +197,9 @@ def test_archives_cover_the_app_bus_and_only_our_default_bus_events(resources: d
     s3_pattern, a2i_pattern = default["EventPattern"]["$or"]
     assert s3_pattern == _only_event(resources, "DetectFunction")["Properties"]["Pattern"]
     assert a2i_pattern["source"] == ["aws.sagemaker"]
-    assert a2i_pattern["detail"]["flowDefinitionArn"] == [get_att("A2IResources", "FlowDefinitionArn")]
+    assert a2i_pattern["detail"]["flowDefinitionArn"] == [
+        {"prefix": get_att("A2IResources", "FlowDefinitionArnPrefix")}
+    ]
 
 
 def test_bucket_is_private_versioned_encrypted_and_feeds_eventbridge(resources: dict[str, Any]) -> None:

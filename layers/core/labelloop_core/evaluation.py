@@ -4,7 +4,9 @@ Summary file (EvaluationSummary-<project>-<version>.json): `AggregatedEvaluation
 Precision, Recall and F1Score, either inside `Metrics` (format reference) or directly (the SDK example);
 `LabelEvaluationResults[]` holds `{"Label": name, "Metrics": {"F1Score", "Precision", "Recall", ...}}`.
 
-Promotion rule (`decide_promotion`), with `margin` in F1 points (0-1):
+Promotion rule (`decide_promotion`), with `margin` and `min_f1` in F1 points (0-1):
+- a candidate below the absolute floor `min_f1` is never promoted, even with no active model (a first
+  model with F1 0.0 would pre-draw noise for every reviewer);
 - no active model metrics: promote;
 - otherwise promote only if candidate F1 >= active F1 + margin (with margin 0: strictly greater, so an
   equal model does not cause a paid restart), and no label evaluated for the active model loses more
@@ -110,11 +112,17 @@ def _per_label(results: object) -> dict[str, float]:
 
 
 def decide_promotion(
-    candidate: EvaluationMetrics, active: EvaluationMetrics | None, margin: float
+    candidate: EvaluationMetrics, active: EvaluationMetrics | None, margin: float, min_f1: float = 0.0
 ) -> PromotionDecision:
     """Apply the module's promotion rule; the reason says which numbers decided, either way."""
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin <= 1:
-        raise ValueError(f"promotion margin must be between 0 and 1, got {margin!r}")
+    for name, value in (("promotion margin", margin), ("minimum F1", min_f1)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+    if candidate.f1 + _EPSILON < min_f1:
+        floor = f"candidate F1 {format_f1(candidate.f1)} is below the minimum {format_f1(min_f1)}"
+        return PromotionDecision(
+            False, f"{floor} (MinF1ToPromote)", candidate.f1, active.f1 if active else None
+        )
     if active is None:
         return PromotionDecision(
             True,

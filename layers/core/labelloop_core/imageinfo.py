@@ -13,6 +13,13 @@ Error codes (`InvalidImage.code`):
   This is not a verdict on the image: fetch `InvalidImage.needed_bytes` leading bytes (or more) and
   call `probe` again (rarely more than once: the suggestion includes HEADER_BYTES of headroom).
 - TOO_LARGE_BYTES, TOO_SMALL, TOO_LARGE_PIXELS, BAD_ASPECT_RATIO: limits above.
+
+`check_complete(info, head, tail, size)` then looks at the end of the object (its last `TAIL_BYTES`, a
+second ranged GET) and, when the header bytes hold the whole structure, at what follows the header:
+- TRUNCATED: the object does not end like a complete image (no JPEG EOI marker, no PNG IEND chunk),
+  as an interrupted upload leaves it;
+- NO_IMAGE_DATA: the headers describe an image but no image data follows (no JPEG scan, no PNG IDAT).
+A reviewer would otherwise be paid to label an image nobody can see.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from dataclasses import dataclass
 from labelloop_core.errors import InvalidImage
 
 HEADER_BYTES = 65536
+TAIL_BYTES = 16 * 1024  # covers the trailers some cameras append after the JPEG EOI marker
 MAX_BYTES = 15 * 1024 * 1024
 MIN_SIDE = 64
 MAX_SIDE = 4096
@@ -35,6 +43,8 @@ _JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers that stand alone, without a length field: TEM, RST0-7.
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _JPEG_SOS, _JPEG_EOI, _JPEG_SOI = 0xDA, 0xD9, 0xD8
+_JPEG_END = b"\xff\xd9"  # never inside entropy-coded data, where 0xFF is always followed by 0x00 or RSTn
+_PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk type and its fixed CRC
 # PNG colour type -> channels; palette images are stored as RGB.
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 
@@ -163,3 +173,61 @@ def _check_dimensions(info: ImageInfo) -> None:
         raise InvalidImage("TOO_LARGE_PIXELS", f"{size} px: each side must be at most {MAX_SIDE} px")
     if longest / shortest > MAX_ASPECT_RATIO:
         raise InvalidImage("BAD_ASPECT_RATIO", f"{size} px: aspect ratio exceeds {MAX_ASPECT_RATIO:g}:1")
+
+
+def check_complete(info: ImageInfo, head: bytes, tail: bytes, size: int) -> None:
+    """Raise InvalidImage TRUNCATED or NO_IMAGE_DATA (see the module docstring); `head` is the first
+    bytes of the object, `tail` its last bytes (the same bytes when the object is small)."""
+    whole = len(head) >= size
+    if info.format == "PNG":
+        if _png_has_no_data(head, whole):
+            raise InvalidImage("NO_IMAGE_DATA", "the PNG has no IDAT chunk before its IEND: no image data")
+        if _PNG_END not in tail:
+            raise InvalidImage(
+                "TRUNCATED", f"the PNG does not end with an IEND chunk: the {size}-byte object is cut off"
+            )
+    else:
+        if whole and not _jpeg_has_scan(head):
+            raise InvalidImage("NO_IMAGE_DATA", "the JPEG has no scan (SOS) after its headers: no image data")
+        if _JPEG_END not in tail:
+            raise InvalidImage(
+                "TRUNCATED", f"the JPEG has no end-of-image marker: the {size}-byte object is cut off"
+            )
+
+
+def _png_has_no_data(data: bytes, whole: bool) -> bool:
+    """True when the chunks read show IEND before any IDAT (unknown chunks or too few bytes: False)."""
+    pos = 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            return False
+        if kind == b"IEND":
+            return True
+        if not kind.isalpha():
+            return False  # not a chunk: leave the verdict to the tail check
+        pos += 12 + length
+    return whole
+
+
+def _jpeg_has_scan(data: bytes) -> bool:
+    """True when a start-of-scan marker follows the headers of a complete JPEG held in `data`."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == _JPEG_SOS:
+            return True
+        if marker == _JPEG_EOI:
+            return False
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        pos += 2 + length
+    return False

@@ -41,8 +41,16 @@ IMAGE_STAGES = {
     "LABELED": 3,
     "REVIEW_FAILED": 3,
     "REVIEW_STOPPED": 3,
+    "SUPERSEDED": 3,  # the key was uploaded again or deleted before its review: a newer version counts
 }
-LOOP_STAGES = {"IN_PROGRESS": 1, "COMPLETED": 2, "FAILED": 2, "STOPPED": 2, "INVALID_REVIEW": 2}
+LOOP_STAGES = {
+    "IN_PROGRESS": 1,
+    "COMPLETED": 2,
+    "FAILED": 2,
+    "STOPPED": 2,
+    "INVALID_REVIEW": 2,
+    "SUPERSEDED": 2,
+}
 # Training lock. CLAIMED: a Retrain invocation prepares a training; TRAINING: Rekognition trains;
 # STARTING: Promote decided to promote and the candidate is starting. Anything else is finished.
 CLAIMED, TRAINING, STARTING = "CLAIMED", "TRAINING", "STARTING"

@@ -16,6 +16,7 @@ LABELS_PREFIX = "labels/"
 LOOP_NAME_PREFIX = "ll-"
 LOOP_NAME_MAX = 63
 LOOP_NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
+MAX_KEY_BYTES = 1024  # S3 object keys, UTF-8 encoded
 # S3 reports this version id for objects written while versioning was off or suspended.
 NULL_VERSION_ID = "null"
 
@@ -105,6 +106,10 @@ def prediction_key(key: str) -> str:
     if not is_incoming(key):
         raise ValueError(f"{key!r} is not an object under {INCOMING_PREFIX}")
     return f"{PREDICTIONS_PREFIX}{key[len(INCOMING_PREFIX) :]}.json"
+
+
+def fits_s3_key(key: str) -> bool:
+    return len(key.encode("utf-8")) <= MAX_KEY_BYTES
 
 
 def label_key(loop_name: str) -> str:

@@ -35,6 +35,20 @@ class ObjectHead:
 
 
 @dataclass(frozen=True)
+class ObjectVersion:
+    """The version a key names now: its version id (versioned bucket) and ETag."""
+
+    version_id: str | None
+    etag: str | None
+
+    def is_version_of(self, image: ImageRef) -> bool:
+        """True when the key still holds exactly this image version (compared by version id, else ETag)."""
+        if image.version_id and image.version_id != "null":
+            return self.version_id == image.version_id
+        return self.etag == image.etag
+
+
+@dataclass(frozen=True)
 class S3Location:
     bucket: str
     key: str
@@ -74,10 +88,12 @@ class ObjectStore(Protocol):
     bucket: str
 
     def read_head(self, key: str, length: int, version_id: str | None = None) -> ObjectHead: ...
+    def read_tail(self, key: str, length: int, version_id: str | None = None) -> bytes: ...
     def get_json(self, key: str, bucket: str | None = None) -> Any: ...
     def put_json(self, key: str, document: Any) -> None: ...
     def create_json(self, key: str, document: Any) -> bool: ...
     def exists(self, key: str) -> bool: ...
+    def current_version(self, key: str) -> ObjectVersion | None: ...
     def iter_lines(self, key: str) -> Iterator[str]: ...
     def upload_file(self, path: str, key: str) -> None: ...
 

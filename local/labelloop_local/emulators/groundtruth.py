@@ -2,6 +2,11 @@
 
 Kept independent from `labelloop_core.manifest` on purpose: the local service plays AWS, and AWS
 must catch what a bug in the project's own manifest code lets through.
+
+As Rekognition does: a malformed line is invalid (and counts toward the 20% limit of an import); an
+annotation whose box is not a positive box inside the image is dropped on its own
+(ERROR_INVALID_BOUNDING_BOX) and the rest of the line is kept; a line with no (valid) annotation is
+not an error (WARNING_NO_ANNOTATIONS): it does not count toward the limit and is not trained on.
 """
 
 from __future__ import annotations
@@ -18,20 +23,34 @@ OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
 PixelBox = tuple[float, float, float, float]
 
 
+INVALID_BOUNDING_BOX = "ERROR_INVALID_BOUNDING_BOX"
+NO_ANNOTATIONS = "WARNING_NO_ANNOTATIONS"
+
+
 @dataclass(frozen=True)
 class ManifestEntry:
     source_ref: str
     width: int
     height: int
     boxes: list[tuple[str, PixelBox]]
+    dropped: tuple[str, ...] = ()  # ERROR_INVALID_BOUNDING_BOX messages of the annotations left out
 
     @property
     def labels(self) -> set[str]:
         return {label for label, _ in self.boxes}
 
+    @property
+    def trainable(self) -> bool:
+        """False for a WARNING_NO_ANNOTATIONS line: imported, not trained on."""
+        return bool(self.boxes)
+
 
 class InvalidLine(ValueError):
     """A manifest line Rekognition would reject; the message says why."""
+
+
+class _InvalidBox(ValueError):
+    """An annotation Rekognition drops on its own, keeping the rest of the line."""
 
 
 def source_ref_of(text: str) -> str | None:
@@ -75,10 +94,13 @@ def parse_line(text: str) -> ManifestEntry:
     class_map = metadata.get("class-map")
     if not isinstance(class_map, dict):
         raise InvalidLine(f"{attribute}-metadata.class-map must be an object")
-    boxes = [
-        _box(annotation, class_map, width, height, index) for index, annotation in enumerate(annotations)
-    ]
-    return ManifestEntry(source_ref, width, height, boxes)
+    boxes, dropped = [], []
+    for index, annotation in enumerate(annotations):
+        try:
+            boxes.append(_box(annotation, class_map, width, height, index))
+        except _InvalidBox as error:
+            dropped.append(f"{INVALID_BOUNDING_BOX}: {error}")
+    return ManifestEntry(source_ref, width, height, boxes, tuple(dropped))
 
 
 def _label_attribute(doc: dict[str, Any]) -> str:
@@ -118,9 +140,9 @@ def _box(
         raise InvalidLine(f"{where}: left, top, width and height must be numbers, got {values}")
     left, top, box_width, box_height = (float(cast(float, value)) for value in values)
     if box_width <= 0 or box_height <= 0:
-        raise InvalidLine(f"{where}: width and height must be positive")
+        raise _InvalidBox(f"{where}: width and height must be positive")
     if left < 0 or top < 0 or left + box_width > width or top + box_height > height:
-        raise InvalidLine(f"{where}: box {values} is not inside the {width}x{height} image")
+        raise _InvalidBox(f"{where}: box {values} is not inside the {width}x{height} image")
     return label, (left, top, box_width, box_height)
 
 

@@ -624,17 +624,24 @@ class RekognitionService:
         """Valid lines (the last line wins per source-ref), or _JobFailed when >20% are invalid."""
         entries: dict[str, groundtruth.ManifestEntry] = {}
         errors: list[dict[str, Any]] = []
+        warnings: list[dict[str, Any]] = []
         for index, line in enumerate(lines):
             try:
                 entry = groundtruth.parse_line(line)
             except groundtruth.InvalidLine as error:
                 errors.append({"line": index, "message": str(error)})
                 continue
+            warnings.extend({"line": index, "message": message} for message in entry.dropped)
+            if not entry.trainable:
+                warnings.append({"line": index, "message": f"{groundtruth.NO_ANNOTATIONS}: no annotations"})
+                entries.pop(entry.source_ref, None)  # the newest line of an image decides
+                continue
             entries[entry.source_ref] = entry
         report = {
             "total_json_lines": len(lines),
             "valid_json_lines": len(lines) - len(errors),
             "errors": errors,
+            "warnings": warnings,
         }
         if not lines:
             raise _JobFailed(f"The {kind} manifest has no lines")

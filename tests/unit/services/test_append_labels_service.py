@@ -15,14 +15,15 @@ from tests.support.fakes import FakePublisher, FakeReviewLedger, FakeStore
 from tests.support.flows import a2i_output
 
 MODEL = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/pizza.v1/1"
-FLOW = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local"
+FLOW_PREFIX = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local-flow-"
+FLOW = FLOW_PREFIX + "3f9a1c2e"
 ENV = {
     "BUCKET_NAME": "images",
     "LEDGER_TABLE": "ledger",
     "EVENT_BUS_NAME": "bus",
     "LABELS": "pizza,crust",
     "LABEL_ATTRIBUTE": "pizza_BB",
-    "FLOW_DEFINITION_ARN": FLOW,
+    "FLOW_DEFINITION_ARN_PREFIX": FLOW_PREFIX,
 }
 BOX = {"label": "pizza", "left": 10, "top": 20, "width": 100, "height": 50}
 
@@ -38,6 +39,7 @@ class World:
 
     def review(self, key: str = "incoming/a.jpg") -> tuple[ImageRef, str]:
         image = ImageRef("images", key, "v1", "etag")
+        self.store.put(key, b"the reviewed photo", version_id="v1")
         loop_name = naming.human_loop_name(image, MODEL)
         self.ledger.record_image(image, "IN_REVIEW", model_arn=MODEL, loop_name=loop_name)
         self.ledger.record_loop(loop_name, "IN_PROGRESS", image_id=image.image_id)
@@ -139,8 +141,37 @@ def test_reviews_that_ended_without_an_answer_are_recorded(world: World, status:
     assert world.ledger.get_image(image.image_id).status == recorded  # type: ignore[union-attr]
 
 
+def test_a_review_of_a_replaced_flow_definition_of_this_stack_still_becomes_a_label(world: World) -> None:
+    image, loop_name = world.review()
+    replaced = FLOW_PREFIX + "0badc0de"
+    detail = world.completed(
+        loop_name, a2i_output(image, loop_name, ["pizza", "crust"], [BOX]), flow=replaced
+    )
+    outcome = world.service.process(detail)
+    assert outcome.status == "LABELED"
+    job = world.store.document(f"labels/{loop_name}.json")["pizza_BB-metadata"]["job-name"]
+    assert job == "labelloop/labelloop-local-flow-0badc0de"
+
+
 def test_reviews_of_another_flow_definition_are_ignored(world: World) -> None:
     image, loop_name = world.review()
-    detail = world.completed(loop_name, a2i_output(image, loop_name, ["pizza"], [BOX]), flow=FLOW + "-other")
+    other = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/someone-else-flow-3f9a1c2e"
+    detail = world.completed(loop_name, a2i_output(image, loop_name, ["pizza"], [BOX]), flow=other)
     assert world.service.process(detail).status == "IGNORED"
     assert world.store.keys("labels/") == []
+
+
+@pytest.mark.parametrize("change", ["uploaded again", "deleted"])
+def test_a_review_of_a_version_since_replaced_writes_no_label(world: World, change: str) -> None:
+    image, loop_name = world.review()
+    detail = world.completed(loop_name, a2i_output(image, loop_name, ["pizza", "crust"], [BOX]))
+    if change == "deleted":
+        world.store.delete(image.key)
+    else:
+        world.store.put(image.key, b"another photo", version_id="v2")
+
+    outcome = world.service.process(detail)
+
+    assert outcome.status == "SUPERSEDED" and change in str(outcome.reason)
+    assert world.store.keys("labels/") == [] and world.ledger.pending_label_count() == 0
+    assert world.ledger.get_image(image.image_id).status == "SUPERSEDED"  # type: ignore[union-attr]

@@ -182,3 +182,24 @@ def test_objects_outside_incoming_or_another_bucket_are_ignored(world: World) ->
     assert world.service.process(ImageRef("images", "labels/x.json", "v1")).status == "IGNORED"
     assert world.service.process(ImageRef("other-bucket", "incoming/x.png", "v1")).status == "IGNORED"
     assert world.store.keys() == []
+
+
+def test_an_interrupted_upload_is_rejected_before_any_paid_call() -> None:
+    world = World(model=None)  # with no model it would otherwise go straight to (paid) review
+    whole = jpeg_bytes(640, 480)
+    image = world.upload("incoming/cut.jpg", whole[: len(whole) // 2])
+    outcome = world.service.process(image)
+    assert (outcome.status, outcome.reason) == ("REJECTED", "TRUNCATED")
+    assert world.publisher.events == []
+
+
+def test_a_key_too_long_for_its_prediction_document_is_recorded_in_the_ledger(world: World) -> None:
+    key = "incoming/" + "k" * (1024 - len("incoming/") - 4) + ".png"  # 1024 bytes: S3's longest key
+    image = world.upload(key, png_bytes())
+
+    outcome = world.service.process(image)
+
+    assert (outcome.status, outcome.reason, outcome.prediction_key) == ("REJECTED", "KEY_TOO_LONG", None)
+    assert world.store.keys("predictions/") == []
+    record = world.ledger.get_image(image.image_id)
+    assert record is not None and record.status == "REJECTED" and "shorter name" in str(record.reason)

@@ -12,10 +12,11 @@ from labelloop_core.naming import ImageRef
 from labelloop_core.policy import ReviewReason
 from labelloop_core.review_request import BoxedDetection, ReviewRequest
 from labelloop_core.services.start_review import StartReviewService, StartReviewSettings
-from tests.support.fakes import FakeReviewBackend, FakeReviewLedger
+from tests.support.fakes import FakeReviewBackend, FakeReviewLedger, FakeStore
 
 MODEL = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/pizza.v1/1"
 ENV = {
+    "BUCKET_NAME": "images",
     "LEDGER_TABLE": "ledger",
     "LABELS": "pizza",
     "FLOW_DEFINITION_ARN": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/flow",
@@ -36,9 +37,16 @@ def request(*detections: BoxedDetection) -> ReviewRequest:
 
 
 @pytest.fixture
-def service() -> StartReviewService:
+def store() -> FakeStore:
+    store = FakeStore("images")
+    store.put(IMAGE.key, b"the detected version", version_id="v1")
+    return store
+
+
+@pytest.fixture
+def service(store: FakeStore) -> StartReviewService:
     return StartReviewService(
-        settings_from_env(StartReviewSettings, ENV), FakeReviewBackend(), FakeReviewLedger()
+        settings_from_env(StartReviewSettings, ENV), FakeReviewBackend(), FakeReviewLedger(), store
     )
 
 
@@ -83,3 +91,36 @@ def test_labels_the_reviewers_cannot_choose_are_not_predrawn(service: StartRevie
     )
     content = service.reviews.reviews[outcome.loop_name]  # type: ignore[attr-defined]
     assert [box["label"] for box in content["initialValue"]] == ["pizza"]
+
+
+@pytest.mark.parametrize("change", ["uploaded again", "deleted"])
+def test_a_key_changed_since_detection_is_not_reviewed(
+    service: StartReviewService, store: FakeStore, change: str
+) -> None:
+    if change == "deleted":
+        store.delete(IMAGE.key)
+    else:
+        store.put(IMAGE.key, b"another photo", version_id="v2")
+
+    outcome = service.process(request())
+
+    assert (outcome.started, outcome.status) == (False, "SUPERSEDED")
+    assert change in str(outcome.reason)
+    assert service.reviews.reviews == {}  # type: ignore[attr-defined]
+    assert service.ledger.get_image(IMAGE.image_id).status == "SUPERSEDED"  # type: ignore[union-attr]
+
+
+def test_a_request_for_another_bucket_opens_nothing(service: StartReviewService) -> None:
+    foreign = ReviewRequest(
+        image=ImageRef("someone-elses-bucket", "incoming/a.jpg", "v1", "etag"),
+        model_arn=MODEL,
+        prediction_key="predictions/a.jpg.json",
+        width=800,
+        height=600,
+        detections=(),
+        reasons=(),
+    )
+    outcome = service.process(foreign)
+    assert (outcome.started, outcome.status) == (False, "IGNORED")
+    assert service.reviews.reviews == {}  # type: ignore[attr-defined]
+    assert service.ledger.get_image(foreign.image.image_id) is None

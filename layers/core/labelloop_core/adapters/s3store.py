@@ -14,7 +14,7 @@ from typing import Any
 from labelloop_core.adapters import aws_errors
 from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.errors import AccessDenied, ObjectMissing, TransientError
-from labelloop_core.ports import ObjectHead
+from labelloop_core.ports import ObjectHead, ObjectVersion
 
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)$")
 
@@ -37,6 +37,18 @@ class S3Store:
             raise self._translate(error, key) from error
         data = response["Body"].read()
         return ObjectHead(data, _total_size(response, len(data)))
+
+    def read_tail(self, key: str, length: int, version_id: str | None = None) -> bytes:
+        """The last `length` bytes (a suffix ranged GET; the whole object when it is shorter)."""
+        params = self._object_params(key, version_id)
+        try:
+            response = self.client.get_object(Range=f"bytes=-{length}", **params)
+        except Exception as error:
+            if aws_errors.error_code(error) == aws_errors.S3_EMPTY_RANGE:
+                return b""
+            raise self._translate(error, key) from error
+        data: bytes = response["Body"].read()
+        return data
 
     def get_json(self, key: str, bucket: str | None = None) -> Any:
         """Parse a JSON object; raises ObjectMissing or ValueError (not JSON)."""
@@ -66,13 +78,17 @@ class S3Store:
         return True
 
     def exists(self, key: str) -> bool:
+        return self.current_version(key) is not None
+
+    def current_version(self, key: str) -> ObjectVersion | None:
+        """The version the key names now (HeadObject), or None when it does not exist (any more)."""
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
         except Exception as error:
             if aws_errors.error_code(error) in aws_errors.S3_MISSING:
-                return False
+                return None
             raise self._translate(error, key) from error
-        return True
+        return ObjectVersion(response.get("VersionId"), str(response.get("ETag", "")).strip('"') or None)
 
     def iter_lines(self, key: str) -> Iterator[str]:
         """The object's lines (UTF-8, without line breaks), streamed; ObjectMissing if it is absent."""

@@ -12,9 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from labelloop_core.adapters.clients import LazyClient
+from labelloop_core.errors import LabelloopError
 
 FLOW_ACTIVE = "Active"
 FLOW_FAILED = "Failed"
+
+
+class FlowDefinitionInUse(LabelloopError):
+    """Human loops started on the flow definition still run: it cannot be deleted yet."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +101,13 @@ class SageMakerA2I:
         )
 
     def delete_flow_definition(self, name: str) -> bool:
-        """Start deleting the flow definition (asynchronous); False when it did not exist."""
+        """Start deleting the flow definition (asynchronous); False when it did not exist.
+
+        Raises FlowDefinitionInUse while human loops started on it are still running."""
         try:
             self.client.delete_flow_definition(FlowDefinitionName=name)
         except self.client.exceptions.ResourceNotFound:
             return False
+        except self.client.exceptions.ResourceInUse as error:
+            raise FlowDefinitionInUse(f"flow definition {name} is in use: {error}") from error
         return True

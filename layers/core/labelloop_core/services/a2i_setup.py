@@ -8,6 +8,12 @@ stack hanging for an hour):
   properties, so changed properties give new resources and a new PhysicalResourceId, and
   CloudFormation deletes the old ones during cleanup; unchanged properties find the existing ones.
 - Delete: flow definition first (it references the UI), then the task UI; not-found is success.
+  A flow definition still in use (human loops started on it run, e.g. after a replacement) is retried
+  until shortly before the deadline, then left in place and reported (log + `A2IResourcesRetained`
+  metric): the loops still complete, since AppendLabels accepts every flow definition of this stack by
+  name prefix, and a stack update or delete never fails for it (README: how to delete it later).
+- Labels: the A2I `crowd-bounding-box` element offers at most 10 labels, so more is refused with a
+  clear reason at deploy time (the built-in review backend has no such limit).
 Errors become a FAILED answer with the reason; `labelloop_core.cfn_response` makes sure
 CloudFormation always hears back in time.
 """
@@ -23,13 +29,21 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from labelloop_core import observability
-from labelloop_core.adapters.sagemaker import FLOW_ACTIVE, FLOW_FAILED, FlowDefinitionSpec, SageMakerA2I
+from labelloop_core.adapters.sagemaker import (
+    FLOW_ACTIVE,
+    FLOW_FAILED,
+    FlowDefinitionInUse,
+    FlowDefinitionSpec,
+    SageMakerA2I,
+)
 from labelloop_core.cfn_response import Answer, Deadline, RunOptions, answer_request
 from labelloop_core.errors import LabelloopError
 from labelloop_core.inbound import CustomResourceRequest
 
 MAX_NAME_LENGTH = 63
 HASH_LENGTH = 8
+MAX_UI_LABELS = 10  # crowd-bounding-box `labels`: at most 10
+IN_USE_RETRIES = 5  # polls to wait for a flow definition whose last loops are ending
 _INVALID_NAME_CHARS = re.compile(r"[^a-z0-9]+")
 _PHYSICAL_ID = re.compile(r"^a2i:([a-z0-9](?:-*[a-z0-9])*)/([a-z0-9](?:-*[a-z0-9])*)$")
 _WORKTEAM_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:workteam/private-crowd/[\w.-]+$")
@@ -61,6 +75,7 @@ class A2IProperties:
     task_time_limit_seconds: int
     task_availability_lifetime_seconds: int
     task_ui_sha256: str
+    labels: tuple[str, ...]
     fingerprint: str = field(compare=False)
 
     @classmethod
@@ -80,6 +95,7 @@ class A2IProperties:
                 "TaskAvailabilityLifetimeInSeconds", 60, 864_000
             ),
             task_ui_sha256=reader.matching("TaskUiTemplateSha256", _SHA256, "a hex SHA-256"),
+            labels=reader.labels("Labels"),
             fingerprint=properties_fingerprint(properties),
         )
         return parsed
@@ -96,6 +112,11 @@ class A2IProperties:
     @property
     def physical_id(self) -> str:
         return format_physical_id(self.flow_name, self.ui_name)
+
+    @property
+    def flow_name_prefix(self) -> str:
+        """What the name of every flow definition this stack creates starts with (whatever the hash)."""
+        return name_prefix(self.flow_definition_name)
 
 
 class _PropertyReader:
@@ -124,6 +145,15 @@ class _PropertyReader:
             raise InvalidProperties(f"ResourceProperties.{key} must be {what}, got {value!r}")
         return value
 
+    def labels(self, key: str) -> tuple[str, ...]:
+        names = tuple(part.strip() for part in self._raw(key).split(",") if part.strip())
+        if len(names) > MAX_UI_LABELS:
+            raise InvalidProperties(
+                f"Labels has {len(names)} names, but the A2I worker UI (crowd-bounding-box) offers at most "
+                f"{MAX_UI_LABELS}: use the built-in review backend, or at most {MAX_UI_LABELS} labels"
+            )
+        return names
+
     def integer(self, key: str, minimum: int, maximum: int) -> int:
         raw = self._raw(key)
         try:
@@ -137,18 +167,28 @@ class _PropertyReader:
         return value
 
 
+# Properties that do not change the task UI or the flow definition: a change must not replace them.
+# (A new function is a new ServiceToken; labels reach the task UI with each loop's input.)
+_UNHASHED_PROPERTIES = frozenset({"ServiceToken", "Labels"})
+
+
 def properties_fingerprint(properties: Mapping[str, Any]) -> str:
-    """Short hash of every property except ServiceToken (a new function must not replace the resources)."""
-    relevant = {key: value for key, value in properties.items() if key != "ServiceToken"}
+    """Short hash of every property that defines the resources (see _UNHASHED_PROPERTIES)."""
+    relevant = {key: value for key, value in properties.items() if key not in _UNHASHED_PROPERTIES}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
 
 
-def physical_name(requested: str, fingerprint: str) -> str:
-    """`requested` lowered to [a-z0-9-], shortened, plus `-<fingerprint>`: ≤63 chars, SageMaker's pattern."""
+def name_prefix(requested: str) -> str:
+    """What every physical name made from `requested` starts with: `requested` lowered to [a-z0-9-],
+    shortened to leave room for the hash, and a dash."""
     base = _INVALID_NAME_CHARS.sub("-", requested.lower()).strip("-")
-    base = base[: MAX_NAME_LENGTH - len(fingerprint) - 1].rstrip("-") or "labelloop"
-    return f"{base}-{fingerprint}"
+    return (base[: MAX_NAME_LENGTH - HASH_LENGTH - 1].rstrip("-") or "labelloop") + "-"
+
+
+def physical_name(requested: str, fingerprint: str) -> str:
+    """`name_prefix(requested)` + the properties hash: ≤63 characters, SageMaker's name pattern."""
+    return name_prefix(requested) + fingerprint
 
 
 def format_physical_id(flow_name: str, ui_name: str) -> str:
@@ -202,6 +242,9 @@ class A2ISetup:
             physical_id=properties.physical_id,
             data={
                 "FlowDefinitionArn": flow_arn,
+                # Loops started on a replaced flow definition complete under its ARN: consumers accept
+                # every flow definition of this stack by this prefix.
+                "FlowDefinitionArnPrefix": flow_arn.rsplit("/", 1)[0] + "/" + properties.flow_name_prefix,
                 "FlowDefinitionName": properties.flow_name,
                 "HumanTaskUiArn": ui_arn,
                 "HumanTaskUiName": properties.ui_name,
@@ -217,12 +260,34 @@ class A2ISetup:
             )
             return
         flow_name, ui_name = names
-        if self._sagemaker.delete_flow_definition(flow_name):
+        try:
+            deleted = self._delete_flow_definition(flow_name)
+        except FlowDefinitionInUse as in_use:
+            # Never a failed stack update: the loops still running on it complete (AppendLabels
+            # accepts this stack's flow definitions by prefix); it can be deleted once they are done.
+            observability.logger().warning(
+                "flow definition still in use: left in place with its task UI, delete it later",
+                extra={"flow_definition": flow_name, "human_task_ui": ui_name, "reason": str(in_use)},
+            )
+            observability.count("A2IResourcesRetained")
+            return
+        if deleted:
             self._wait_until_gone(flow_name)
         self._sagemaker.delete_human_task_ui(ui_name)
         observability.logger().info(
             "A2I resources deleted", extra={"flow_definition": flow_name, "human_task_ui": ui_name}
         )
+
+    def _delete_flow_definition(self, flow_name: str) -> bool:
+        """Delete, retrying a few polls while in use (loops that are just ending); FlowDefinitionInUse
+        then: loops can run for days, and CloudFormation must hear back in time."""
+        for _ in range(IN_USE_RETRIES):
+            try:
+                return self._sagemaker.delete_flow_definition(flow_name)
+            except FlowDefinitionInUse:
+                if not self._pause():
+                    break
+        return self._sagemaker.delete_flow_definition(flow_name)
 
     def _check_template(self, properties: A2IProperties) -> None:
         actual = hashlib.sha256(self._template.encode("utf-8")).hexdigest()

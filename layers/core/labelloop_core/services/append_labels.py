@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from labelloop_core import a2i, config, manifest, naming, observability
+from labelloop_core.config import setting
 from labelloop_core.errors import InvalidReview, ObjectMissing
 from labelloop_core.inbound import ReviewStatusChange
 from labelloop_core.ports import EventPublisher, ObjectStore, ReviewLedger
@@ -36,17 +37,13 @@ class AppendLabelsSettings:
     event_bus_name: str = config.event_bus_name()
     labels: tuple[str, ...] = config.label_names()
     label_attribute: str = config.manifest_attribute()
-    flow_definition_arn: str = config.flow_definition_arn()
-
-    @property
-    def flow_name(self) -> str:
-        """Flow definition name (last ARN segment), used in Ground Truth job names."""
-        return self.flow_definition_arn.rsplit("/", 1)[-1]
+    # This stack's flow definitions (the current one and those it replaced) share this ARN prefix.
+    flow_definition_arn_prefix: str = setting("FLOW_DEFINITION_ARN_PREFIX", config.arn)
 
 
 @dataclass(frozen=True)
 class AppendOutcome:
-    status: str  # LABELED | DUPLICATE | INVALID_REVIEW | FAILED | STOPPED | IGNORED
+    status: str  # LABELED | DUPLICATE | INVALID_REVIEW | SUPERSEDED | FAILED | STOPPED | IGNORED
     loop_name: str
     label_key: str | None = None
     new_label: bool = False
@@ -77,7 +74,6 @@ class AppendLabelsService:
         self.store = store
         self.ledger = ledger
         self.publisher = publisher
-        self.flow_definition_arn = settings.flow_definition_arn
         self.class_map = manifest.ClassMap.from_labels(settings.labels)
         self.log = observability.logger()
 
@@ -100,8 +96,8 @@ class AppendLabelsService:
     def process(self, detail: Mapping[str, Any]) -> AppendOutcome:
         """`detail` is a schema-valid A2I status-change detail."""
         loop_name: str = detail["humanLoopName"]
-        if detail["flowDefinitionArn"] != self.flow_definition_arn:
-            # The rule filters on our flow definition; anything else is not ours to record.
+        if not str(detail["flowDefinitionArn"]).startswith(self.settings.flow_definition_arn_prefix):
+            # The rule filters on our flow definitions; anything else is not ours to record.
             self.log.warning(
                 "status change of another flow definition ignored", extra={"loop_name": loop_name}
             )
@@ -124,6 +120,10 @@ class AppendLabelsService:
         except InvalidReview as invalid:
             return self._record_invalid(loop_name, invalid)
         image_id = answer.image.image_id
+        if known is None:  # a label already recorded by a crashed attempt is finished, not judged again
+            changed = self._changed_since_review(answer.image)
+            if changed:
+                return self._record_superseded(loop_name, image_id, changed)
         created_object = self.store.create_json(label_key, line)
         creation_date = line[self.settings.label_attribute + "-metadata"]["creation-date"]
         new_label = self.ledger.put_label(loop_name, label_key, answer.source_ref, creation_date)
@@ -160,6 +160,10 @@ class AppendLabelsService:
         if document["humanLoopName"] != loop_name:
             raise InvalidReview(a2i.SCHEMA, f"{output_uri} belongs to loop {document['humanLoopName']}")
         answer = a2i.parse_output(document)
+        if answer.image.bucket != self.settings.bucket_name:
+            raise InvalidReview(
+                a2i.SCHEMA, f"the reviewed image is in bucket {answer.image.bucket}, not the stack's"
+            )
         line = manifest.build_line(
             answer.source_ref,
             answer.boxes,
@@ -167,7 +171,7 @@ class AppendLabelsService:
             answer.height,
             self.class_map,
             self.settings.label_attribute,
-            job_name=f"labelloop/{self.settings.flow_name}",
+            job_name=f"labelloop/{str(detail['flowDefinitionArn']).rsplit('/', 1)[-1]}",
             creation_date=answer.submitted_at,
             depth=answer.depth,
         )
@@ -199,6 +203,26 @@ class AppendLabelsService:
             self.ledger.release_label_event(loop_name)  # let the platform's retry publish it
             raise
         return True
+
+    def _changed_since_review(self, image: naming.ImageRef) -> str | None:
+        """Why the key no longer names the reviewed version (None when it still does): a label's
+        source-ref names the key, so a label of an older version would train on another image."""
+        current = self.store.current_version(image.key)
+        if current is None:
+            return f"s3://{image.bucket}/{image.key} was deleted"
+        if not current.is_version_of(image):
+            return f"s3://{image.bucket}/{image.key} was uploaded again"
+        return None
+
+    def _record_superseded(self, loop_name: str, image_id: str, what: str) -> AppendOutcome:
+        reason = f"{what} since it was reviewed: no label written (the new version has its own review)"
+        self.ledger.record_loop(loop_name, "SUPERSEDED", image_id=image_id, failure_reason=reason)
+        self.ledger.record_image_status(image_id, "SUPERSEDED", reason=reason)
+        self.log.warning(
+            "review of a superseded image version", extra={"loop_name": loop_name, "reason": reason}
+        )
+        observability.count("ReviewsSuperseded")
+        return AppendOutcome("SUPERSEDED", loop_name, reason=reason)
 
     def _record_invalid(self, loop_name: str, invalid: InvalidReview) -> AppendOutcome:
         loop = self.ledger.get_loop(loop_name)

@@ -149,6 +149,14 @@ class DetectService:
             )
             observability.count("ObjectsIgnored")
             return DetectOutcome("IGNORED", reason="not under incoming/ of the stack bucket")
+        if not naming.fits_s3_key(naming.prediction_key(image.key)):
+            # Its prediction document could not be written: the ledger alone records the rejection.
+            size = len(image.key.encode("utf-8"))
+            message = (
+                f"the {size}-byte key leaves no room for predictions/<key>.json under S3's "
+                f"{naming.MAX_KEY_BYTES}-byte limit: upload it under a shorter name"
+            )
+            return self._reject(image, "KEY_TOO_LONG", message, document=False)
         existing = self.ledger.get_image(image.image_id)
         if existing:
             finished = self._finish_recorded(image, existing)
@@ -194,15 +202,26 @@ class DetectService:
         )
 
     def _probe(self, image: ImageRef) -> imageinfo.ImageInfo:
+        """Format and size from the header (one ranged GET, rarely more), then the end of the object
+        (a second one, unless the first read it all): only complete images go on to Rekognition."""
         length = imageinfo.HEADER_BYTES
         for _ in range(_MAX_HEADER_FETCHES):
             head = self.store.read_head(image.key, length, image.version_id)
             try:
-                return imageinfo.probe(head.data, head.size)
+                info = imageinfo.probe(head.data, head.size)
             except InvalidImage as error:
                 if error.code != "HEADER_TOO_LONG" or error.needed_bytes is None:
                     raise
                 length = max(error.needed_bytes, length * 4)
+                continue
+            whole = len(head.data) >= head.size
+            tail = (
+                head.data
+                if whole
+                else self.store.read_tail(image.key, imageinfo.TAIL_BYTES, image.version_id)
+            )
+            imageinfo.check_complete(info, head.data, tail, head.size)
+            return info
         raise InvalidImage("CORRUPT_HEADER", f"no frame header in the first {length} bytes")
 
     def _predict(self, image: ImageRef, info: imageinfo.ImageInfo) -> DetectOutcome:
@@ -254,20 +273,21 @@ class DetectService:
         self.log.info("review requested", extra={"image_id": image.image_id, "loop_name": loop_name})
         return DetectOutcome("REVIEW_REQUESTED", image.image_id, prediction_key, loop_name, reason)
 
-    def _reject(self, image: ImageRef, code: str, message: str) -> DetectOutcome:
+    def _reject(self, image: ImageRef, code: str, message: str, document: bool = True) -> DetectOutcome:
         """Bad images are recorded, not retried: the prediction document explains why."""
-        prediction_key = naming.prediction_key(image.key)
-        document = {
-            "schemaVersion": "1",
-            "image": image_fields(image),
-            "status": "REJECTED",
-            "rejection": {"code": code, "message": message},
-            "detections": [],
-            "review": {"needed": False, "auditSample": False, "reasons": []},
-            "createdAt": _now(),
-        }
-        validate("prediction", document)
-        self.store.put_json(prediction_key, document)
+        prediction_key: str | None = naming.prediction_key(image.key) if document else None
+        if prediction_key is not None:
+            rejection = {
+                "schemaVersion": "1",
+                "image": image_fields(image),
+                "status": "REJECTED",
+                "rejection": {"code": code, "message": message},
+                "detections": [],
+                "review": {"needed": False, "auditSample": False, "reasons": []},
+                "createdAt": _now(),
+            }
+            validate("prediction", rejection)
+            self.store.put_json(prediction_key, rejection)
         self.ledger.record_image(image, "REJECTED", reason=f"{code}: {message}")
         self.log.warning(
             "image rejected", extra={"image_id": image.image_id, "code": code, "reason": message}

@@ -86,6 +86,7 @@ class PromoteSettings:
     project_arn: str = config.project_arn()
     promotion_margin: float = setting("PROMOTION_MARGIN", config.bounded(0, 0.99, "an F1 difference"), 0.01)
     min_inference_units: int = setting("MIN_INFERENCE_UNITS", config.positive_int, 1)
+    min_f1_to_promote: float = setting("MIN_F1_TO_PROMOTE", config.bounded(0, 1, "an F1"), 0.5)
 
 
 def model_registry(settings: PromoteSettings, client: Any = None) -> ModelRegistry:
@@ -123,6 +124,7 @@ class PromoteService:
         self.clock = clock
         self.margin = settings.promotion_margin
         self.min_inference_units = settings.min_inference_units
+        self.min_f1 = settings.min_f1_to_promote
 
     @classmethod
     def from_settings(cls, settings: PromoteSettings) -> PromoteService:
@@ -172,7 +174,7 @@ class PromoteService:
             return self._reject(candidate.arn, f"evaluation summary unusable: {error}")
         active_arn = self.registry.active_model_arn()
         active, active_note = self._active_metrics(active_arn)
-        decision = decide_promotion(metrics, active, self.margin)
+        decision = decide_promotion(metrics, active, self.margin, self.min_f1)
         reason = f"{active_note}; {decision.reason}" if active_note else decision.reason
         if not decision.promote:
             return self._reject(candidate.arn, reason, metrics, active, active_arn)
