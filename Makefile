@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV := $(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation --skip-download
 SAM_RUNTIME ?= python3.11
 # The SAM CLI sends usage data unless told not to; no target of this file lets it.
 export SAM_CLI_TELEMETRY := 0
@@ -26,7 +28,13 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/pip install -q -r requirements/sam.txt
 	touch $@
 
-venv: $(VENV)/.installed $(SAM_VENV)/.installed ## create .venv and .venv-sam from the pinned requirements
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
+	touch $@
+
+venv: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## create the virtual environments from the pinned requirements
 
 demo: $(VENV)/.installed ## run the whole loop on the local stack (no AWS account needed)
 	$(VENV)/bin/labelloop local demo --replay
@@ -34,9 +42,15 @@ demo: $(VENV)/.installed ## run the whole loop on the local stack (no AWS accoun
 validate: $(SAM_VENV)/.installed ## sam validate --lint
 	$(SAM) validate --lint
 
-lint: $(VENV)/.installed ## ruff check and ruff format --check
+# checkov scans the SAM template and what SAM makes of it (what CloudFormation deploys); accepted
+# findings are suppressed in template.yaml (Metadata: checkov: skip) with their reason.
+lint: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff, ruff format --check, checkov on the template and its SAM translation
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(CHECKOV) -f template.yaml
+	mkdir -p build
+	$(SAM_VENV)/bin/python tools/sam_translate.py template.yaml > build/template.translated.json
+	$(CHECKOV) -f build/template.translated.json
 
 format: $(VENV)/.installed ## fix what ruff can fix and format the code
 	$(VENV)/bin/ruff check --fix .
@@ -64,4 +78,4 @@ bench: $(VENV)/.installed ## measure the budgets of docs/ARCHITECTURE.md
 	$(PY) bench/run.py
 
 clean: ## remove the virtual environments, build output and caches
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam build .pytest_cache .mypy_cache .ruff_cache .coverage

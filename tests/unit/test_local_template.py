@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -423,3 +424,25 @@ def test_real_template_when_present() -> None:
     for rule in template.rules():
         assert rule.dlq is not None, f"{rule.name} has no dead-letter queue"
         assert rule.retry_policy, f"{rule.name} has no RetryPolicy"
+
+
+def test_a_delete_marker_is_announced_without_size_or_etag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delete marker has no size or ETag (S3 sends neither): the S3 → EventBridge fix must not fail."""
+    import types
+
+    import moto.events.models
+
+    from labelloop_local.stack import moto_fixes
+
+    sent: list[list[dict[str, Any]]] = []
+    backend = types.SimpleNamespace(put_events=sent.append)
+    monkeypatch.setattr(moto.events.models, "events_backends", {"123456789012": {"us-east-1": backend}})
+    bucket = types.SimpleNamespace(name="images", arn="arn:aws:s3:::images", region_name="us-east-1")
+    marker = types.SimpleNamespace(name="incoming/a b.png", version_id="v2")
+
+    moto_fixes._send_s3_event_like_aws("123456789012", bucket, "s3:ObjectRemoved:DeleteMarkerCreated", marker)
+
+    ((entry,),) = sent
+    detail = json.loads(entry["Detail"])
+    assert detail["object"]["key"] == "incoming/a+b.png" and "size" not in detail["object"]
+    assert detail["reason"] == "DeleteObject"

@@ -60,7 +60,7 @@ def add_command(
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `labelloop --help` stays fast and one broken group cannot hide the others.
-    from labelloop_local.cli import local, manifest, model
+    from labelloop_local.cli import dlq, local, manifest, model
 
     parser = argparse.ArgumentParser(
         prog="labelloop",
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     manifest.register(subparsers)
     model.register(subparsers)
+    dlq.register(subparsers)
     local.register(subparsers)
     return parser
 

@@ -1,4 +1,4 @@
-"""`labelloop local demo|up|upload|replay`: the local stack from the command line."""
+"""`labelloop local demo|up|upload|replay|dlq`: the local stack from the command line."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -88,6 +89,17 @@ def register(subparsers: Any) -> None:
     )
     replay.add_argument("--since", help="replay events from this ISO 8601 time (default: everything)")
     replay.set_defaults(func=_replay)
+
+    from labelloop_local.cli import dlq
+
+    dead_letters = add_command(
+        commands,
+        "dlq",
+        "`labelloop dlq list|redrive` on the running local stack (its endpoints from the state file)",
+        "The same commands as `labelloop dlq`, with the endpoints and stack name of the stack "
+        "`labelloop local up` runs.",
+    )
+    dlq.add_commands(dead_letters, stack_argument=False, wrap=_on_running_stack)
 
 
 # -- demo ---------------------------------------------------------------------------------------------
@@ -220,16 +232,41 @@ def _parse_since(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-# -- upload / replay against a running stack ---------------------------------------------------------
+# -- upload / replay / dlq against a running stack ---------------------------------------------------
+
+
+def _on_running_stack(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run an AWS operator command against the running local stack: its endpoint settings (as the
+    printed `export` lines would set them) and its stack name."""
+
+    def run(args: argparse.Namespace) -> int:
+        from labelloop_local.stack.handlers import environment
+
+        state = _running_state()
+        if state is None:
+            return 1
+        args.stack = state["stack_name"]
+        profile = ("AWS_PROFILE", "AWS_SESSION_TOKEN")  # the local stack's fake credentials, not a profile's
+        with environment(state["env"], remove=profile):
+            return command(args)
+
+    return run
+
+
+def _running_state() -> dict[str, Any] | None:
+    """The state file `labelloop local up` writes, or None once the reason there is none is printed."""
+    try:
+        return read_state(STATE_FILE)
+    except StackError as exc:
+        print(exc, file=sys.stderr)
+        return None
 
 
 def _upload(args: argparse.Namespace) -> int:
     import boto3
 
-    try:
-        state = read_state(STATE_FILE)
-    except StackError as exc:
-        print(exc, file=sys.stderr)
+    state = _running_state()
+    if state is None:
         return 1
     env = state["env"]
     s3 = boto3.session.Session(

@@ -13,7 +13,7 @@ from typing import Any
 
 from labelloop_local.emulators.common import AwsError
 
-SERVICES = ("rekognition", "a2i", "sagemaker")
+SERVICES = ("rekognition", "a2i", "sagemaker", "lambda")
 
 # HTTP status of each injectable error, per service, as the real endpoints answer them.
 ERROR_STATUS: dict[str, dict[str, int]] = {
@@ -39,6 +39,11 @@ ERROR_STATUS: dict[str, dict[str, int]] = {
         "InternalServerError": 500,
         "ServiceUnavailable": 503,
         "ResourceLimitExceeded": 400,
+    },
+    "lambda": {
+        "TooManyRequestsException": 429,
+        "ServiceException": 500,
+        "ResourceNotFoundException": 404,
     },
 }
 

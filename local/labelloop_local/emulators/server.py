@@ -1,10 +1,13 @@
-"""One local HTTP endpoint for Rekognition Custom Labels, SageMaker (A2I setup), the A2I runtime and
-the review portal, speaking the real wire protocols so unchanged boto3 code works against it.
+"""One local HTTP endpoint for Rekognition Custom Labels, SageMaker (A2I setup), the A2I runtime,
+the review portal, and the Lambda and CloudFormation APIs of the local stack, speaking the real wire
+protocols so unchanged boto3 code works against it.
 
 Clients point at it with boto3's standard settings (see `LocalServices.endpoint_env()`):
-`AWS_ENDPOINT_URL_REKOGNITION`, `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME`.
+`AWS_ENDPOINT_URL_REKOGNITION`, `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME`,
+`AWS_ENDPOINT_URL_LAMBDA`, `AWS_ENDPOINT_URL_CLOUDFORMATION`.
 Dispatch: `X-Amz-Target: RekognitionService.*` / `SageMaker.*` (JSON 1.1), `/human-loops...` (A2I
-REST-JSON), `/portal/...` (the review portal), `/_labelloop/faults` (fault injection).
+REST-JSON), `/2015-03-31/functions/...` (Lambda REST-JSON), a form `POST /` with `Action=` (CloudFormation
+query), `/portal/...` (the review portal), `/_labelloop/faults` (fault injection).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from labelloop_local.emulators.a2i import A2IService
 from labelloop_local.emulators.common import AwsEndpoints, AwsError
+from labelloop_local.emulators.control_plane import LAMBDA_PREFIX, ControlPlane, StackView
 from labelloop_local.emulators.faults import Fault, FaultInjector, FaultSpecError
 from labelloop_local.emulators.portal import Portal, Response, error_response, json_response
 from labelloop_local.emulators.rekognition import RekognitionService
@@ -64,6 +68,7 @@ class LocalServices:
         self.rekognition = RekognitionService(self.data_dir, region, aws, transition_seconds, detector)
         self.a2i = A2IService(self.data_dir, region, self.sagemaker, aws, transition_seconds)
         self.portal = Portal(self.a2i, self.sagemaker)
+        self.control_plane = ControlPlane()
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -80,12 +85,19 @@ class LocalServices:
         return f"{self.base_url}/portal/"
 
     def endpoint_env(self) -> dict[str, str]:
-        """The environment that sends boto3's Rekognition, SageMaker and A2I calls here."""
+        """The environment that sends boto3's Rekognition, SageMaker, A2I, Lambda and CloudFormation
+        calls here."""
         return {
             "AWS_ENDPOINT_URL_REKOGNITION": self.base_url,
             "AWS_ENDPOINT_URL_SAGEMAKER": self.base_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME": self.base_url,
+            "AWS_ENDPOINT_URL_LAMBDA": self.base_url,
+            "AWS_ENDPOINT_URL_CLOUDFORMATION": self.base_url,
         }
+
+    def attach_stack(self, stack: StackView | None) -> None:
+        """Answer Lambda and CloudFormation calls from this provisioned stack (None: no stack)."""
+        self.control_plane.attach(stack)
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         if self._server is not None:
@@ -120,6 +132,9 @@ class LocalServices:
         """Make the next `count` calls of `operation` ("*" = any) on `service` fail with `error`."""
         return self.faults.add(service, operation, error, count)
 
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
     def _tick_loop(self) -> None:
         while not self._stopping.wait(TICK_SECONDS):
             for service in (self.sagemaker, self.rekognition, self.a2i):
@@ -137,6 +152,14 @@ class LocalServices:
             return self._json_protocol(target, body)
         if path == "/human-loops" or path.startswith("/human-loops/"):
             return self._a2i(method, path, query, body)
+        if path.startswith(LAMBDA_PREFIX):
+            return self._lambda(method, path, query, headers, body)
+        if (
+            path == "/"
+            and method == "POST"
+            and "x-www-form-urlencoded" in (headers.get("Content-Type") or "")
+        ):
+            return self.control_plane.cloudformation_request(body)
         if path == "/portal" or path.startswith("/portal/"):
             return self.portal.handle(method, path, query, body)
         if path == "/_labelloop/faults":
@@ -179,6 +202,17 @@ class LocalServices:
         except Exception as error:
             LOG.exception("A2I %s %s failed", method, path)
             return _rest_json_error(AwsError("InternalServerException", f"Internal error: {error}", 500))
+
+    def _lambda(self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes) -> Response:
+        try:
+            operation = "Invoke" if path.endswith("/invocations") else "GetFunctionConfiguration"
+            self.faults.check("lambda", operation)
+            return self.control_plane.lambda_request(method, path, query, headers, body)
+        except AwsError as error:
+            return _rest_json_error(error)
+        except Exception as error:
+            LOG.exception("Lambda %s %s failed", method, path)
+            return _rest_json_error(AwsError("ServiceException", f"Internal error: {error}", 500))
 
     def _faults_api(self, method: str, body: bytes) -> Response:
         if method == "GET":

@@ -284,11 +284,12 @@ class Dispatcher:
         try:
             handler = self._handler(job.function)
         except (HandlerLoadError, KeyError) as exc:
-            if job.route is None:
-                LOG.error("cannot invoke %s: %s", job.function, exc)
+            if job.route is not None:
+                self._dead_letter_rule(job.route, job.event, "ResourceNotFoundException", str(exc))
                 return
-            self._dead_letter_rule(job.route, job.event, "ResourceNotFoundException", str(exc))
-            return
+            # A direct asynchronous Invoke reached Lambda: code that fails to load is a function
+            # error there, retried and then sent to the on-failure destination like any other.
+            handler = _raising(exc)
         job.attempts += 1
         self.stats.invocations[job.function] += 1
         error: Exception | None = None
@@ -487,3 +488,10 @@ class Dispatcher:
                 quiet_since = None
             time.sleep(0.05)
         return False
+
+
+def _raising(error: Exception) -> Handler:
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        raise error
+
+    return handler

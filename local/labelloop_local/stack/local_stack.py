@@ -1,4 +1,5 @@
-"""The local stack: moto server + local Rekognition/A2I services + in-process rule delivery.
+"""The local stack: moto server + local Rekognition/A2I services + in-process rule delivery, and
+the stack's own CloudFormation and Lambda APIs (`labelloop_local.stack.apis`) for operator commands.
 
 The fidelity fixes applied to moto live in `labelloop_local.stack.moto_fixes`.
 """
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from labelloop_local.stack.apis import StackApis
 from labelloop_local.stack.dispatcher import DEFAULT_TIME_SCALE, Dispatcher, Route
 from labelloop_local.stack.logs import logs_in
 from labelloop_local.stack.moto_fixes import apply_moto_fixes
@@ -189,6 +191,9 @@ class LocalStack:
         for route in self._create_routes():
             self.dispatcher.add_route(route)
         self.dispatcher.start()
+        # CloudFormation and Lambda calls (operator commands: `labelloop dlq`, `model rollback`)
+        # are answered from this stack from now on.
+        self.services.attach_stack(StackApis(self.stack, self.dispatcher))
 
     def stop(self) -> None:
         self._schedule_stop.set()
@@ -198,6 +203,7 @@ class LocalStack:
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.services is not None:
+            self.services.attach_stack(None)
             self.services.stop()
         if self._moto is not None:
             self._moto.stop()
@@ -219,9 +225,9 @@ class LocalStack:
         return env
 
     def endpoint_url(self, service: str) -> str:
-        """Where this stack serves `service` (boto3 service name)."""
-        local = {"rekognition", "sagemaker", "sagemaker-a2i-runtime"}
-        return str(self.services.base_url) if service in local else self.moto_url
+        """Where this stack serves `service` (boto3 service name): as `endpoint_env()` says."""
+        variable = "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
+        return self.endpoint_env().get(variable, self.moto_url)
 
     def client(self, service: str) -> Any:
         from botocore.config import Config

@@ -88,12 +88,10 @@ def _send_s3_event_like_aws(account_id: str, bucket: Any, event_name: str, key: 
     from moto.events.models import events_backends
     from moto.s3.notifications import _detail_type
 
-    detail_object: dict[str, Any] = {
-        "key": s3_event_key(key.name),
-        "size": key.size,
-        "etag": key.etag.replace('"', ""),
-        "sequencer": format(next(_sequencer), "X"),
-    }
+    detail_object: dict[str, Any] = {"key": s3_event_key(key.name)}
+    if hasattr(key, "size"):  # a delete marker has neither size nor ETag (S3 sends neither)
+        detail_object.update(size=key.size, etag=key.etag.replace('"', ""))
+    detail_object["sequencer"] = format(next(_sequencer), "X")
     if key.version_id and key.version_id != "null":
         detail_object["version-id"] = key.version_id
     detail = {

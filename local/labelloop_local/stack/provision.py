@@ -3,8 +3,8 @@
 Only what the handlers touch is created: the bucket, buses, archives, ledger table, SSM parameters
 and SQS queues. Functions are not deployed (the local stack runs them in-process), the Rekognition
 project and the A2I custom resource get their physical ids from the local services (``resolved``).
-IAM roles, policies and other control-plane resources are recorded with placeholder ARNs so that
-references to them still resolve.
+IAM roles, policies and other control-plane resources (alarms, the alarm topic and its key, log
+groups) are recorded with placeholder ids in AWS's shape so that references to them still resolve.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,11 @@ class Stack:
         if self.deferred:
             missing = ", ".join(f"{lid} needs {ref}" for lid, ref in self.deferred.items())
             raise TemplateError(f"resources still unresolved: {missing}")
+
+    def exists(self, logical_id: str) -> bool:
+        """The resource is part of this stack: its Condition holds and it has a physical id."""
+        resource = self.template.resources.get(logical_id)
+        return resource is not None and logical_id in self.physical and _condition_holds(self, resource)
 
     @property
     def resolver(self) -> Resolver:
@@ -230,29 +236,55 @@ def _generated_name(stack: Stack, logical_id: str, max_length: int = 80, lower: 
 
 
 def _assign_placeholders(stack: Stack) -> None:
-    """Physical ids for resources that are not emulated (functions, roles, layers...)."""
-    arn_prefix = f"arn:aws:{{service}}:{stack.region}:{stack.account}"
+    """Physical ids for resources that are not emulated: functions, roles and layers, and the
+    operations resources (alarm topic and its key, log groups, alarms), which nothing reads locally.
+
+    Each gets what ``!Ref`` and ``!GetAtt`` return on AWS, in AWS's shape (a topic's Ref is its ARN,
+    a key's its id), so references to them resolve as they would after a deployment.
+    """
     for logical_id, resource in stack.template.resources.items():
         if logical_id in stack.physical or resource.get("Type") in _CREATORS:
             continue
-        resource_type = str(resource.get("Type", ""))
-        props = resource.get("Properties") or {}
-        if resource_type == "AWS::Serverless::Function":
-            name = _explicit_name(stack, props, "FunctionName") or _generated_name(stack, logical_id, 64)
-            arn = f"{arn_prefix.format(service='lambda')}:function:{name}"
-            stack.physical[logical_id] = name
-            stack.attributes.setdefault(logical_id, {}).setdefault("Arn", arn)
-        elif resource_type in ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy"):
-            name = _generated_name(stack, logical_id, 64)
-            stack.physical[logical_id] = name
-            stack.attributes.setdefault(logical_id, {}).setdefault(
-                "Arn", f"arn:aws:iam::{stack.account}:role/{name}"
-            )
-        else:
-            stack.physical[logical_id] = _generated_name(stack, logical_id)
-            stack.attributes.setdefault(logical_id, {}).setdefault(
-                "Arn", f"{arn_prefix.format(service='cloudformation')}:placeholder/{logical_id}"
-            )
+        physical, attributes = _placeholder(stack, logical_id, str(resource.get("Type", "")))
+        stack.physical[logical_id] = physical
+        for name, value in attributes.items():
+            stack.attributes.setdefault(logical_id, {}).setdefault(name, value)
+
+
+def _placeholder(stack: Stack, logical_id: str, resource_type: str) -> tuple[str, dict[str, str]]:
+    """(Ref value, attributes) of a resource the local stack does not create."""
+    props = stack.template.resource(logical_id).get("Properties") or {}
+    prefix = f"arn:aws:{{}}:{stack.region}:{stack.account}"
+
+    def name(key: str, max_length: int = 80) -> str:
+        try:
+            explicit = _explicit_name(stack, props, key)
+        except UnresolvedReference:  # named after something not known yet: a generated name will do
+            explicit = None
+        return explicit or _generated_name(stack, logical_id, max_length)
+
+    if resource_type == "AWS::Serverless::Function":
+        function = name("FunctionName", 64)
+        return function, {"Arn": f"{prefix.format('lambda')}:function:{function}"}
+    if resource_type in ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy"):
+        role = _generated_name(stack, logical_id, 64)
+        return role, {"Arn": f"arn:aws:iam::{stack.account}:role/{role}"}
+    if resource_type == "AWS::SNS::Topic":
+        topic = name("TopicName", 256)
+        arn = f"{prefix.format('sns')}:{topic}"
+        return arn, {"TopicArn": arn, "TopicName": topic}
+    if resource_type == "AWS::KMS::Key":
+        key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stack.stack_name}/{logical_id}"))
+        return key_id, {"Arn": f"{prefix.format('kms')}:key/{key_id}", "KeyId": key_id}
+    if resource_type == "AWS::Logs::LogGroup":
+        group = name("LogGroupName", 512)
+        return group, {"Arn": f"{prefix.format('logs')}:log-group:{group}:*"}
+    if resource_type == "AWS::CloudWatch::Alarm":
+        alarm = name("AlarmName", 255)
+        return alarm, {"Arn": f"{prefix.format('cloudwatch')}:alarm:{alarm}"}
+    return _generated_name(stack, logical_id), {
+        "Arn": f"{prefix.format('cloudformation')}:placeholder/{logical_id}"
+    }
 
 
 def _explicit_name(stack: Stack, props: Mapping[str, Any], key: str) -> str | None:

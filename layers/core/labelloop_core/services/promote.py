@@ -163,6 +163,7 @@ class PromoteService:
         if candidate.status == "TRAINING_IN_PROGRESS":
             return self._waiting(candidate, "training in progress")
         if candidate.status == "TRAINING_FAILED":
+            observability.count("TrainingsFailed")  # alarmed: TrainingsFailedAlarm in template.yaml
             return self._reject(
                 candidate.arn, f"training failed: {candidate.status_message or 'no reason given'}"
             )

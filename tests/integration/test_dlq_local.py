@@ -1,0 +1,168 @@
+"""`labelloop dlq` on the local stack, through the same CloudFormation, SQS and Lambda calls as on AWS:
+a function fails into its DLQ, the dead letter is listed, the cause is fixed, the redrive sends the
+original event back through Lambda's asynchronous queue and the DLQ is empty."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labelloop_local.cli import main
+from labelloop_local.stack.local_stack import LocalStack
+from labelloop_local.stack.state import write_state
+
+pytestmark = pytest.mark.integration
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+DETECT_DLQ = "DetectFunctionDeadLetterQueue"
+
+
+class Handler:
+    """Stands in for Detect: fails while `broken`, and remembers the event ids it was given."""
+
+    def __init__(self) -> None:
+        self.broken = True
+        self.event_ids: list[str] = []
+
+    def __call__(self, event: dict[str, Any], context: Any) -> None:
+        self.event_ids.append(event["id"])
+        if self.broken:
+            raise RuntimeError("the model is not running")
+
+
+@pytest.fixture(scope="module")
+def local_stack() -> Iterator[LocalStack]:
+    with LocalStack(TEMPLATE, time_scale=1 / 6000) as stack:
+        yield stack
+
+
+@pytest.fixture
+def detect(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Handler]:
+    assert local_stack.dispatcher is not None and local_stack.drain(60)
+    # What a person does with the export lines `labelloop local up` prints.
+    for name, value in local_stack.endpoint_env().items():
+        monkeypatch.setenv(name, value)
+    handler = Handler()
+    local_stack.dispatcher.replace_handler("DetectFunction", handler)
+    yield handler
+    local_stack.services.clear_faults()
+    _empty_dead_letter_queues(local_stack)
+
+
+def _empty_dead_letter_queues(stack: LocalStack) -> None:
+    """Delete what a test left behind (PurgeQueue is allowed once a minute only)."""
+    assert stack.stack is not None
+    sqs = stack.client("sqs")
+    for logical_id, count in stack.dlq_messages().items():
+        url = stack.stack.queue_url(logical_id)
+        while count:
+            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", []
+            ):
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                count -= 1
+
+
+def _fail_one_upload(stack: LocalStack, handler: Handler, key: str) -> str:
+    """Upload under incoming/ and let Detect fail on every attempt; the event's id."""
+    assert stack.stack is not None
+    before = len(handler.event_ids)
+    stack.client("s3").put_object(Bucket=stack.stack.bucket, Key=key, Body=b"not an image")
+    assert stack.drain(60)
+    assert len(handler.event_ids) == before + 3  # first attempt and Lambda's two retries
+    return handler.event_ids[-1]
+
+
+def test_failed_event_is_listed_then_redriven_after_the_fix_and_the_queue_is_empty(
+    local_stack: LocalStack, detect: Handler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event_id = _fail_one_upload(local_stack, detect, "incoming/redrive-me.png")
+    assert local_stack.dlq_messages()[DETECT_DLQ] == 1
+    capsys.readouterr()
+
+    assert main(["dlq", "list", "--stack", local_stack.stack_name]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    (row,) = rows
+    assert row.split()[:2] == [DETECT_DLQ, "DetectFunction"]
+    assert event_id in row
+    assert "RetriesExhausted after 3 attempts: RuntimeError: the model is not running" in row
+    assert local_stack.dlq_messages()[DETECT_DLQ] == 1  # listing leaves it there
+
+    detect.broken = False
+    assert main(["dlq", "redrive", "--stack", local_stack.stack_name]) == 0
+    assert local_stack.drain(60)
+
+    assert detect.event_ids[-1] == event_id  # the original event, processed once more, successfully
+    assert detect.event_ids.count(event_id) == 4
+    assert local_stack.dlq_messages()[DETECT_DLQ] == 0
+
+
+def test_event_that_fails_again_returns_to_the_queue_and_is_not_redriven_in_a_loop(
+    local_stack: LocalStack, detect: Handler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event_id = _fail_one_upload(local_stack, detect, "incoming/still-broken.png")
+
+    assert main(["dlq", "redrive", "--stack", local_stack.stack_name]) == 0
+    assert local_stack.drain(60)
+
+    assert detect.event_ids.count(event_id) == 6  # one redrive: three more attempts, no more
+    capsys.readouterr()
+    assert main(["dlq", "list", "--stack", local_stack.stack_name, "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["event_id"] == event_id
+
+
+def test_message_stays_when_lambda_refuses_the_invocation(
+    local_stack: LocalStack, detect: Handler, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event_id = _fail_one_upload(local_stack, detect, "incoming/throttled.png")
+    detect.broken = False
+    # More refusals than botocore's own retries of a throttled call.
+    local_stack.services.inject_fault("lambda", "Invoke", "TooManyRequestsException", count=10)
+
+    assert main(["dlq", "redrive", "--stack", local_stack.stack_name]) == 1
+    assert "Lambda did not accept the invocation" in capsys.readouterr().out
+    assert local_stack.drain(60)
+    assert detect.event_ids.count(event_id) == 3
+    assert local_stack.dlq_messages()[DETECT_DLQ] == 1  # visible again at once: a retry may follow
+
+    local_stack.services.clear_faults()
+    assert main(["dlq", "redrive", "--stack", local_stack.stack_name]) == 0
+    assert local_stack.drain(60)
+    assert detect.event_ids[-1] == event_id
+    assert local_stack.dlq_messages()[DETECT_DLQ] == 0
+
+
+def test_local_dlq_uses_the_running_stack_from_its_state_file(
+    local_stack: LocalStack,
+    detect: Handler,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    event_id = _fail_one_upload(local_stack, detect, "incoming/from-state.png")
+    monkeypatch.chdir(tmp_path)
+    write_state(local_stack.state())
+    capsys.readouterr()
+
+    assert main(["local", "dlq", "list", "--function", "DetectFunction", "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    letter = json.loads(line)
+    assert (letter["type"], letter["queue"], letter["event_id"]) == ("DeadLetter", DETECT_DLQ, event_id)
+
+    detect.broken = False
+    assert main(["local", "dlq", "redrive", "--queue", DETECT_DLQ]) == 0
+    assert local_stack.drain(60)
+    assert local_stack.dlq_messages()[DETECT_DLQ] == 0
+
+
+def test_local_dlq_without_a_running_stack_says_how_to_start_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["local", "dlq", "list"]) == 1
+    assert "start the stack first with `labelloop local up`" in capsys.readouterr().err
