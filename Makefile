@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 SAM_RUNTIME ?= python3.11
 
-.PHONY: help venv demo test lint typecheck validate unit integration browser build bench clean
+.PHONY: help venv demo test lint typecheck validate unit integration browser iam iam-mutations build bench clean
 
 help:
 	@echo "make demo      run the whole loop on the local stack (no AWS account needed)"
 	@echo "make test      sam validate --lint, ruff, mypy, unit, integration and browser tests"
+	@echo "make iam       prove every AWS call of the flows is allowed by its function's role (DESIGN §11)"
 	@echo "make bench     measure the DESIGN.md §8 budgets"
 
 $(VENV)/.installed: requirements/dev.txt pyproject.toml
@@ -52,6 +53,15 @@ integration: venv
 
 browser: $(VENV)/.installed
 	$(PY) -m pytest tests/browser -q
+
+# Runs the flow tests with every AWS call recorded (build/iam/calls.json), then checks each call
+# against its function's role in the SAM-translated template.yaml.
+iam: $(VENV)/.installed
+	$(PY) -m pytest tests/iam -q -m iam
+
+# Removes each action / statement of each role in turn: every removal must fail the proof.
+iam-mutations: $(VENV)/.installed
+	$(PY) bench/iam_mutations.py
 
 test: venv validate lint typecheck
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q
