@@ -13,7 +13,11 @@ from tests.support.paths import REPO_ROOT
 DEFAULT_PATH = REPO_ROOT / "build" / "iam" / "calls.json"
 # Whole flows of every function, each invoked through the `invoke` fixture. The `slow` test (fifty
 # concurrent completions) makes the same calls as the other AppendLabels flows, only more of them.
-FLOW_TESTS = sorted((REPO_ROOT / "tests" / "integration").glob("test_*_flow.py"))
+# `labelloop model rollback` runs with an operator's credentials (ModelRollbackPolicy).
+FLOW_TESTS = [
+    *sorted((REPO_ROOT / "tests" / "integration").glob("test_*_flow.py")),
+    REPO_ROOT / "tests" / "integration" / "test_model_cli.py",
+]
 PARALLEL = 2  # pytest processes, each recording a share of the flow files (the machine has 2 cores)
 
 
