@@ -10,10 +10,10 @@ SAM_RUNTIME ?= python3.11
 # The SAM CLI sends usage data unless told not to; no target of this file lets it.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv demo test lint format typecheck validate unit integration browser build bench clean
+.PHONY: help venv demo test lint format typecheck validate unit integration browser iam iam-mutations build bench clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,8 +71,17 @@ integration: venv ## whole flows on moto and the local services, sam build, hand
 browser: $(VENV)/.installed ## the review portal in headless Chromium
 	$(PY) -m pytest tests/browser -q
 
-test: venv validate lint typecheck ## everything CI runs: validate, lint, typecheck, all tests with coverage
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q --cov --cov-report=term:skip-covered
+iam: $(VENV)/.installed ## prove every AWS call of the flows is allowed by its function's role (records, then checks)
+	$(PY) -m pytest tests/iam -q -m iam
+
+iam-mutations: $(VENV)/.installed ## remove each action and statement of each role in turn: every removal must fail the proof
+	$(PY) bench/iam_mutations.py
+
+# The tests run once, recording every AWS call of the flows; the IAM proof then checks that recording.
+test: venv validate lint typecheck ## everything CI runs: validate, lint, typecheck, all tests with coverage, the IAM proof
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q --cov --cov-report=term:skip-covered \
+		--ignore=tests/iam --record-aws-calls=build/iam/calls.json
+	LABELLOOP_IAM_CALLS=build/iam/calls.json $(PY) -m pytest -q tests/iam
 
 bench: $(VENV)/.installed ## measure the budgets of docs/ARCHITECTURE.md
 	$(PY) bench/run.py

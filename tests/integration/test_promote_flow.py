@@ -20,7 +20,8 @@ from botocore.stub import Stubber
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import TrainingLedger
 from labelloop_core.config import settings_from_env
-from labelloop_core.ledger import ClaimResult
+from labelloop_core.evaluation import EvaluationMetrics
+from labelloop_core.ledger import ClaimResult, Decision
 from labelloop_core.services.promote import PromoteSettings, rollback
 from labelloop_local.stack.provision import Stack
 from tests.support.flows import EventSpy
@@ -197,6 +198,41 @@ def test_better_model_is_started_then_switched_and_the_old_one_stopped(world: Wo
     # A duplicated or replayed schedule event changes nothing (no Rekognition call is stubbed).
     assert invoke("PromoteFunction", schedule_event("2024-05-01T11:10:00Z"))["action"] == "idle"
     assert world.published() == []
+
+
+def test_promoting_over_a_model_trained_here_stops_that_model(world: World, invoke: Invoke) -> None:
+    """The model being replaced was itself trained and promoted in the stack's project."""
+    old_name = "labelloop-20240501T100000Z"
+    old_arn = world.version_arn(old_name)
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=world.env["ACTIVE_MODEL_PARAMETER"], Value=old_arn, Type="String", Overwrite=True
+    )
+    world.ledger().record_decision(
+        old_name,
+        Decision(
+            "PROMOTED",
+            "better",
+            old_arn,
+            "2024-05-01T11:00:00+00:00",
+            EvaluationMetrics(0.8, None, None, {LABEL: 0.8}),
+        ),
+    )
+    name = "labelloop-20240502T100000Z"
+    candidate = world.training_started(name)
+    world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.9, 0.9))
+    world.rekognition.add_response("start_project_version", {"Status": "STARTING"})
+    assert invoke("PromoteFunction", schedule_event("2024-05-02T11:00:00Z"))["action"] == "starting"
+    world.expect_describe(candidate, "RUNNING")
+    world.rekognition.add_response(
+        "stop_project_version", {"Status": "STOPPING"}, {"ProjectVersionArn": old_arn}
+    )
+
+    promoted = invoke("PromoteFunction", schedule_event("2024-05-02T11:05:00Z"))
+
+    world.rekognition.assert_no_pending_responses()
+    assert promoted["action"] == "promoted"
+    assert world.parameter("ACTIVE_MODEL_PARAMETER") == candidate
+    assert world.parameter("PREVIOUS_MODEL_PARAMETER") == old_arn
 
 
 def test_first_model_is_promoted_when_none_is_active(world: World, invoke: Invoke) -> None:

@@ -72,6 +72,11 @@ class World:
     def project_arn(self) -> str:
         return self.env["PROJECT_ARN"]
 
+    def dataset_arn(self, dataset_type: str) -> str:
+        """A dataset of the stack's project, as DescribeProjects lists it."""
+        project, _, created = self.project_arn.rpartition("/")
+        return f"{project}/dataset/{dataset_type.lower()}/{int(created) + 1}"
+
     def s3(self) -> Any:
         return self._client("s3")
 
@@ -448,21 +453,22 @@ def record_blobs(stubber: Stubber) -> list[bytes]:
 
 def test_dataset_mode_updates_the_train_dataset_then_trains(world: World, invoke: Invoke) -> None:
     world.put_test_manifest([world.line("test0.jpg", [box(60)], at(-200))])  # the TEST dataset wins
+    train_dataset, test_dataset = world.dataset_arn("TRAIN"), world.dataset_arn("TEST")
     lines = [world.line(f"a{n}.jpg", [box(40)], at(n)) for n in range(world.min_new_labels)]
     correction = world.line("a0.jpg", [box(500)], at(90))  # a newer review of the same image
     world.add_labels([*lines, correction])
     world.expect_project(
         [
-            {"DatasetType": "TRAIN", "DatasetArn": TRAIN_DATASET},
-            {"DatasetType": "TEST", "DatasetArn": TEST_DATASET},
+            {"DatasetType": "TRAIN", "DatasetArn": train_dataset},
+            {"DatasetType": "TEST", "DatasetArn": test_dataset},
         ]
     )
     blobs = record_blobs(world.rekognition)
-    world.rekognition.add_response("describe_dataset", DATASET_READY, {"DatasetArn": TRAIN_DATASET})
+    world.rekognition.add_response("describe_dataset", DATASET_READY, {"DatasetArn": train_dataset})
     world.rekognition.add_response(
-        "update_dataset_entries", {}, {"DatasetArn": TRAIN_DATASET, "Changes": ANY}
+        "update_dataset_entries", {}, {"DatasetArn": train_dataset, "Changes": ANY}
     )
-    world.rekognition.add_response("describe_dataset", DATASET_READY, {"DatasetArn": TRAIN_DATASET})
+    world.rekognition.add_response("describe_dataset", DATASET_READY, {"DatasetArn": train_dataset})
     version_name = "labelloop-20240501T100000Z"
     world.rekognition.add_response(
         "create_project_version",
@@ -578,6 +584,32 @@ def test_throttled_create_releases_the_window_and_consumes_nothing(world: World,
     world.expect_project()
     world.expect_manifest_training("labelloop-20240501T100000Z")
     assert invoke("RetrainFunction", schedule_event("2024-05-01T10:00:00Z"))["started"] is True
+    assert world.pending_count() == 0
+
+
+def test_retry_after_a_crash_adopts_the_version_rekognition_already_created(
+    world: World, invoke: Invoke
+) -> None:
+    """The attempt that crashed after CreateProjectVersion left the version: the retry adopts it."""
+    world.put_base_manifest([world.line("base.jpg", [box(20)], at(-100))])
+    world.add_labels([world.line(f"a{n}.jpg", [box(40)], at(n)) for n in range(world.min_new_labels)])
+    world.expect_project()
+    version_name = "labelloop-20240501T100000Z"
+    arn = version_arn(world.project_arn, version_name)
+    world.rekognition.add_client_error(
+        "create_project_version", service_error_code="ResourceInUseException", service_message="exists"
+    )
+    world.rekognition.add_response(
+        "describe_project_versions",
+        {"ProjectVersionDescriptions": [{"ProjectVersionArn": arn, "Status": "TRAINING_IN_PROGRESS"}]},
+        {"ProjectArn": world.project_arn, "VersionNames": [version_name]},
+    )
+
+    result = invoke("RetrainFunction", schedule_event("2024-05-01T10:00:00Z"))
+
+    world.rekognition.assert_no_pending_responses()
+    assert result["started"] is True and result["versionArn"] == arn
+    assert world.lock()["version_arn"]["S"] == arn
     assert world.pending_count() == 0
 
 

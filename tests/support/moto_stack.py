@@ -4,7 +4,8 @@ Registered for every test by `tests/conftest.py` (`pytest_plugins`).
 
 ``aws_stack``: moto ``mock_aws`` active, fake credentials, us-east-1, resources of template.yaml
 provisioned, the active model parameter pointing at a fake model, the A2I flow definition resolved.
-``invoke(function_logical_id, event)``: runs the unchanged handler with exactly that function's env.
+``invoke(function_logical_id, event)``: runs the unchanged handler with exactly that function's env;
+its AWS calls are attributed to that function when they are recorded (tests/support/aws_calls.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from labelloop_local.stack.local_stack import LOCAL_PARAMETERS
 from labelloop_local.stack.moto_fixes import apply_moto_fixes
 from labelloop_local.stack.provision import Stack, provision
 from labelloop_local.stack.template import SamTemplate
+from tests.support.aws_calls import acting_as
 from tests.support.template import repo_template
 
 REGION = "us-east-1"
@@ -61,7 +63,9 @@ def aws_stack(aws_env: None, sam_template: SamTemplate) -> Iterator[Stack]:
         stack = provision(
             sam_template,
             session,
-            params=LOCAL_PARAMETERS,
+            # The stack starts with a model trained elsewhere, as a deployment with the
+            # InitialModelVersionArn parameter does (its project is not the stack's new project).
+            params={**LOCAL_PARAMETERS, "InitialModelVersionArn": FAKE_MODEL_ARN},
             resolved={
                 "FlowDefinitionArn": FAKE_FLOW_DEFINITION_ARN,
                 "FlowDefinitionArnPrefix": FLOW_DEFINITION_ARN_PREFIX,
@@ -102,6 +106,7 @@ def invoke(aws_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Invoke:
         new_container()
         if function_logical_id not in handlers:  # one warm container per function per test
             handlers[function_logical_id] = load_handler(spec.code_dir, spec.handler)
-        return handlers[function_logical_id](event, lambda_context(function_name))
+        with acting_as(function_logical_id, aws_stack):  # its AWS calls are its role's (tests/iam)
+            return handlers[function_logical_id](event, lambda_context(function_name))
 
     return _invoke

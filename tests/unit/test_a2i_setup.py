@@ -9,8 +9,6 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,15 @@ from labelloop_core.cfn_response import RunOptions
 from labelloop_core.services import a2i_setup
 from labelloop_core.services.a2i_setup import A2IProperties, handle_request
 from labelloop_core.task_ui import task_ui_template, template_sha256
+from tests.support import cfn as stubs
+from tests.support.cfn import (
+    ResponseEndpoint,
+    arns,
+    custom_resource_request,
+    expect_delete,
+    expect_describe,
+    response_endpoint,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -47,39 +54,10 @@ PROPERTIES = {
 
 
 # ---------------------------------------------------------------- the stand-in for CloudFormation
-@dataclass
-class ResponseEndpoint:
-    url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-    content_types: list[str | None] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)  # status codes to answer with, then 200
-
-
 @pytest.fixture
 def endpoint() -> Iterator[ResponseEndpoint]:
-    state = ResponseEndpoint(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status = state.statuses.pop(0) if state.statuses else 200
-            if status == 200:
-                state.received.append(json.loads(body))
-                state.content_types.append(self.headers.get("Content-Type"))
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Keep test output quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/stack-response?X-Amz-Signature=abc"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with response_endpoint() as state:
+        yield state
 
 
 # ---------------------------------------------------------------- helpers
@@ -94,17 +72,8 @@ def sagemaker() -> Iterator[tuple[SageMakerA2I, Stubber]]:
 
 
 def request(kind: str, endpoint: ResponseEndpoint, **extra: Any) -> dict[str, Any]:
-    event = {
-        "RequestType": kind,
-        "ResponseURL": endpoint.url,
-        "StackId": f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/PizzaStack/guid",
-        "RequestId": f"request-{kind.lower()}",
-        "ResourceType": "Custom::A2IResources",
-        "LogicalResourceId": "A2IResources",
-        "ResourceProperties": copy.deepcopy(PROPERTIES),
-    }
-    event.update(extra)
-    return event
+    stack_id = f"arn:aws:cloudformation:us-east-1:{ACCOUNT}:stack/PizzaStack/guid"
+    return custom_resource_request(kind, endpoint, copy.deepcopy(PROPERTIES), stack_id, **extra)
 
 
 def options(sleeps: list[float] | None = None, **overrides: Any) -> RunOptions:
@@ -116,72 +85,10 @@ def plenty_of_time() -> int:
     return 170_000
 
 
-def arns(properties: dict[str, Any]) -> tuple[A2IProperties, str, str]:
-    parsed = A2IProperties.parse(properties)
-    flow_arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:flow-definition/{parsed.flow_name}"
-    ui_arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:human-task-ui/{parsed.ui_name}"
-    return parsed, flow_arn, ui_arn
-
-
 def expect_create(
     stubber: Stubber, properties: dict[str, Any], statuses: tuple[str, ...] = ("Active",)
 ) -> None:
-    parsed, flow_arn, ui_arn = arns(properties)
-    stubber.add_response(
-        "create_human_task_ui",
-        {"HumanTaskUiArn": ui_arn},
-        {"HumanTaskUiName": parsed.ui_name, "UiTemplate": {"Content": TEMPLATE}},
-    )
-    stubber.add_response(
-        "create_flow_definition",
-        {"FlowDefinitionArn": flow_arn},
-        {
-            "FlowDefinitionName": parsed.flow_name,
-            "RoleArn": properties["RoleArn"],
-            "HumanLoopConfig": {
-                "WorkteamArn": properties["WorkteamArn"],
-                "HumanTaskUiArn": ui_arn,
-                "TaskTitle": properties["TaskTitle"],
-                "TaskDescription": properties["TaskDescription"],
-                "TaskCount": int(properties["TaskCount"]),
-                "TaskTimeLimitInSeconds": int(properties["TaskTimeLimitInSeconds"]),
-                "TaskAvailabilityLifetimeInSeconds": int(properties["TaskAvailabilityLifetimeInSeconds"]),
-            },
-            "OutputConfig": {"S3OutputPath": properties["S3OutputPath"]},
-        },
-    )
-    for status in statuses:
-        expect_describe(stubber, parsed.flow_name, flow_arn, status)
-
-
-def expect_describe(stubber: Stubber, flow_name: str, flow_arn: str, status: str, reason: str = "") -> None:
-    response: dict[str, Any] = {
-        "FlowDefinitionArn": flow_arn,
-        "FlowDefinitionName": flow_name,
-        "FlowDefinitionStatus": status,
-        "CreationTime": "2024-03-01T12:00:00Z",
-        "OutputConfig": {"S3OutputPath": "s3://my-bucket/reviews"},
-        "RoleArn": PROPERTIES["RoleArn"],
-    }
-    if reason:
-        response["FailureReason"] = reason
-    stubber.add_response("describe_flow_definition", response, {"FlowDefinitionName": flow_name})
-
-
-def expect_delete(stubber: Stubber, flow_name: str, ui_name: str, exists: bool = True) -> None:
-    if exists:
-        stubber.add_response("delete_flow_definition", {}, {"FlowDefinitionName": flow_name})
-        stubber.add_client_error(
-            "describe_flow_definition", "ResourceNotFound", expected_params={"FlowDefinitionName": flow_name}
-        )
-        stubber.add_response("delete_human_task_ui", {}, {"HumanTaskUiName": ui_name})
-    else:
-        stubber.add_client_error(
-            "delete_flow_definition", "ResourceNotFound", expected_params={"FlowDefinitionName": flow_name}
-        )
-        stubber.add_client_error(
-            "delete_human_task_ui", "ResourceNotFound", expected_params={"HumanTaskUiName": ui_name}
-        )
+    stubs.expect_create(stubber, properties, statuses, template=TEMPLATE)
 
 
 def run(
@@ -224,20 +131,7 @@ def test_create_of_existing_resources_reuses_them(
     # CloudFormation can re-send a Create: the same properties give the same names.
     adapter, stubber = sagemaker
     parsed, flow_arn, ui_arn = arns(PROPERTIES)
-    stubber.add_client_error("create_human_task_ui", "ResourceInUse")
-    stubber.add_response(
-        "describe_human_task_ui",
-        {
-            "HumanTaskUiArn": ui_arn,
-            "HumanTaskUiName": parsed.ui_name,
-            "CreationTime": "2024-03-01T12:00:00Z",
-            "UiTemplate": {"Url": "https://x", "ContentSha256": "y"},
-        },
-        {"HumanTaskUiName": parsed.ui_name},
-    )
-    stubber.add_client_error("create_flow_definition", "ResourceInUse")
-    expect_describe(stubber, parsed.flow_name, flow_arn, "Active")
-    expect_describe(stubber, parsed.flow_name, flow_arn, "Active")
+    stubs.expect_existing(stubber, PROPERTIES)
 
     body = run(request("Create", endpoint), adapter)
 
@@ -382,21 +276,7 @@ def test_update_with_only_a_new_service_token_keeps_the_resources(
     adapter, stubber = sagemaker
     old_id = A2IProperties.parse(PROPERTIES).physical_id
     new_properties = {**PROPERTIES, "ServiceToken": PROPERTIES["ServiceToken"] + "-v2"}
-    _, flow_arn, ui_arn = arns(PROPERTIES)
-    parsed = A2IProperties.parse(PROPERTIES)
-    stubber.add_client_error("create_human_task_ui", "ResourceInUse")
-    stubber.add_response(
-        "describe_human_task_ui",
-        {
-            "HumanTaskUiArn": ui_arn,
-            "HumanTaskUiName": parsed.ui_name,
-            "CreationTime": "2024-03-01T12:00:00Z",
-            "UiTemplate": {"Url": "https://x", "ContentSha256": "y"},
-        },
-    )
-    stubber.add_client_error("create_flow_definition", "ResourceInUse")
-    expect_describe(stubber, parsed.flow_name, flow_arn, "Active")
-    expect_describe(stubber, parsed.flow_name, flow_arn, "Active")
+    stubs.expect_existing(stubber, PROPERTIES)
 
     body = run(
         request("Update", endpoint, PhysicalResourceId=old_id, ResourceProperties=new_properties), adapter
