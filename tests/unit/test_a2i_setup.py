@@ -38,8 +38,8 @@ NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
 TEMPLATE = "<crowd-form><crowd-bounding-box name='annotatedResult'></crowd-bounding-box></crowd-form>"
 PROPERTIES = {
     "ServiceToken": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:a2i-setup",
-    "HumanTaskUiName": "PizzaStack-ui",
-    "FlowDefinitionName": "PizzaStack-flow",
+    "HumanTaskUiName": "pizzastack-ui",
+    "FlowDefinitionName": "pizzastack-flow",
     "WorkteamArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:workteam/private-crowd/reviewers",
     "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/a2i-role",
     "S3OutputPath": "s3://my-bucket/reviews",
@@ -434,14 +434,31 @@ def _send_without_backoff(url: str, body: Any) -> None:
 
 
 # ---------------------------------------------------------------- names
-def test_physical_names_are_valid_sagemaker_names_even_for_long_mixed_case_stacks() -> None:
-    properties = {**PROPERTIES, "FlowDefinitionName": "My_Very-Long-Stack-Name" * 5 + "-flow"}
-    parsed = A2IProperties.parse(properties)
+def test_physical_names_are_valid_sagemaker_names_that_keep_the_stack_name() -> None:
+    parsed = A2IProperties.parse(PROPERTIES)
     for name in (parsed.flow_name, parsed.ui_name):
         assert len(name) <= 63
         assert NAME_PATTERN.match(name), name
-    assert parsed.flow_name.startswith("my-very-long-stack-name")
+    assert parsed.flow_name.startswith("pizzastack-flow-") and parsed.ui_name.startswith("pizzastack-ui-")
     assert a2i_setup.parse_physical_id(parsed.physical_id) == (parsed.flow_name, parsed.ui_name)
+
+
+@pytest.mark.parametrize(
+    "requested", ["PizzaStack-flow", "a-very-long-stack-name-of-much-more-than-fifty-characters-flow"]
+)
+def test_a_stack_name_the_iam_policy_could_not_match_fails_with_the_reason(
+    endpoint: ResponseEndpoint, sagemaker: tuple[SageMakerA2I, Stubber], requested: str
+) -> None:
+    """The role may manage only `<StackName>-flow-*`: a name SageMaker would need lowered or cut would
+    fail later with AccessDenied; it fails the deployment here, saying what to do."""
+    adapter, _ = sagemaker
+    event = request("Create", endpoint)
+    event["ResourceProperties"]["FlowDefinitionName"] = requested
+
+    body = run(event, adapter)  # no SageMaker call is stubbed: none may be made
+
+    assert body["Status"] == "FAILED"
+    assert "lower-case stack name of at most 49 characters" in body["Reason"]
 
 
 def test_names_change_with_any_property_except_the_service_token() -> None:

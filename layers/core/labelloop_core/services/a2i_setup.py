@@ -82,8 +82,8 @@ class A2IProperties:
     def parse(cls, properties: Mapping[str, Any]) -> A2IProperties:
         reader = _PropertyReader(properties)
         parsed = cls(
-            human_task_ui_name=reader.text("HumanTaskUiName", 1, 128),
-            flow_definition_name=reader.text("FlowDefinitionName", 1, 128),
+            human_task_ui_name=reader.base_name("HumanTaskUiName"),
+            flow_definition_name=reader.base_name("FlowDefinitionName"),
             workteam_arn=reader.matching("WorkteamArn", _WORKTEAM_ARN, "a private workteam ARN"),
             role_arn=reader.matching("RoleArn", _ROLE_ARN, "an IAM role ARN"),
             s3_output_path=reader.matching("S3OutputPath", _S3_PATH, "an s3://bucket/prefix path"),
@@ -143,6 +143,19 @@ class _PropertyReader:
         value = self._raw(key)
         if not pattern.match(value):
             raise InvalidProperties(f"ResourceProperties.{key} must be {what}, got {value!r}")
+        return value
+
+    def base_name(self, key: str) -> str:
+        """A requested name that the physical names keep verbatim (plus `-<hash>`): the function's IAM
+        policy allows `<StackName>-flow-*` and `<StackName>-ui-*`, and IAM cannot lower-case."""
+        value = self.text(key, 1, 128)
+        if name_prefix(value) != value + "-":
+            raise InvalidProperties(
+                f"ResourceProperties.{key} {value!r} must be lower-case letters, digits and dashes, at most "
+                f"{MAX_NAME_LENGTH - HASH_LENGTH - 1} characters: SageMaker names are [a-z0-9-], and the "
+                "custom resource may only manage names that start with the stack name (use a lower-case "
+                "stack name of at most 49 characters for the A2I review backend)"
+            )
         return value
 
     def labels(self, key: str) -> tuple[str, ...]:
