@@ -89,7 +89,7 @@ def run_one(base: Path, labels: Path, output: Path, workers: int | None) -> dict
 
 
 def _worker_count(workers: int | None) -> int:
-    from labelloop_core.manifest import _pool_size
+    from labelloop_core.manifest.workers import _pool_size
 
     count = _pool_size(workers)
     return count if count >= 2 else 0

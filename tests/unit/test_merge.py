@@ -5,8 +5,7 @@ from typing import Any
 
 import pytest
 
-from labelloop_core import manifest
-from labelloop_core.manifest import ClassMap, MergeReport, merge, validate_line
+from labelloop_core.manifest import ClassMap, MergeReport, merge, merging, validate_line, workers
 
 LABELS = ClassMap.from_labels(["pepperoni", "cheese"])
 ATTR = "pizza_BB"
@@ -221,8 +220,8 @@ def test_windows_line_breaks_and_a_missing_final_newline_are_normalized() -> Non
 
 
 def test_report_counts_output_and_warns_about_import_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manifest, "MAX_MANIFEST_LINES", 2)
-    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 100)
+    monkeypatch.setattr(merging, "MAX_MANIFEST_LINES", 2)
+    monkeypatch.setattr(merging, "MAX_MANIFEST_BYTES", 100)
     lines, report = run([gt("a.jpg"), gt("b.jpg", bucket="other"), gt("c.jpg")], [])
     assert report.output_lines == 3
     assert report.output_bytes == sum(len(line.encode()) + 1 for line in lines)
@@ -251,7 +250,7 @@ def mixed_inputs() -> tuple[list[str], list[str]]:
 
 
 def test_worker_processes_give_exactly_the_in_process_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manifest, "_CHUNK_LINES", 7)  # many chunks, so the workers really run
+    monkeypatch.setattr(workers, "_CHUNK_LINES", 7)  # many chunks, so the workers really run
     base, labels = mixed_inputs()
     expected, expected_report = run(base, labels, workers=0)
     lines, report = run(base, labels, workers=2)
@@ -263,19 +262,19 @@ def test_worker_processes_give_exactly_the_in_process_result(monkeypatch: pytest
 def test_a_failing_worker_loses_nothing(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(manifest, "_CHUNK_LINES", 7)
+    monkeypatch.setattr(workers, "_CHUNK_LINES", 7)
     base, labels = mixed_inputs()
     expected, _ = run(base, labels, workers=0)
     calls = {"count": 0}
-    original = manifest._Worker.receive
+    original = workers._Worker.receive
 
-    def flaky(self: manifest._Worker) -> Any:
+    def flaky(self: workers._Worker) -> Any:
         calls["count"] += 1
         if calls["count"] == 3:
             raise EOFError("worker died")
         return original(self)
 
-    monkeypatch.setattr(manifest._Worker, "receive", flaky)
+    monkeypatch.setattr(workers._Worker, "receive", flaky)
     lines, _ = run(base, labels, workers=2)
     assert lines == expected
     assert "validating in this process from now on" in caplog.text
@@ -284,8 +283,8 @@ def test_a_failing_worker_loses_nothing(
 def test_merge_works_where_no_worker_can_start(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(manifest, "_CHUNK_LINES", 7)
-    monkeypatch.setattr(manifest.sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(workers, "_CHUNK_LINES", 7)
+    monkeypatch.setattr(workers.sys, "executable", "/nonexistent/python")
     base, labels = mixed_inputs()
     expected, _ = run(base, labels, workers=0)
     assert run(base, labels, workers=2)[0] == expected

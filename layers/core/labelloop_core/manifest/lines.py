@@ -1,4 +1,4 @@
-"""SageMaker Ground Truth object-detection manifest lines: build, validate, merge.
+"""Ground Truth object-detection manifest lines: the format, building and validating one line.
 
 A line (one image) looks like the seed's `output-change.manifest`:
 `{"source-ref": "s3://b/k", ATTR: {"annotations": [{class_id,left,top,width,height}], "image_size":
@@ -8,29 +8,20 @@ A line (one image) looks like the seed's `output-change.manifest`:
 Rekognition accepts a line with zero annotations (a reviewer saying "no objects here"): it reports
 WARNING_NO_ANNOTATIONS and ignores the line for training without counting it as an error. We keep such
 lines: a newer "nothing here" answer must still replace an older, wrong set of boxes.
+
+`_LineValidator` validates and re-keys raw lines for the merge (in this process or in a worker).
 """
 
 from __future__ import annotations
 
-import gc
 import json
-import logging
-import os
-import pickle
 import re
-import subprocess
-import sys
-from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain, islice
-from typing import Any, TextIO, TypeGuard
+from typing import Any, TypeGuard
 
 from labelloop_core.geometry import PixelBox
-
-logger = logging.getLogger(__name__)
 
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
 SOURCE_REF = "source-ref"
@@ -38,10 +29,6 @@ METADATA_SUFFIX = "-metadata"
 MAX_BOXES_PER_IMAGE = 50
 MAX_LABELS = 250
 MAX_LABEL_LENGTH = 256
-# Rekognition dataset import limits; the merge report warns when an output would break them.
-MAX_MANIFEST_LINES = 250_000
-MAX_MANIFEST_BYTES = 1_000_000_000
-MAX_INVALID_FRACTION = 0.20
 
 # Reason categories: merge counts dropped lines per category, validate_line gives the details.
 INVALID_JSON = "invalid JSON"
@@ -336,45 +323,6 @@ def validate_line(line: object, class_map: ClassMap | None = None, attribute: st
     return [detail for _, detail in check_line(line, class_map, attribute)]
 
 
-@dataclass
-class MergeReport:
-    kept: int = 0  # base lines written (re-keyed when needed)
-    replaced: int = 0  # base lines replaced by a human label
-    added: int = 0  # human labels for images the base manifest did not have
-    dropped: dict[str, int] = field(default_factory=dict)  # reason category -> lines
-    superseded: int = 0  # human labels beaten by a newer label for the same image
-    input_lines: int = 0
-    output_lines: int = 0
-    output_bytes: int = 0
-    buckets: set[str] = field(default_factory=set)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def dropped_total(self) -> int:
-        return sum(self.dropped.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kept": self.kept,
-            "replaced": self.replaced,
-            "added": self.added,
-            "superseded": self.superseded,
-            "dropped": dict(sorted(self.dropped.items())),
-            "droppedTotal": self.dropped_total,
-            "inputLines": self.input_lines,
-            "outputLines": self.output_lines,
-            "outputBytes": self.output_bytes,
-            "warnings": list(self.warnings),
-        }
-
-
-@dataclass
-class _Label:
-    created: datetime
-    text: str
-    number: int
-
-
 # The exact compact layout Ground Truth writes (and build_line + json.dumps reproduce). A line that
 # matches is structurally valid JSON of the right shape with an s3:// source-ref, positive image size,
 # non-negative box corners and positive box sizes, so the merge finishes validating it from the
@@ -413,7 +361,6 @@ _FAST_CLASS_ENTRY = re.compile(r'"([0-9]+)":"([^"\\\x00-\x1f]*)"')
 # "valid, write the line exactly as read". Otherwise (source-ref or None when unknown, text to write
 # instead of the line or None, the first problem or None when valid, creation-date when asked for).
 _Verdict = str | tuple[str | None, str | None, Problem | None, str | None]
-_CHUNK_LINES = 4000
 
 
 class _LineValidator:
@@ -537,327 +484,6 @@ class _LineValidator:
 
 
 # --- optional worker processes: validation is CPU-bound and independent per line ----------------
-# Plain subprocesses speaking pickle over their stdin/stdout: no fork of a threaded caller (the local
-# stack runs handlers on threads), no re-import of the caller's __main__, no /dev/shm (AWS Lambda).
-
-
-def _worker_main() -> None:
-    """Entry point of a validation worker: (labels, attribute), then chunks until EOF."""
-    requests, replies = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but replies may reach the pipe
-    labels, attribute = pickle.load(requests)
-    validator = _LineValidator(ClassMap(labels), attribute)
-    gc.disable()
-    while True:
-        try:
-            chunk, want_created = pickle.load(requests)
-        except EOFError:
-            return
-        pickle.dump(
-            [validator.validate(raw, want_created) for raw in chunk], replies, pickle.HIGHEST_PROTOCOL
-        )
-        replies.flush()
-
-
-class _Worker:
-    def __init__(self, class_map: ClassMap, attribute: str) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-        code = "from labelloop_core.manifest import _worker_main; _worker_main()"
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-        )
-        try:
-            self.send((class_map.labels, attribute))
-        except OSError:
-            self.close()
-            raise
-
-    def send(self, request: object) -> None:
-        assert self.process.stdin is not None
-        pickle.dump(request, self.process.stdin, pickle.HIGHEST_PROTOCOL)
-        self.process.stdin.flush()
-
-    def receive(self) -> list[_Verdict]:
-        assert self.process.stdout is not None
-        reply: list[_Verdict] = pickle.load(self.process.stdout)
-        return reply
-
-    def close(self) -> None:
-        for pipe in (self.process.stdin, self.process.stdout):  # EOF, or a broken pipe for a busy worker
-            if pipe is not None:
-                with suppress(OSError):
-                    pipe.close()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _pool_size(workers: int | None) -> int:
-    if workers is not None:
-        return max(0, workers)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-class _Workers:
-    """Validation workers, started on first need and only for inputs longer than one chunk."""
-
-    def __init__(self, count: int, class_map: ClassMap, attribute: str) -> None:
-        self.count = count
-        self.class_map = class_map
-        self.attribute = attribute
-        self.started: list[_Worker] = []
-        self.failed = count < 2
-
-    def get(self) -> list[_Worker]:
-        if not self.started and not self.failed:
-            try:
-                while len(self.started) < self.count:
-                    self.started.append(_Worker(self.class_map, self.attribute))
-            except (OSError, ValueError, pickle.PicklingError) as exc:
-                self.fail(f"cannot start validation workers: {exc!r}")
-        return self.started
-
-    def fail(self, reason: str) -> None:
-        logger.warning("validating in this process from now on: %s", reason)
-        self.close()
-        self.failed = True
-
-    def close(self) -> None:
-        for worker in self.started:
-            worker.close()
-        self.started = []
-
-
-def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    iterator = iter(lines)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-def _verdicts(
-    lines: Iterable[str], validator: _LineValidator, workers: _Workers, want_created: bool
-) -> Iterator[tuple[str, _Verdict]]:
-    """(line, verdict) in input order, on workers when the input is long and workers can start."""
-    chunks = _chunks(lines, _CHUNK_LINES)
-    first = next(chunks, [])
-    started = workers.get() if len(first) == _CHUNK_LINES else []
-    unvalidated: Iterable[list[str]] = chain([first], chunks)
-    if started:
-        unvalidated = yield from _verdicts_on_workers(unvalidated, started, workers, want_created)
-    for raw in chain.from_iterable(unvalidated):
-        yield raw, validator.validate(raw, want_created)
-
-
-def _verdicts_on_workers(
-    chunks: Iterable[list[str]], started: list[_Worker], workers: _Workers, want_created: bool
-) -> Generator[tuple[str, _Verdict], None, Iterable[list[str]]]:
-    """Each worker validates a chunk while this process consumes earlier results; one chunk in flight
-    per worker, so the pipes cannot deadlock. Returns the chunks left unvalidated if a worker fails."""
-    idle = deque(started)
-    pending: deque[tuple[list[str], _Worker]] = deque()
-    remaining = iter(chunks)
-    for chunk in remaining:
-        if not idle:
-            done_chunk, worker = pending[0]
-            results = _receive(worker, workers)
-            if results is None:
-                return chain([c for c, _ in pending], [chunk], remaining)
-            pending.popleft()
-            idle.append(worker)
-            yield from zip(done_chunk, results, strict=True)
-        worker = idle.popleft()
-        pending.append((chunk, worker))
-        try:
-            worker.send((chunk, want_created))
-        except (OSError, pickle.PicklingError) as exc:
-            workers.fail(f"a validation worker stopped accepting work: {exc!r}")
-            return chain([c for c, _ in pending], remaining)
-    while pending:
-        done_chunk, worker = pending[0]
-        results = _receive(worker, workers)
-        if results is None:
-            return [c for c, _ in pending]
-        pending.popleft()
-        yield from zip(done_chunk, results, strict=True)
-    return []
-
-
-def _receive(worker: _Worker, workers: _Workers) -> list[_Verdict] | None:
-    try:
-        return worker.receive()
-    except (OSError, EOFError, pickle.UnpicklingError) as exc:
-        workers.fail(f"a validation worker failed: {exc!r}")
-        return None
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Millions of short-lived dicts trigger needless cyclic-GC passes over the label table."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-class _Merger:
-    """The sequential part of a merge: newest label per source-ref, dedupe, counting, writing."""
-
-    def __init__(self, out: TextIO, validator: _LineValidator, workers: _Workers) -> None:
-        self.out = out
-        self.validator = validator
-        self.workers = workers
-        self.report = MergeReport()
-        self.bucket_prefix = ""
-        self.pending: list[str] = []  # output lines (with line breaks) not yet written
-
-    def drop(self, origin: str, number: int, problem: Problem) -> None:
-        category, detail = problem
-        self.report.dropped[category] = self.report.dropped.get(category, 0) + 1
-        logger.warning("%s line %d dropped: %s (%s)", origin, number, category, detail)
-
-    def write(self, line: str, source_ref: str) -> None:
-        """Queue `line` (ending in exactly one \\n) for output."""
-        pending = self.pending
-        pending.append(line)
-        if not source_ref.startswith(self.bucket_prefix) or not self.bucket_prefix:
-            bucket = source_ref[5:].split("/", 1)[0]
-            self.report.buckets.add(bucket)
-            self.bucket_prefix = f"s3://{bucket}/"
-        if len(pending) >= 2048:
-            self.flush()
-
-    def flush(self) -> None:
-        block = "".join(self.pending)
-        self.out.write(block)
-        self.report.output_lines += len(self.pending)
-        self.report.output_bytes += len(block) if block.isascii() else len(block.encode("utf-8"))
-        self.pending = []
-
-    def load_labels(self, label_lines: Iterable[str]) -> dict[str, _Label]:
-        newest: dict[str, _Label] = {}
-        number = 0
-        for number, (_raw, verdict) in enumerate(
-            _verdicts(label_lines, self.validator, self.workers, True), 1
-        ):
-            assert not isinstance(verdict, str)  # labels always get the full verdict (with the date)
-            ref, output, problem, created_text = verdict
-            if problem is not None or ref is None or output is None:
-                self.drop("label", number, problem or (BAD_SOURCE_REF, "missing source-ref"))
-                continue
-            created = parse_creation_date(created_text)
-            assert created is not None  # validated
-            current = newest.get(ref)
-            if current is not None:
-                self.report.superseded += 1
-                older, newer = (
-                    (number, current.number) if created < current.created else (current.number, number)
-                )
-                logger.info("label line %d superseded by newer label line %d for %s", older, newer, ref)
-                if older == number:
-                    continue
-            newest[ref] = _Label(created, output + "\n", number)
-        self.report.input_lines += number
-        return newest
-
-    def stream_base(self, base_lines: Iterable[str], labels: dict[str, _Label]) -> None:
-        seen: set[str] = set()
-        report, write = self.report, self.write
-        number = 0
-        for number, (raw, verdict) in enumerate(
-            _verdicts(base_lines, self.validator, self.workers, False), 1
-        ):
-            if isinstance(verdict, str):
-                ref: str | None = verdict
-                output: str | None = raw
-                problem: Problem | None = None
-            else:
-                ref, text, problem, _ = verdict
-                output = None if text is None else text + "\n"
-            if ref is not None:
-                if ref in seen:
-                    self.drop("base", number, (DUPLICATE_SOURCE_REF, f"{ref} already appeared earlier"))
-                    continue
-                label = labels.pop(ref, None) if labels else None
-                if label is not None:  # the human label wins, whatever the base line holds
-                    write(label.text, ref)
-                    seen.add(ref)
-                    report.replaced += 1
-                    continue
-            if problem is not None or ref is None or output is None:
-                self.drop("base", number, problem or (BAD_SOURCE_REF, "missing source-ref"))
-                continue
-            write(output, ref)
-            seen.add(ref)
-            report.kept += 1
-        report.input_lines += number
-
-    def add_remaining(self, labels: dict[str, _Label]) -> None:
-        for ref, label in labels.items():
-            self.write(label.text, ref)
-            self.report.added += 1
-        self.flush()
-
-    def finish(self) -> MergeReport:
-        report = self.report
-        if report.output_lines > MAX_MANIFEST_LINES:
-            report.warnings.append(
-                f"{report.output_lines} lines exceed Rekognition's {MAX_MANIFEST_LINES}-line manifest limit"
-            )
-        if report.output_bytes > MAX_MANIFEST_BYTES:
-            report.warnings.append(
-                f"{report.output_bytes} bytes exceed Rekognition's {MAX_MANIFEST_BYTES}-byte manifest limit"
-            )
-        if report.input_lines and report.dropped_total / report.input_lines > MAX_INVALID_FRACTION:
-            report.warnings.append(
-                f"{report.dropped_total} of {report.input_lines} input lines were dropped "
-                f"(more than {MAX_INVALID_FRACTION:.0%}): check the inputs"
-            )
-        if len(report.buckets) > 1:
-            report.warnings.append(
-                f"images come from {len(report.buckets)} buckets ({', '.join(sorted(report.buckets))}); "
-                "Rekognition needs all images of a manifest in one bucket"
-            )
-        return report
-
-
-def merge(
-    base_lines: Iterable[str],
-    label_lines: Iterable[str],
-    out: TextIO,
-    class_map: ClassMap,
-    attribute: str,
-    workers: int | None = None,
-) -> MergeReport:
-    """Write one valid line per source-ref to `out`, in base order, then new images in label order.
-
-    Human labels: the newest `creation-date` per source-ref wins (ties: the later line) and replaces the
-    base line. Duplicate base lines: the first one is kept. Every line is validated against `class_map`;
-    written lines use `attribute` and the canonical class ids (remapped by class name); lines already in
-    that form are copied byte for byte. Dropped lines are counted per reason and logged (line number and
-    reason) on this module's logger.
-
-    Streaming and linear: memory holds the label lines and the set of source-refs written, not the
-    base manifest. Validation runs on `workers` processes (default: the usable cores; 0 or 1: in this
-    process); the output does not depend on it.
-    """
-    helpers = _Workers(_pool_size(workers), class_map, attribute)
-    merger = _Merger(out, _LineValidator(class_map, attribute), helpers)
-    try:
-        with _gc_paused():
-            labels = merger.load_labels(label_lines)
-            merger.stream_base(base_lines, labels)
-            merger.add_remaining(labels)
-    finally:
-        helpers.close()
-    return merger.finish()
 
 
 _CLASS_MAP_TEXT = re.compile(r'"class-map":(\{[^{}\\]*\})')

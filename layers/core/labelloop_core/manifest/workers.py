@@ -1,0 +1,178 @@
+"""Optional validation worker processes for the merge: validation is CPU-bound and independent per line.
+
+Plain subprocesses speaking pickle over their stdin/stdout: no fork of a threaded caller (the local
+stack runs handlers on threads), no re-import of the caller's __main__, no /dev/shm (AWS Lambda).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import pickle
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import suppress
+from itertools import chain, islice
+
+from labelloop_core.manifest.lines import ClassMap, _LineValidator, _Verdict
+
+logger = logging.getLogger("labelloop_core.manifest")
+
+_CHUNK_LINES = 4000
+
+
+def _worker_main() -> None:
+    """Entry point of a validation worker: (labels, attribute), then chunks until EOF."""
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but replies may reach the pipe
+    labels, attribute = pickle.load(requests)
+    validator = _LineValidator(ClassMap(labels), attribute)
+    gc.disable()
+    while True:
+        try:
+            chunk, want_created = pickle.load(requests)
+        except EOFError:
+            return
+        pickle.dump(
+            [validator.validate(raw, want_created) for raw in chunk], replies, pickle.HIGHEST_PROTOCOL
+        )
+        replies.flush()
+
+
+class _Worker:
+    def __init__(self, class_map: ClassMap, attribute: str) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+        code = "from labelloop_core.manifest.workers import _worker_main; _worker_main()"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        try:
+            self.send((class_map.labels, attribute))
+        except OSError:
+            self.close()
+            raise
+
+    def send(self, request: object) -> None:
+        assert self.process.stdin is not None
+        pickle.dump(request, self.process.stdin, pickle.HIGHEST_PROTOCOL)
+        self.process.stdin.flush()
+
+    def receive(self) -> list[_Verdict]:
+        assert self.process.stdout is not None
+        reply: list[_Verdict] = pickle.load(self.process.stdout)
+        return reply
+
+    def close(self) -> None:
+        for pipe in (self.process.stdin, self.process.stdout):  # EOF, or a broken pipe for a busy worker
+            if pipe is not None:
+                with suppress(OSError):
+                    pipe.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _pool_size(workers: int | None) -> int:
+    if workers is not None:
+        return max(0, workers)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Workers:
+    """Validation workers, started on first need and only for inputs longer than one chunk."""
+
+    def __init__(self, count: int, class_map: ClassMap, attribute: str) -> None:
+        self.count = count
+        self.class_map = class_map
+        self.attribute = attribute
+        self.started: list[_Worker] = []
+        self.failed = count < 2
+
+    def get(self) -> list[_Worker]:
+        if not self.started and not self.failed:
+            try:
+                while len(self.started) < self.count:
+                    self.started.append(_Worker(self.class_map, self.attribute))
+            except (OSError, ValueError, pickle.PicklingError) as exc:
+                self.fail(f"cannot start validation workers: {exc!r}")
+        return self.started
+
+    def fail(self, reason: str) -> None:
+        logger.warning("validating in this process from now on: %s", reason)
+        self.close()
+        self.failed = True
+
+    def close(self) -> None:
+        for worker in self.started:
+            worker.close()
+        self.started = []
+
+
+def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(lines)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _verdicts(
+    lines: Iterable[str], validator: _LineValidator, workers: _Workers, want_created: bool
+) -> Iterator[tuple[str, _Verdict]]:
+    """(line, verdict) in input order, on workers when the input is long and workers can start."""
+    chunks = _chunks(lines, _CHUNK_LINES)
+    first = next(chunks, [])
+    started = workers.get() if len(first) == _CHUNK_LINES else []
+    unvalidated: Iterable[list[str]] = chain([first], chunks)
+    if started:
+        unvalidated = yield from _verdicts_on_workers(unvalidated, started, workers, want_created)
+    for raw in chain.from_iterable(unvalidated):
+        yield raw, validator.validate(raw, want_created)
+
+
+def _verdicts_on_workers(
+    chunks: Iterable[list[str]], started: list[_Worker], workers: _Workers, want_created: bool
+) -> Generator[tuple[str, _Verdict], None, Iterable[list[str]]]:
+    """Each worker validates a chunk while this process consumes earlier results; one chunk in flight
+    per worker, so the pipes cannot deadlock. Returns the chunks left unvalidated if a worker fails."""
+    idle = deque(started)
+    pending: deque[tuple[list[str], _Worker]] = deque()
+    remaining = iter(chunks)
+    for chunk in remaining:
+        if not idle:
+            done_chunk, worker = pending[0]
+            results = _receive(worker, workers)
+            if results is None:
+                return chain([c for c, _ in pending], [chunk], remaining)
+            pending.popleft()
+            idle.append(worker)
+            yield from zip(done_chunk, results, strict=True)
+        worker = idle.popleft()
+        pending.append((chunk, worker))
+        try:
+            worker.send((chunk, want_created))
+        except (OSError, pickle.PicklingError) as exc:
+            workers.fail(f"a validation worker stopped accepting work: {exc!r}")
+            return chain([c for c, _ in pending], remaining)
+    while pending:
+        done_chunk, worker = pending[0]
+        results = _receive(worker, workers)
+        if results is None:
+            return [c for c, _ in pending]
+        pending.popleft()
+        yield from zip(done_chunk, results, strict=True)
+    return []
+
+
+def _receive(worker: _Worker, workers: _Workers) -> list[_Verdict] | None:
+    try:
+        return worker.receive()
+    except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        workers.fail(f"a validation worker failed: {exc!r}")
+        return None
