@@ -4,8 +4,12 @@
 - `merging`: the streaming merge of a base manifest with human labels, and its report;
 - `workers`: the optional validation worker processes the merge spreads long inputs over.
 
-Callers import from here; the submodules are the implementation.
+Callers import from here; the submodules are the implementation. The merge and its worker pool load
+on first use (`manifest.merge`): most importers only build or validate lines, and a Lambda function's
+cold start should not pay for subprocess, pickle and the merge's code.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from labelloop_core.manifest.lines import (
     BAD_ANNOTATION,
@@ -42,13 +46,28 @@ from labelloop_core.manifest.lines import (
     parse_creation_date,
     validate_line,
 )
-from labelloop_core.manifest.merging import (
-    MAX_INVALID_FRACTION,
-    MAX_MANIFEST_BYTES,
-    MAX_MANIFEST_LINES,
-    MergeReport,
-    merge,
+
+if TYPE_CHECKING:
+    from labelloop_core.manifest.merging import (
+        MAX_INVALID_FRACTION,
+        MAX_MANIFEST_BYTES,
+        MAX_MANIFEST_LINES,
+        MergeReport,
+        merge,
+    )
+
+_MERGING = frozenset(
+    {"MAX_INVALID_FRACTION", "MAX_MANIFEST_BYTES", "MAX_MANIFEST_LINES", "MergeReport", "merge"}
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MERGING:
+        from labelloop_core.manifest import merging  # on first use, see above
+
+        return getattr(merging, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BAD_ANNOTATION",
