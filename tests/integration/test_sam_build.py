@@ -1,5 +1,5 @@
 """`sam build` produces deployable artifacts: the CoreLayer is built for the runtime the template's
-PythonRuntime selects (its bytecode), ships the pinned SDK, and every function imports
+PythonRuntime selects (its bytecode and orjson), ships the pinned SDK, and every function imports
 with only its own package, the layer and the standard library."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 BUILD_RUNTIME = "python3.11"  # the Python available here; python3.12 (the default) works the same way
 CACHE_TAG = "cpython-" + BUILD_RUNTIME.removeprefix("python").replace(".", "")
+CP_TAG = CACHE_TAG.replace("cpython-", "cp")
 LAYER_MAKEFILE = REPO / "layers" / "core" / "Makefile"
 
 IMPORT_CHECK = """
@@ -33,6 +34,7 @@ print(json.dumps({
     "has_handler": callable(getattr(module, "lambda_handler", None)),
     "core_from": labelloop_core.__file__,
     "local_loaded": sorted(name for name in sys.modules if name.startswith("labelloop_local")),
+    "orjson_loaded": "orjson" in sys.modules,
     "site_packages": [entry for entry in sys.path if "site-packages" in entry],
 }))
 """
@@ -154,6 +156,15 @@ def test_layer_ships_bytecode_for_the_target_runtime_that_needs_no_source_check(
             assert header[:4] == importlib.util.MAGIC_NUMBER, module
 
 
+def test_layer_ships_orjson_built_for_the_target_cpython_on_manylinux_x86_64(layer: Path) -> None:
+    extensions = sorted(path.relative_to(layer).as_posix() for path in layer.rglob("*.so"))
+    assert extensions == [f"orjson/orjson.{CACHE_TAG}-x86_64-linux-gnu.so"]
+    (wheel_file,) = layer.glob("orjson-*.dist-info/WHEEL")
+    tags = re.findall(r"^Tag: (\S+)$", wheel_file.read_text(encoding="utf-8"), re.M)
+    assert tags and all(tag.startswith(f"{CP_TAG}-{CP_TAG}-manylinux") for tag in tags), tags
+    assert all(tag.endswith("_x86_64") for tag in tags), tags
+
+
 def test_boto3_and_botocore_import_from_the_layer_alone_at_the_pinned_versions(layer: Path) -> None:
     report = _isolated_python(SDK_CHECK, [layer], layer)
     for package in ("boto3", "botocore"):
@@ -174,6 +185,7 @@ def test_function_imports_with_only_its_package_the_layer_and_the_standard_libra
     assert report["core_from"].startswith(str(layer)), report["core_from"]
     assert report["local_loaded"] == []
     assert report["site_packages"] == []
+    assert not report["orjson_loaded"], "orjson is for the merge only: imported at its first use"
 
 
 def test_layer_build_stops_with_a_clear_message_without_the_runtime_interpreter(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 import io
 import json
 import logging
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -289,3 +291,135 @@ def test_merge_works_where_no_worker_can_start(
     expected, _ = run(base, labels, workers=0)
     assert run(base, labels, workers=2)[0] == expected
     assert "cannot start validation workers" in caplog.text
+
+
+# --- the same logical manifest in any JSON layout ---------------------------------------------
+
+
+def _reversed_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _reversed_keys(value[key]) for key in reversed(value)}
+    if isinstance(value, list):
+        return [_reversed_keys(item) for item in value]
+    return value
+
+
+LAYOUTS: dict[str, Callable[[Any], str]] = {
+    "ground truth compact": lambda line: json.dumps(line, ensure_ascii=False, separators=(",", ":")),
+    "json.dumps defaults": json.dumps,  # ", " and ": ", non-ASCII as \u escapes
+    "reordered keys": lambda line: json.dumps(
+        _reversed_keys(line), ensure_ascii=False, separators=(",", ":")
+    ),
+    "extra whitespace": lambda line: (
+        " \t"
+        + json.dumps(_reversed_keys(line), ensure_ascii=False, indent=None, separators=(" ,\t", " :  "))
+        + "  "
+    ),
+    "unicode and slash escapes": lambda line: json.dumps(line, separators=(",", ":")).replace("/", "\\/"),
+}
+
+
+def logical_manifest() -> tuple[list[Any], list[Any]]:
+    """Base and label lines as parsed JSON: valid, re-keyed, duplicated, labelled and invalid ones."""
+
+    def parsed(name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        line: dict[str, Any] = json.loads(gt(name, *args, **kwargs))
+        return line
+
+    swapped = {"0": "cheese", "1": "pepperoni"}
+    with_float = parsed("float.jpg", [(1, 2, 30, 40, 1), (5, 5, 5, 5, 0)])
+    with_float[f"{ATTR}-metadata"]["objects"] = [{"confidence": 0.25}, {"confidence": 1e-05}]
+    extra_keys = parsed("extra.jpg")
+    extra_keys[f"{ATTR}-metadata"]["failure-reason"] = None
+    no_job = parsed("no-job.jpg")
+    del no_job[f"{ATTR}-metadata"]["job-name"]
+    base = [
+        parsed("plain.jpg"),
+        parsed("café déjà/vu ☃.jpg", [(0, 0, 640, 480, 1)]),
+        parsed("swapped.jpg", [(1, 1, 5, 5, 0), (2, 2, 5, 5, 1)], class_map=swapped),
+        parsed("other-attr.jpg", attribute="bounding-box"),
+        parsed("subset.jpg", class_map={"0": "pepperoni"}),
+        parsed("none.jpg", []),
+        with_float,
+        extra_keys,
+        no_job,
+        parsed("labelled.jpg"),
+        parsed("plain.jpg", [(3, 3, 3, 3, 0)]),  # duplicate
+        parsed("outside.jpg", [(600, 1, 100, 5, 0)]),
+        parsed("unknown.jpg", class_map={"0": "anchovy"}),
+        parsed("bad-date.jpg", created="yesterday"),
+        parsed("folder/"),
+        {"source-ref": "s3://bucket/images/x.jpg"},
+        [1, 2],
+    ]
+    labels = [
+        parsed("labelled.jpg", [(9, 9, 9, 9, 1)], created=NEW),
+        parsed("new ☃.jpg", [(1, 1, 1, 1, 0)], created=MID, class_map=swapped),
+        parsed("labelled.jpg", [(8, 8, 8, 8, 0)], created=MID),  # superseded
+        parsed("bad-label.jpg", [(1, 1, 1, 1, 7)], created=NEW),
+    ]
+    return base, labels
+
+
+@pytest.mark.parametrize("worker_count", [0, 2])
+@pytest.mark.parametrize("layout", [name for name in LAYOUTS if name != "ground truth compact"])
+def test_any_json_layout_of_the_same_manifest_merges_to_the_same_bytes_and_report(
+    layout: str, worker_count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers, "_CHUNK_LINES", 5)  # several chunks: the workers really run
+    base, labels = logical_manifest()
+    compact = LAYOUTS["ground truth compact"]
+    expected, expected_report = run([compact(line) for line in base], [compact(line) for line in labels])
+    render = LAYOUTS[layout]
+    rendered_base, rendered_labels = [render(line) for line in base], [render(line) for line in labels]
+    lines, report = run(rendered_base, rendered_labels, workers=worker_count)
+    assert lines == expected
+    assert report == expected_report
+    assert report.dropped == {
+        "duplicate source-ref": 1,
+        "box outside the image": 1,
+        "label not in the configured labels": 1,
+        "missing or invalid creation-date": 1,
+        "missing or invalid source-ref": 1,
+        "no label attribute with a matching -metadata key": 1,
+        "not a JSON object": 1,
+        "class id not in class-map": 1,
+    }
+
+
+def test_every_written_line_is_the_canonical_ground_truth_text_of_its_content() -> None:
+    base, labels = logical_manifest()
+    lines, _ = run([json.dumps(line) for line in base], [json.dumps(line) for line in labels])
+    for text in lines:
+        line = json.loads(text)
+        assert text == json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+        assert list(line) == ["source-ref", ATTR, f"{ATTR}-metadata"]
+        assert line[f"{ATTR}-metadata"]["class-map"] == LABELS.to_metadata()
+        assert validate_line(line, LABELS, ATTR) == []
+    unicode = next(json.loads(text) for text in lines if "café" in text)
+    assert unicode["source-ref"] == "s3://bucket/images/café déjà/vu ☃.jpg"
+    floats = next(json.loads(text) for text in lines if "float.jpg" in text)
+    assert floats[f"{ATTR}-metadata"]["objects"] == [{"confidence": 0.25}, {"confidence": 1e-05}]
+    assert "failure-reason" not in next(text for text in lines if "extra.jpg" in text)
+    assert '"job-name":"labeling-job/pizza_BB"' in next(text for text in lines if "no-job.jpg" in text)
+
+
+def test_numbers_are_written_the_way_json_writes_them_whatever_their_spelling() -> None:
+    canonical = gt("a.jpg", [(1, 1, 5, 5, 0)])
+    for spelling in ("1.0", "1e0", "10E-1", "-0"):
+        line = canonical.replace('"confidence":1', f'"confidence":{spelling}')
+        lines, report = run([line], [])
+        assert report.kept == 1
+        assert json.loads(lines[0])[f"{ATTR}-metadata"]["objects"] == [{"confidence": json.loads(spelling)}]
+        assert lines[0] == json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":"))
+
+
+def test_without_orjson_the_merge_writes_the_same_and_says_why_it_is_slower(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    base, labels = logical_manifest()
+    base_lines, label_lines = [json.dumps(line) for line in base], [json.dumps(line) for line in labels]
+    expected = run(base_lines, label_lines)
+    monkeypatch.setitem(sys.modules, "orjson", None)  # `import orjson` raises ImportError
+    assert run(base_lines, label_lines) == expected
+    assert "orjson is not importable" in caplog.text

@@ -433,10 +433,10 @@ def test_layer_is_built_by_its_makefile_with_the_sdk_pinned_like_the_dev_environ
     pinned = dict(
         re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\\n\s+--hash=sha256:[0-9a-f]{64}", requirements, re.M)
     )
-    assert {"aws-lambda-powertools", "aws-xray-sdk", "fastjsonschema"} <= set(pinned)
+    assert {"aws-lambda-powertools", "aws-xray-sdk", "fastjsonschema", "orjson"} <= set(pinned)
     assert {"jmespath", "s3transfer", "python-dateutil", "six", "urllib3"} <= set(pinned)
     dev = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "requirements/dev.txt").read_text(), re.M))
-    for package in ("boto3", "botocore"):  # PutObject(IfNoneMatch) needs botocore >= 1.35.10
+    for package in ("boto3", "botocore", "orjson"):  # PutObject(IfNoneMatch) needs botocore >= 1.35.10
         assert pinned.get(package) == dev.get(package), package
 
 

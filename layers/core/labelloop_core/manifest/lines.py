@@ -15,14 +15,18 @@ lines: a newer "nothing here" answer must still replace an older, wrong set of b
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeGuard
 
 from labelloop_core.geometry import PixelBox
+
+logger = logging.getLogger("labelloop_core.manifest")
 
 OBJECT_DETECTION_TYPE = "groundtruth/object-detection"
 SOURCE_REF = "source-ref"
@@ -324,11 +328,18 @@ def validate_line(line: object, class_map: ClassMap | None = None, attribute: st
     return [detail for _, detail in check_line(line, class_map, attribute)]
 
 
+# --- the merge's validator: raw text lines -> verdicts and canonical text ----------------------
+#
+# Every line the merge writes is canonical: Ground Truth's compact layout and key order, the merge's
+# attribute, the configured class-map and class ids, numbers as Python's json writes them. That is
+# `rekey` of the parsed line; the two fast paths below only avoid computing it (or json.loads) when
+# they can prove the result, so the output depends on what a line means, never on how it is laid out.
+
 # The exact compact layout Ground Truth writes (and build_line + json.dumps reproduce). A line that
 # matches is structurally valid JSON of the right shape with an s3:// source-ref, positive image size,
 # non-negative box corners and positive box sizes, so the merge finishes validating it from the
-# captured pieces without json.loads, the dominant cost at a million lines. Strings with escapes, other
-# key orders or extra keys do not match and take the full path (json.loads + check_line): same verdicts.
+# captured pieces without parsing it. Strings with escapes, other key orders, other whitespace or extra
+# keys do not match and are parsed instead (the dict path, then the full check): same verdicts.
 _CHARS = r'[^"\\\x00-\x1f]'
 _STR = rf'"{_CHARS}*+"'
 _NATURAL = r"(?:0|[1-9][0-9]*+)"
@@ -341,19 +352,29 @@ _BOX = (
 _OBJECT = rf'\{{"confidence":{_NUM}\}}'
 _CLASS_ENTRY = rf'"[0-9]++":{_STR}'
 _FAST_LINE = (
-    rf'\{{"source-ref":"(s3://[^/"\\\x00-\x1f]++/{_CHARS}*?[^/"\\\x00-\x1f])",'
+    rf'\{{"source-ref":"(s3://([^/"\\\x00-\x1f]++)/{_CHARS}*+)(?<!/)",'
     rf'"({_CHARS}++)":\{{'
     rf'"annotations":\[((?:{_BOX}(?:,{_BOX})*+)?)\],'
-    rf'"image_size":\[\{{"width":({_POSITIVE}),"height":({_POSITIVE}),"depth":{_POSITIVE}\}}\]\}},'
-    r'"\2-metadata":\{'
-    rf'"job-name":{_STR},'
+    rf'"image_size":\[\{{"width":({_POSITIVE}),"height":({_POSITIVE}),"depth":({_POSITIVE})\}}\]\}},'
+    r'"\3-metadata":\{'
+    rf'"job-name":"({_CHARS}*+)",'
     rf'"class-map":(\{{(?:{_CLASS_ENTRY}(?:,{_CLASS_ENTRY})*+)?\}}),'
-    r'"human-annotated":"(?:yes|no)",'
+    r'"human-annotated":"(yes|no)",'
     rf'"objects":\[((?:{_OBJECT}(?:,{_OBJECT})*+)?)\],'
     rf'"creation-date":"({_CHARS}*+)",'
     r'"type":"groundtruth/object-detection"\}\}'
 )
+# Groups of _FAST_LINE.
+_REF, _BUCKET, _ATTR, _BOXES, _WIDTH, _HEIGHT, _DEPTH, _JOB, _CLASSES, _HUMAN, _OBJECTS, _CREATED = range(
+    1, 13
+)
 _FAST_BOX = r'\{"left":([0-9]++),"top":([0-9]++),"width":([0-9]++),"height":([0-9]++),"class_id":([0-9]++)'
+_FAST_CLASS_ENTRY = re.compile(r'"([0-9]+)":"([^"\\\x00-\x1f]*)"')
+_FAST_CONFIDENCE = re.compile(r'"confidence":([^}]++)')
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
+# orjson turns integers beyond 64 bits into floats; json keeps them exact. Floats this large go to the
+# full check, so no parser difference reaches the output.
+_FLOAT_LIMIT = 9.2e18
 
 
 @cache
@@ -362,153 +383,404 @@ def _fast_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     return re.compile(_FAST_LINE), re.compile(_FAST_BOX)
 
 
-_FAST_CLASS_ENTRY = re.compile(r'"([0-9]+)":"([^"\\\x00-\x1f]*)"')
+def _json_parser() -> Callable[[str], Any]:
+    """orjson.loads when installed (the CoreLayer ships it for its runtime), else json.loads.
 
-# What validating one line gives. Common case, kept small for the pipes: just the source-ref, meaning
-# "valid, write the line exactly as read". Otherwise (source-ref or None when unknown, text to write
-# instead of the line or None, the first problem or None when valid, creation-date when asked for).
-_Verdict = str | tuple[str | None, str | None, Problem | None, str | None]
+    Only the dict path uses it, and only for lines it then accepts as exactly the expected shape, where
+    both parsers give the same values; anything else is parsed again by json for the full check."""
+    try:
+        import orjson
+    except ImportError:
+        logger.warning("orjson is not importable for this Python; the merge parses lines with json")
+        return json.loads
+    return orjson.loads
+
+
+def _plain_text(value: str) -> str:
+    return f'"{value}"'
+
+
+def _json_text(value: str) -> str:
+    """A string as json.dumps(ensure_ascii=False) writes it."""
+    if _NEEDS_ESCAPE.search(value) is None:
+        return f'"{value}"'
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json_number(value: float) -> str:
+    """An int or float as json.dumps writes it."""
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value) if type(value) is float else int.__repr__(value)
+
+
+def _canonical_confidences(text: str) -> bool:
+    """Whether every confidence in an `objects` text is written as json.dumps would write it."""
+    for number in _FAST_CONFIDENCE.findall(text):
+        value = json.loads(number)
+        if (float.__repr__(value) if type(value) is float else int.__repr__(value)) != number:
+            return False
+    return True
+
+
+def _paired_key(line: dict[str, Any]) -> str | None:
+    """The first key other than source-ref with a -metadata twin."""
+    for key in line:
+        if key != SOURCE_REF and not key.endswith(METADATA_SUFFIX) and key + METADATA_SUFFIX in line:
+            return key
+    return None
+
+
+def _annotations_text(boxes: Sequence[tuple[object, object, object, object, object]]) -> str:
+    """The items of a canonical annotations list; a box is (left, top, width, height, class id), as
+    integers or their decimal text."""
+    return ",".join(
+        [f'{{"left":{x},"top":{y},"width":{w},"height":{h},"class_id":{c}}}' for x, y, w, h, c in boxes]
+    )
+
+
+def _objects_text(confidences: list[str]) -> str:
+    """The items of a canonical objects list, from the confidences' JSON texts."""
+    return ",".join([f'{{"confidence":{value}}}' for value in confidences])
+
+
+# What validating a chunk of raw lines gives, aligned with the chunk and small for the pipes:
+# - each line's source-ref, or None when it has none;
+# - line index -> the text to write instead of the line (canonical, no line break), for valid lines not
+#   already written that way with the chunk's line break (the first line's: "\n" or none at all);
+# - line index -> the first problem of each invalid line;
+# - the buckets of the valid lines' source-refs;
+# - when asked for, each line's creation-date (None for invalid lines), else None.
+_ChunkVerdict = tuple[list[str | None], dict[int, str], dict[int, Problem], set[str], list[str | None] | None]
+_LineVerdict = tuple[str | None, str | None, Problem | None, str | None, str | None]
 
 
 class _LineValidator:
-    """Validates and re-keys single lines (in this process or in a validation worker)."""
+    """Validates raw lines and gives their canonical text (in this process or in a validation worker)."""
 
     def __init__(self, class_map: ClassMap, attribute: str) -> None:
         self.class_map = class_map
         self.attribute = attribute
         self.metadata_key = attribute + METADATA_SUFFIX
         self.fast_line, self.fast_box = _fast_patterns()
-        # class-map text -> (ids whose names are configured labels, every id the canonical one?)
-        self.class_maps: dict[str, tuple[frozenset[str], bool]] = {}
-        self.canonical_maps: dict[tuple[tuple[str, str], ...], bool] = {}
+        self.loads = _json_parser()
+        self.class_map_text = json.dumps(class_map.to_metadata(), ensure_ascii=False, separators=(",", ":"))
+        self.attribute_text = _json_text(attribute)
+        self.metadata_text = _json_text(self.metadata_key)
+        # class-map text -> (line class id -> canonical id, configured labels only; the configured map?)
+        self.fast_class_maps: dict[str, tuple[dict[str, int], bool]] = {}
+        # class-map items -> line class id -> canonical class id (configured labels only); None: malformed
+        self.class_ids: dict[tuple[tuple[Any, Any], ...], dict[int, int] | None] = {}
+        self.confidences: dict[str, bool] = {}  # `objects` text -> _canonical_confidences
         self.last_date = ""
 
-    def validate(self, raw: str, want_created: bool = False) -> _Verdict:
-        end = len(raw)
-        while end and raw[end - 1] in "\r\n":
-            end -= 1
-        match = self.fast_line.fullmatch(raw, 0, end)  # no copy of the line for the common case
-        if match is not None:
-            verdict = self.fast_valid(raw, match)
-            if verdict is not None:
-                if verdict and not want_created and end + 1 == len(raw) and raw[end] == "\n":
-                    return match[1]
-                text = raw[:end]
-                output = text if verdict else self.rekey(json.loads(text))
-                return match[1], output, None, match[8] if want_created else None
-        return self.full_check(raw[:end], want_created)
+    def validate_chunk(self, lines: list[str], want_created: bool = False) -> _ChunkVerdict:
+        refs: list[str | None] = []
+        texts: dict[int, str] = {}
+        problems: dict[int, Problem] = {}
+        buckets: set[str] = set()
+        created: list[str | None] | None = [] if want_created else None
+        terminated = bool(lines) and lines[0].endswith("\n")
+        fullmatch, fast_verdict = self.fast_line.fullmatch, self.fast_verdict
+        for index, raw in enumerate(lines):
+            text = raw.rstrip("\r\n")
+            match = fullmatch(text)
+            verdict = False if match is None else fast_verdict(match)
+            if match is not None and verdict is not None and verdict is not False:
+                # The common case, without a tuple per line.
+                ref, problem, date, bucket = match[_REF], None, match[_CREATED], match[_BUCKET]
+                canonical = None if verdict is True else verdict
+            else:
+                ref, canonical, problem, date, bucket = (
+                    self.full_check(text) if verdict is None else self.parsed_check(text)
+                )
+            refs.append(ref)
+            if created is not None:
+                created.append(date)
+            if problem is not None:
+                problems[index] = problem
+                continue
+            assert bucket is not None  # a valid line has an s3:// source-ref
+            buckets.add(bucket)
+            if canonical is not None:
+                texts[index] = canonical
+            elif (len(raw) != len(text) + 1 or raw[-1] != "\n") if terminated else len(raw) != len(text):
+                texts[index] = text  # the right text, not the chunk's line break
+        return refs, texts, problems, buckets, created
 
     # --- fast path: the Ground Truth layout, validated from the regex captures -----------------
 
-    def fast_class_map(self, text: str) -> tuple[frozenset[str], bool]:
-        known = self.class_maps.get(text)
+    def fast_class_map(self, text: str) -> tuple[dict[str, int], bool]:
+        """(line class id -> canonical id of the configured labels, is it the configured class-map?)"""
+        known = self.fast_class_maps.get(text)
         if known is None:
-            names = dict(_FAST_CLASS_ENTRY.findall(text))
-            usable = frozenset(cid for cid, name in names.items() if name in self.class_map)
-            canonical = all(self.class_map.get_id(name) == int(cid) for cid, name in names.items())
-            known = self.class_maps[text] = (usable, canonical)
+            ids = {
+                cid: canonical
+                for cid, name in _FAST_CLASS_ENTRY.findall(text)
+                if (canonical := self.class_map.get_id(name)) is not None
+            }
+            known = self.fast_class_maps[text] = (ids, text == self.class_map_text)
         return known
 
-    def fast_valid(self, line: str, match: re.Match[str]) -> bool | None:
-        """None when the line needs the full check; otherwise whether it can be written unchanged."""
-        attr = match[2]
+    def fast_verdict(self, match: re.Match[str]) -> str | bool | None:
+        """None when the line needs the full check; True when it is valid and canonical already; its
+        canonical text when it is valid otherwise; False when it is valid but must be parsed for that."""
+        attr = match[_ATTR]
         if attr != self.attribute and (attr.endswith(METADATA_SUFFIX) or attr == SOURCE_REF):
             return None
-        usable_ids, canonical = self.fast_class_map(match[6])
+        classes = match[_CLASSES]
+        known = self.fast_class_maps.get(classes)
+        ids, canonical = known if known is not None else self.fast_class_map(classes)
         # Boxes and objects are read in place (pos/endpos): no copies of the longest parts of the line.
-        boxes = self.fast_box.findall(line, match.start(3), match.end(3))
-        if len(boxes) > MAX_BOXES_PER_IMAGE or line.count("{", match.start(7), match.end(7)) != len(boxes):
+        line = match.string
+        boxes = self.fast_box.findall(line, match.start(_BOXES), match.end(_BOXES))
+        if len(boxes) > MAX_BOXES_PER_IMAGE or line.count(
+            "{", match.start(_OBJECTS), match.end(_OBJECTS)
+        ) != len(boxes):
             return None
-        width, height = int(match[4]), int(match[5])
+        width, height = int(match[_WIDTH]), int(match[_HEIGHT])
         for left, top, box_w, box_h, class_id in boxes:
-            if int(left) + int(box_w) > width or int(top) + int(box_h) > height or class_id not in usable_ids:
+            if int(left) + int(box_w) > width or int(top) + int(box_h) > height or class_id not in ids:
                 return None
-        created = match[8]
+        created = match[_CREATED]
         if created != self.last_date:  # Ground Truth writes runs of lines with the same date
             if parse_creation_date(created) is None:
                 return None
             self.last_date = created
-        return canonical and attr == self.attribute
+        objects = match[_OBJECTS]
+        plain_numbers = self.confidences.get(objects)
+        if not (self.canonical_confidences(objects) if plain_numbers is None else plain_numbers):
+            return False
+        if canonical and attr == self.attribute:
+            return True
+        annotations = _annotations_text([(x, y, w, h, ids[cid]) for x, y, w, h, cid in boxes])
+        depth, job, human = match.group(_DEPTH, _JOB, _HUMAN)
+        return self.canonical_text(
+            match[_REF], annotations, width, height, depth, job, human, objects, created, plain=True
+        )
+
+    def canonical_confidences(self, text: str) -> bool:
+        known = self.confidences.get(text)
+        if known is None:
+            if len(self.confidences) > 10_000:  # float confidences rarely repeat: keep the cache small
+                self.confidences.clear()
+            known = self.confidences[text] = _canonical_confidences(text)
+        return known
+
+    # --- dict path: any layout, parsed (orjson when available) and checked for the expected shape ---
+
+    def parsed_check(self, text: str) -> _LineVerdict:
+        try:
+            line = self.loads(text)
+        except ValueError:  # orjson.JSONDecodeError is a ValueError; json's message comes from full_check
+            return self.full_check(text)
+        # Without a backslash in the line no string holds a quote, a backslash or a control character
+        # (JSON forbids them raw), so strings are written back between quotes as they are.
+        verdict = self.dict_valid(line, "\\" not in text)
+        if verdict is None:
+            return self.full_check(text)
+        ref, canonical, created, bucket = verdict
+        return ref, None if canonical == text else canonical, None, created, bucket
+
+    def dict_valid(self, line: Any, plain: bool) -> tuple[str, str, str, str] | None:
+        """(source-ref, canonical text, creation-date, bucket) of a valid line that has exactly the
+        expected keys and types, whatever their order; None for anything else (the full check decides)."""
+        if type(line) is not dict or len(line) != 3:
+            return None
+        try:
+            ref = line[SOURCE_REF]
+            attr = self.attribute if self.attribute in line else _paired_key(line)
+            if attr is None:
+                return None
+            value, metadata = line[attr], line[attr + METADATA_SUFFIX]
+            annotations, sizes = value["annotations"], value["image_size"]
+            job, names, human = metadata["job-name"], metadata["class-map"], metadata["human-annotated"]
+            objects, created, kind = metadata["objects"], metadata["creation-date"], metadata["type"]
+            (size,) = sizes
+            width, height, depth = size["width"], size["height"], size["depth"]
+            if len(value) != 2 or len(metadata) != 6 or len(size) != 3 or kind != OBJECT_DETECTION_TYPE:
+                return None
+            if type(ref) is not str or not ref.startswith("s3://") or ref.endswith("/"):
+                return None
+            slash = ref.find("/", 5)
+            if slash <= 5:  # no key, or no bucket
+                return None
+            if type(annotations) is not list or type(sizes) is not list or type(objects) is not list:
+                return None
+            if len(annotations) > MAX_BOXES_PER_IMAGE or len(objects) != len(annotations):
+                return None
+            if not (type(width) is int and type(height) is int and type(depth) is int):
+                return None
+            if width <= 0 or height <= 0 or depth <= 0:
+                return None
+            if type(job) is not str or type(created) is not str or human not in ("yes", "no"):
+                return None
+            ids = self.canonical_ids(names)
+            if ids is None:
+                return None
+            boxes: list[tuple[int, int, int, int, int]] = []
+            for box in annotations:
+                left, top, box_w, box_h = box["left"], box["top"], box["width"], box["height"]
+                class_id = box["class_id"]
+                if len(box) != 5 or not (
+                    type(left) is int
+                    and type(top) is int
+                    and type(box_w) is int
+                    and type(box_h) is int
+                    and type(class_id) is int
+                ):
+                    return None
+                if box_w <= 0 or box_h <= 0 or left < 0 or top < 0:
+                    return None
+                if left + box_w > width or top + box_h > height:
+                    return None
+                boxes.append((left, top, box_w, box_h, ids[class_id]))
+            confidences: list[str] = []
+            for item in objects:
+                confidence = item["confidence"]
+                if len(item) != 1:
+                    return None
+                if type(confidence) is int:
+                    confidences.append(int.__repr__(confidence))
+                elif type(confidence) is float and -_FLOAT_LIMIT < confidence < _FLOAT_LIMIT:
+                    confidences.append(float.__repr__(confidence))
+                else:
+                    return None
+        except (KeyError, TypeError, ValueError):  # a key, a type or a count that is not the expected one
+            return None
+        if created != self.last_date:
+            if parse_creation_date(created) is None:
+                return None
+            self.last_date = created
+        text = self.canonical_text(
+            ref,
+            _annotations_text(boxes),
+            width,
+            height,
+            depth,
+            job,
+            human,
+            _objects_text(confidences),
+            created,
+            plain,
+        )
+        return ref, text, created, ref[5:slash]
+
+    def canonical_ids(self, names: Any) -> dict[int, int] | None:
+        """Line class id -> canonical class id, for the ids whose names are configured labels; None when
+        the class-map is not an object of digit strings to strings."""
+        try:
+            key = tuple(names.items())
+            return self.class_ids[key]
+        except (AttributeError, TypeError):  # not an object, or a value that is not a string
+            return None
+        except KeyError:
+            pass
+        ids: dict[int, int] | None = None
+        if all(type(cid) is str and cid.isdigit() and type(name) is str for cid, name in key):
+            # Boxes name class ids as JSON integers, matched to the class-map by their decimal text.
+            ids = {
+                int(cid): canonical
+                for cid, name in key
+                if str(int(cid)) == cid and (canonical := self.class_map.get_id(name)) is not None
+            }
+        self.class_ids[key] = ids
+        return ids
+
+    def canonical_text(
+        self,
+        ref: str,
+        annotations: str,
+        width: object,
+        height: object,
+        depth: object,
+        job: str,
+        human: str,
+        objects: str,
+        created: str,
+        plain: bool,
+    ) -> str:
+        """A line as `json.dumps(build_line-shaped dict, ensure_ascii=False, separators=(",", ":"))`
+        writes it, with the merge's attribute and the configured class-map. `annotations`, `objects`:
+        the JSON texts of those lists' items; width, height, depth: integers or their decimal text;
+        `plain`: no string needs escaping."""
+        quote = _plain_text if plain else _json_text
+        return (
+            f'{{"source-ref":{quote(ref)},{self.attribute_text}:{{"annotations":[{annotations}],'
+            f'"image_size":[{{"width":{width},"height":{height},"depth":{depth}}}]}},'
+            f'{self.metadata_text}:{{"job-name":{quote(job)},"class-map":{self.class_map_text},'
+            f'"human-annotated":"{human}","objects":[{objects}],'
+            f'"creation-date":{quote(created)},"type":"{OBJECT_DETECTION_TYPE}"}}}}'
+        )
 
     # --- full path: json.loads + check_line -----------------------------------------------------
 
-    def full_check(self, text: str, want_created: bool) -> _Verdict:
+    def full_check(self, text: str) -> _LineVerdict:
         if not text or text.isspace():
-            return None, None, (EMPTY_LINE, "the line is empty"), None
+            return None, None, (EMPTY_LINE, "the line is empty"), None, None
         try:
             line = json.loads(text)
         except ValueError as exc:
-            return None, None, (INVALID_JSON, f"not valid JSON: {exc}"), None
+            return None, None, (INVALID_JSON, f"not valid JSON: {exc}"), None, None
         if type(line) is not dict:
-            return None, None, (NOT_AN_OBJECT, "the line is not a JSON object"), None
-        ref = line.get(SOURCE_REF)
+            return None, None, (NOT_AN_OBJECT, "the line is not a JSON object"), None, None
         problems = check_line(line, self.class_map)
         if problems:
-            return (ref if type(ref) is str else None), None, problems[0], None
+            ref = line.get(SOURCE_REF)
+            return (ref if type(ref) is str else None), None, problems[0], None, None
+        ref = line[SOURCE_REF]  # a valid line has an s3://bucket/key source-ref
         attr = find_attribute(line, self.attribute)
         assert attr is not None  # the line was validated
-        created = line[attr + METADATA_SUFFIX]["creation-date"] if want_created else None
-        return ref, text if self.is_canonical(line) else self.rekey(line), None, created
-
-    def is_canonical(self, line: dict[str, Any]) -> bool:
-        """True when a valid line can be written as is: canonical attribute, nothing else, same ids."""
-        if len(line) != 3 or self.attribute not in line:
-            return False
-        key = tuple(line[self.metadata_key]["class-map"].items())
-        verdict = self.canonical_maps.get(key)
-        if verdict is None:
-            verdict = self.canonical_maps[key] = all(
-                self.class_map.get_id(name) == int(cid) for cid, name in key
-            )
-        return verdict
+        canonical = self.rekey(line)
+        created = line[attr + METADATA_SUFFIX]["creation-date"]
+        return ref, None if canonical == text else canonical, None, created, ref[5 : ref.index("/", 5)]
 
     def rekey(self, line: dict[str, Any]) -> str:
-        """A valid line in Ground Truth layout with the canonical attribute and class ids (by name)."""
+        """The canonical text of a valid line: Ground Truth layout, the merge's attribute, the configured
+        class-map and class ids (remapped by name), nothing else."""
         attr = find_attribute(line, self.attribute)
         assert attr is not None  # the line was validated
         value, metadata = line[attr], line[attr + METADATA_SUFFIX]
         names, id_of = metadata["class-map"], self.class_map.id_of
-        annotations = [
-            _annotation(b["left"], b["top"], b["width"], b["height"], id_of(names[str(b["class_id"])]))
+        boxes = [
+            (b["left"], b["top"], b["width"], b["height"], id_of(names[str(b["class_id"])]))
             for b in value["annotations"]
         ]
         size = value["image_size"][0]
-        rebuilt = {
-            SOURCE_REF: line[SOURCE_REF],
-            self.attribute: {
-                "annotations": annotations,
-                "image_size": [{"width": size["width"], "height": size["height"], "depth": size["depth"]}],
-            },
-            self.metadata_key: {
-                "job-name": metadata.get("job-name", f"labeling-job/{attr}"),
-                "class-map": self.class_map.to_metadata(),
-                "human-annotated": metadata["human-annotated"],
-                "objects": [{"confidence": o["confidence"]} for o in metadata["objects"]],
-                "creation-date": metadata["creation-date"],
-                "type": OBJECT_DETECTION_TYPE,
-            },
-        }
-        return json.dumps(rebuilt, ensure_ascii=False, separators=(",", ":"))
+        return self.canonical_text(
+            line[SOURCE_REF],
+            _annotations_text(boxes),
+            size["width"],
+            size["height"],
+            size["depth"],
+            metadata.get("job-name", f"labeling-job/{attr}"),
+            metadata["human-annotated"],
+            _objects_text([_json_number(o["confidence"]) for o in metadata["objects"]]),
+            metadata["creation-date"],
+            plain=False,
+        )
 
 
-# --- optional worker processes: validation is CPU-bound and independent per line ----------------
-
-
-_CLASS_MAP_TEXT = re.compile(r'"class-map":(\{[^{}\\]*\})')
+_CLASS_MAP_KEY = '"class-map"'
+_CLASS_MAP_TEXT = re.compile(r'"class-map"[ \t\r\n]*:[ \t\r\n]*(\{[^{}\\]*\})')
 
 
 def collect_class_names(lines: Iterable[str]) -> set[str]:
     """Class names used in the class-maps of the given JSON lines (lines that do not parse are skipped).
-    Fast for big manifests: each distinct class-map text is parsed once."""
+    Fast for big manifests in any layout: each distinct class-map text is parsed once."""
     names: set[str] = set()
-    seen_maps: set[str] = set()
+    seen_maps: set[str] = set()  # '"class-map": {...}' texts already parsed
     for text in lines:
-        found = _CLASS_MAP_TEXT.search(text)
-        if found is not None and text.count('"class-map"') == 1:
-            if found[1] not in seen_maps:
-                seen_maps.add(found[1])
+        at = text.find(_CLASS_MAP_KEY)
+        if at >= 0 and text.find(_CLASS_MAP_KEY, at + len(_CLASS_MAP_KEY)) < 0:
+            segment = text[at : text.find("}", at) + 1]
+            if segment in seen_maps:
+                continue
+            found = _CLASS_MAP_TEXT.fullmatch(segment)
+            if found is not None:
+                seen_maps.add(segment)
                 names.update(_names_of(_loads_or_none(found[1])))
-            continue
+                continue
         line = _loads_or_none(text)
         attr = find_attribute(line) if isinstance(line, dict) else None
         metadata = line.get(attr + METADATA_SUFFIX) if isinstance(line, dict) and attr else None

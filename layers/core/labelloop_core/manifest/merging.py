@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from labelloop_core.manifest.lines import (
     BAD_SOURCE_REF,
     DUPLICATE_SOURCE_REF,
     ClassMap,
     Problem,
+    _ChunkVerdict,
     _LineValidator,
     parse_creation_date,
 )
@@ -63,8 +65,9 @@ class MergeReport:
 @dataclass
 class _Label:
     created: datetime
-    text: str
+    text: str  # canonical, without line break
     number: int
+    bucket: str
 
 
 @contextmanager
@@ -80,102 +83,142 @@ def _gc_paused() -> Iterator[None]:
 
 
 class _Merger:
-    """The sequential part of a merge: newest label per source-ref, dedupe, counting, writing."""
+    """The sequential part of a merge: newest label per source-ref, dedupe, counting, writing.
+
+    Base lines come in chunks with their verdicts. The lines of a chunk that are valid, with a source-ref
+    that is new, unlabelled and not repeated in the chunk (nearly all of them) are written as one block
+    with set operations, without a step per line here; only the other lines (invalid, duplicate,
+    labelled) are handled one by one, in line order."""
 
     def __init__(self, out: TextIO, validator: _LineValidator, workers: _Workers) -> None:
         self.out = out
         self.validator = validator
         self.workers = workers
         self.report = MergeReport()
-        self.bucket_prefix = ""
-        self.pending: list[str] = []  # output lines (with line breaks) not yet written
 
     def drop(self, origin: str, number: int, problem: Problem) -> None:
         category, detail = problem
         self.report.dropped[category] = self.report.dropped.get(category, 0) + 1
         logger.warning("%s line %d dropped: %s (%s)", origin, number, category, detail)
 
-    def write(self, line: str, source_ref: str) -> None:
-        """Queue `line` (ending in exactly one \\n) for output."""
-        pending = self.pending
-        pending.append(line)
-        if not source_ref.startswith(self.bucket_prefix) or not self.bucket_prefix:
-            bucket = source_ref[5:].split("/", 1)[0]
-            self.report.buckets.add(bucket)
-            self.bucket_prefix = f"s3://{bucket}/"
-        if len(pending) >= 2048:
-            self.flush()
-
-    def flush(self) -> None:
-        block = "".join(self.pending)
+    def write(self, lines: list[str], terminated: bool) -> None:
+        """Write `lines`, each ending in exactly one line break (`terminated`) or in none."""
+        block = "".join(lines) if terminated else "\n".join(lines) + "\n"
         self.out.write(block)
-        self.report.output_lines += len(self.pending)
+        self.report.output_lines += len(lines)
         self.report.output_bytes += len(block) if block.isascii() else len(block.encode("utf-8"))
-        self.pending = []
 
     def load_labels(self, label_lines: Iterable[str]) -> dict[str, _Label]:
         newest: dict[str, _Label] = {}
         number = 0
-        for number, (_raw, verdict) in enumerate(
-            _verdicts(label_lines, self.validator, self.workers, True), 1
+        for chunk, (refs, texts, problems, _, created_texts) in _verdicts(
+            label_lines, self.validator, self.workers, True
         ):
-            assert not isinstance(verdict, str)  # labels always get the full verdict (with the date)
-            ref, output, problem, created_text = verdict
-            if problem is not None or ref is None or output is None:
-                self.drop("label", number, problem or (BAD_SOURCE_REF, "missing source-ref"))
-                continue
-            created = parse_creation_date(created_text)
-            assert created is not None  # validated
-            current = newest.get(ref)
-            if current is not None:
-                self.report.superseded += 1
-                older, newer = (
-                    (number, current.number) if created < current.created else (current.number, number)
-                )
-                logger.info("label line %d superseded by newer label line %d for %s", older, newer, ref)
-                if older == number:
+            assert created_texts is not None  # asked for
+            for index, ref in enumerate(refs):
+                number += 1
+                problem = problems.get(index)
+                if problem is not None or ref is None:
+                    self.drop("label", number, problem or (BAD_SOURCE_REF, "missing source-ref"))
                     continue
-            newest[ref] = _Label(created, output + "\n", number)
+                created = parse_creation_date(created_texts[index])
+                assert created is not None  # validated
+                current = newest.get(ref)
+                if current is not None:
+                    self.report.superseded += 1
+                    older, newer = (
+                        (number, current.number) if created < current.created else (current.number, number)
+                    )
+                    logger.info("label line %d superseded by newer label line %d for %s", older, newer, ref)
+                    if older == number:
+                        continue
+                text = texts.get(index)
+                if text is None:
+                    text = chunk[index].rstrip("\r\n")
+                newest[ref] = _Label(created, text, number, ref[5 : ref.index("/", 5)])
         self.report.input_lines += number
         return newest
 
     def stream_base(self, base_lines: Iterable[str], labels: dict[str, _Label]) -> None:
         seen: set[str] = set()
-        report, write = self.report, self.write
-        number = 0
-        for number, (raw, verdict) in enumerate(
-            _verdicts(base_lines, self.validator, self.workers, False), 1
-        ):
-            if isinstance(verdict, str):
-                ref: str | None = verdict
-                output: str | None = raw
-                problem: Problem | None = None
+        number = 0  # base lines before the chunk
+        for chunk, verdict in _verdicts(base_lines, self.validator, self.workers, False):
+            self.take_chunk(number, chunk, verdict, seen, labels)
+            number += len(chunk)
+        self.report.input_lines += number
+
+    def take_chunk(
+        self, number: int, chunk: list[str], verdict: _ChunkVerdict, seen: set[str], labels: dict[str, _Label]
+    ) -> None:
+        refs, texts, problems, buckets, _ = verdict
+        self.report.buckets |= buckets
+        terminated = chunk[0].endswith("\n")
+        pieces = cast(list[str | None], chunk)  # the chunk is this merge's own: written over in place
+        for index, text in texts.items():
+            pieces[index] = text + "\n" if terminated else text
+        found = set(refs)
+        found.discard(None)
+        distinct = cast(set[str], found)
+        special = distinct & seen
+        if labels:
+            special |= distinct & labels.keys()
+        repeated = len(distinct) != len(refs) - refs.count(None)
+        if repeated:
+            special |= {ref for ref, count in Counter(refs).items() if count > 1 and ref is not None}
+        if special or problems:
+            if repeated:
+                indexes = [i for i, ref in enumerate(refs) if ref in special or i in problems]
             else:
-                ref, text, problem, _ = verdict
-                output = None if text is None else text + "\n"
-            if ref is not None:
-                if ref in seen:
-                    self.drop("base", number, (DUPLICATE_SOURCE_REF, f"{ref} already appeared earlier"))
-                    continue
-                label = labels.pop(ref, None) if labels else None
-                if label is not None:  # the human label wins, whatever the base line holds
-                    write(label.text, ref)
-                    seen.add(ref)
-                    report.replaced += 1
-                    continue
-            if problem is not None or ref is None or output is None:
-                self.drop("base", number, problem or (BAD_SOURCE_REF, "missing source-ref"))
-                continue
-            write(output, ref)
-            seen.add(ref)
-            report.kept += 1
-        report.input_lines += number
+                position = dict(zip(refs, range(len(refs)), strict=True))  # None is never looked up
+                indexes = sorted({*problems, *(position[ref] for ref in special)})
+            for index in indexes:
+                ref = refs[index]
+                pieces[index] = self.take_line(
+                    number + index + 1, ref, problems.get(index), pieces[index], seen, labels, terminated
+                )
+                distinct.discard(ref)
+        seen |= distinct  # the valid lines with a new, unlabelled source-ref seen once in the chunk
+        self.report.kept += len(distinct)
+        written = [piece for piece in pieces if piece is not None] if special or problems else pieces
+        if written:
+            self.write(cast(list[str], written), terminated)
+
+    def take_line(
+        self,
+        number: int,
+        ref: str | None,
+        problem: Problem | None,
+        piece: str | None,
+        seen: set[str],
+        labels: dict[str, _Label],
+        terminated: bool,
+    ) -> str | None:
+        """What to write for one base line that needs a decision of its own (None: nothing)."""
+        report = self.report
+        if ref is not None:
+            if ref in seen:
+                self.drop("base", number, (DUPLICATE_SOURCE_REF, f"{ref} already appeared earlier"))
+                return None
+            label = labels.pop(ref, None) if labels else None
+            if label is not None:  # the human label wins, whatever the base line holds
+                seen.add(ref)
+                report.replaced += 1
+                report.buckets.add(label.bucket)
+                return label.text + "\n" if terminated else label.text
+        if problem is not None or ref is None:
+            self.drop("base", number, problem or (BAD_SOURCE_REF, "missing source-ref"))
+            return None
+        seen.add(ref)
+        report.kept += 1
+        return piece
 
     def add_remaining(self, labels: dict[str, _Label]) -> None:
-        for ref, label in labels.items():
-            self.write(label.text, ref)
-            self.report.added += 1
-        self.flush()
+        remaining = list(labels.values())
+        for start in range(0, len(remaining), 4096):
+            block = remaining[start : start + 4096]
+            self.report.buckets.update(label.bucket for label in block)
+            self.write([label.text for label in block], terminated=False)
+        self.report.added += len(remaining)
 
     def finish(self) -> MergeReport:
         report = self.report
@@ -212,9 +255,10 @@ def merge(
 
     Human labels: the newest `creation-date` per source-ref wins (ties: the later line) and replaces the
     base line. Duplicate base lines: the first one is kept. Every line is validated against `class_map`;
-    written lines use `attribute` and the canonical class ids (remapped by class name); lines already in
-    that form are copied byte for byte. Dropped lines are counted per reason and logged (line number and
-    reason) on this module's logger.
+    written lines are canonical, whatever the input's JSON layout (key order, whitespace, escapes): Ground
+    Truth's compact layout, `attribute`, the configured class-map and class ids (remapped by class name);
+    lines already in that form are copied byte for byte. Dropped lines are counted per reason and logged
+    (line number and reason) on the `labelloop_core.manifest` logger.
 
     Streaming and linear: memory holds the label lines and the set of source-refs written, not the
     base manifest. Validation runs on `workers` processes (default: the usable cores; 0 or 1: in this

@@ -6,6 +6,7 @@ stack runs handlers on threads), no re-import of the caller's __main__, no /dev/
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import logging
 import os
@@ -17,11 +18,12 @@ from collections.abc import Generator, Iterable, Iterator
 from contextlib import suppress
 from itertools import chain, islice
 
-from labelloop_core.manifest.lines import ClassMap, _LineValidator, _Verdict
+from labelloop_core.manifest.lines import ClassMap, _ChunkVerdict, _LineValidator
 
 logger = logging.getLogger("labelloop_core.manifest")
 
 _CHUNK_LINES = 4000
+_PIPE_BYTES = 1024 * 1024  # Linux's default limit for unprivileged processes
 
 
 def _worker_main() -> None:
@@ -36,9 +38,7 @@ def _worker_main() -> None:
             chunk, want_created = pickle.load(requests)
         except EOFError:
             return
-        pickle.dump(
-            [validator.validate(raw, want_created) for raw in chunk], replies, pickle.HIGHEST_PROTOCOL
-        )
+        pickle.dump(validator.validate_chunk(chunk, want_created), replies, pickle.HIGHEST_PROTOCOL)
         replies.flush()
 
 
@@ -49,6 +49,11 @@ class _Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
+        for pipe in (self.process.stdin, self.process.stdout):
+            with suppress(
+                AttributeError, OSError
+            ):  # Linux: a chunk in a few large transfers, not 64 KiB ones
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # type: ignore[union-attr]
         try:
             self.send((class_map.labels, attribute))
         except OSError:
@@ -60,9 +65,9 @@ class _Worker:
         pickle.dump(request, self.process.stdin, pickle.HIGHEST_PROTOCOL)
         self.process.stdin.flush()
 
-    def receive(self) -> list[_Verdict]:
+    def receive(self) -> _ChunkVerdict:
         assert self.process.stdout is not None
-        reply: list[_Verdict] = pickle.load(self.process.stdout)
+        reply: _ChunkVerdict = pickle.load(self.process.stdout)
         return reply
 
     def close(self) -> None:
@@ -124,27 +129,33 @@ def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def _verdicts(
     lines: Iterable[str], validator: _LineValidator, workers: _Workers, want_created: bool
-) -> Iterator[tuple[str, _Verdict]]:
-    """(line, verdict) in input order, on workers when the input is long and workers can start."""
+) -> Iterator[tuple[list[str], _ChunkVerdict]]:
+    """(chunk of lines, its verdict) in input order, on workers when the input is long and they start."""
     chunks = _chunks(lines, _CHUNK_LINES)
     first = next(chunks, [])
     started = workers.get() if len(first) == _CHUNK_LINES else []
     unvalidated: Iterable[list[str]] = chain([first], chunks)
     if started:
         unvalidated = yield from _verdicts_on_workers(unvalidated, started, workers, want_created)
-    for raw in chain.from_iterable(unvalidated):
-        yield raw, validator.validate(raw, want_created)
+    for chunk in unvalidated:
+        if chunk:
+            yield chunk, validator.validate_chunk(chunk, want_created)
+
+
+_Done = tuple[list[str], _ChunkVerdict]
 
 
 def _verdicts_on_workers(
     chunks: Iterable[list[str]], started: list[_Worker], workers: _Workers, want_created: bool
-) -> Generator[tuple[str, _Verdict], None, Iterable[list[str]]]:
+) -> Generator[_Done, None, Iterable[list[str]]]:
     """Each worker validates a chunk while this process consumes earlier results; one chunk in flight
-    per worker, so the pipes cannot deadlock. Returns the chunks left unvalidated if a worker fails."""
+    per worker, so the pipes cannot deadlock. A worker gets its next chunk before this process consumes
+    its last result. Returns the chunks left unvalidated if a worker fails."""
     idle = deque(started)
     pending: deque[tuple[list[str], _Worker]] = deque()
     remaining = iter(chunks)
     for chunk in remaining:
+        done: _Done | None = None
         if not idle:
             done_chunk, worker = pending[0]
             results = _receive(worker, workers)
@@ -152,25 +163,29 @@ def _verdicts_on_workers(
                 return chain([c for c, _ in pending], [chunk], remaining)
             pending.popleft()
             idle.append(worker)
-            yield from zip(done_chunk, results, strict=True)
+            done = done_chunk, results
         worker = idle.popleft()
         pending.append((chunk, worker))
         try:
             worker.send((chunk, want_created))
         except (OSError, pickle.PicklingError) as exc:
             workers.fail(f"a validation worker stopped accepting work: {exc!r}")
+            if done is not None:
+                yield done
             return chain([c for c, _ in pending], remaining)
+        if done is not None:
+            yield done
     while pending:
         done_chunk, worker = pending[0]
         results = _receive(worker, workers)
         if results is None:
             return [c for c, _ in pending]
         pending.popleft()
-        yield from zip(done_chunk, results, strict=True)
+        yield done_chunk, results
     return []
 
 
-def _receive(worker: _Worker, workers: _Workers) -> list[_Verdict] | None:
+def _receive(worker: _Worker, workers: _Workers) -> _ChunkVerdict | None:
     try:
         return worker.receive()
     except (OSError, EOFError, pickle.UnpicklingError) as exc:
