@@ -202,7 +202,7 @@ def test_building_and_validating_lines_leaves_the_merge_unloaded() -> None:
         " 'x', 'job', '2024-01-01T00:00:00Z'))\n"
         "heavy = ('subprocess', 'pickle', 'orjson', 'labelloop_core.manifest.merging')\n"
         "loaded = sorted(name for name in heavy if name in sys.modules)\n"
-        "print(loaded, lines._fast_patterns.cache_info().currsize)\n"
+        "print(loaded, lines._layout.cache_info().currsize)\n"
         "manifest.merge\n"
         "print('labelloop_core.manifest.merging' in sys.modules)\n"
     )

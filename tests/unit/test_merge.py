@@ -1,13 +1,16 @@
 import io
 import json
 import logging
+import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from labelloop_core import manifest
 from labelloop_core.manifest import ClassMap, MergeReport, merge, merging, validate_line, workers
+from labelloop_core.manifest import lines as lines_module
 
 LABELS = ClassMap.from_labels(["pepperoni", "cheese"])
 ATTR = "pizza_BB"
@@ -259,6 +262,8 @@ def test_worker_processes_give_exactly_the_in_process_result(monkeypatch: pytest
     assert lines == expected
     assert report == expected_report
     assert accounted(report) == report.input_lines
+    assert report.output_lines == len(lines)
+    assert report.output_bytes == sum(len(line.encode()) + 1 for line in lines)
 
 
 def test_a_failing_worker_loses_nothing(
@@ -423,3 +428,88 @@ def test_without_orjson_the_merge_writes_the_same_and_says_why_it_is_slower(
     monkeypatch.setitem(sys.modules, "orjson", None)  # `import orjson` raises ImportError
     assert run(base_lines, label_lines) == expected
     assert "orjson is not importable" in caplog.text
+
+
+def test_a_file_read_in_blocks_merges_like_its_lines(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(merging, "_BLOCK_CHARS", 101)  # blocks end inside lines
+    base, labels = mixed_inputs()
+    path = tmp_path / "base.manifest"
+    path.write_bytes(("\r\n".join(base[:20]) + "\n" + "\r".join(base[20:])).encode())  # no final break
+    with path.open(encoding="utf-8") as handle:
+        expected = io.StringIO()
+        expected_report = merge(list(handle), labels, expected, LABELS, ATTR, workers=0)
+    for worker_count in (0, 2):
+        with path.open(encoding="utf-8") as handle:
+            out = io.StringIO()
+            report = merge(manifest.file_lines(handle), labels, out, LABELS, ATTR, workers=worker_count)
+        assert out.getvalue() == expected.getvalue()
+        assert report == expected_report
+
+
+def _mutations(generator: random.Random) -> Iterator[Any]:
+    """Lines with random valid and invalid changes (types, bounds, keys, dates, numbers, strings)."""
+    names = ["a.jpg", "b é.jpg", "c/d.jpg", 'q"uote.jpg', "back\\\\slash.jpg", "folder/"]
+    for number in range(400):
+        boxes = [
+            (generator.randint(0, 500), generator.randint(0, 400), generator.randint(-1, 200), 20, c)
+            for c in generator.choices([0, 1, 2], k=generator.randint(0, 3))
+        ]
+        line: Any = json.loads(gt(f"{number % 300}-{generator.choice(names)}", boxes))
+        metadata = line[f"{ATTR}-metadata"]
+        change = generator.randrange(14)
+        if change == 0:
+            metadata["objects"] = [
+                {"confidence": generator.choice([0.5, 1e-05, 1.0, 2, True])} for _ in boxes
+            ]
+        elif change == 1:
+            metadata["class-map"] = generator.choice([{"0": "cheese", "1": "pepperoni"}, {"1": "pepperoni"}])
+        elif change == 2:
+            metadata["creation-date"] = generator.choice(["2024-02-30T00:00:00Z", "2024-05-01T10:00:00", 7])
+        elif change == 3:
+            line[ATTR]["image_size"][0]["depth"] = generator.choice([0, 3.0, "3", None])
+        elif change == 4:
+            metadata[generator.choice(["extra", "human-annotated"])] = generator.choice(
+                ["yes", "no", "maybe"]
+            )
+        elif change == 5:
+            del metadata[generator.choice(["job-name", "objects", "type"])]
+        elif change == 6:
+            line = {key.replace(ATTR, "bounding-box"): value for key, value in line.items()}
+        elif change == 7 and boxes:
+            line[ATTR]["annotations"][0]["left"] = generator.choice([1.5, "1", None, -3])
+        elif change == 8:
+            line["source-ref"] = generator.choice(["s3:///k.jpg", "s3://b", "http://b/k.jpg", 42])
+        elif change == 9:
+            line[ATTR]["image_size"] = [{"width": 640, "height": 480, "depth": 3}] * 2
+        yield line
+
+
+def _render(line: Any, generator: random.Random) -> str:
+    if generator.random() < 0.5:
+        line = _reversed_keys(line)
+    separators = generator.choice([(",", ":"), (", ", ": "), (" ,\t", " : ")])
+    text = json.dumps(line, ensure_ascii=generator.random() < 0.2, separators=separators)
+    return " " + text if generator.random() < 0.1 else text
+
+
+def test_the_fast_paths_keep_exactly_the_lines_the_full_check_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines in random layouts with random defects, merged once normally and once with every fast path
+    (layouts, learned layouts, the parsed-dict check) disabled: same bytes, same report."""
+    generator = random.Random(11)
+    base = [_render(line, generator) for line in _mutations(generator)]
+    labels = [_render(line, generator) for line in list(_mutations(generator))[:60]]
+    learned_verdict = lines_module._LineValidator.learned_verdict
+    decided: list[Any] = []  # what learned layouts gave
+
+    def spy(self: Any, text: str) -> Any:
+        decided.append(learned_verdict(self, text))
+        return decided[-1]
+
+    monkeypatch.setattr(lines_module._LineValidator, "learned_verdict", spy)
+    fast = run(base, labels)
+    assert len([verdict for verdict in decided if verdict is not False]) > 50
+    monkeypatch.setattr(lines_module._LineValidator, "layout_verdict", lambda self, match, layout: None)
+    monkeypatch.setattr(lines_module._LineValidator, "dict_valid", lambda self, line, plain: None)
+    full = run(base, labels)
+    assert fast == full
+    assert fast[1].kept + fast[1].replaced > 100 and fast[1].dropped_total > 100  # both kinds, many

@@ -45,9 +45,13 @@ def test_lines_are_those_botocore_gives_whatever_the_read_size(
 
 
 def test_random_manifests_split_like_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
-    pieces = ["{}", "é", "\n", "\r", "\r\n", "x y", "\u2028", ""]
+    pieces = ["{}", "é", "☃", "\n", "\r", "\r\n", "x y", "\u2028", ""]
     generator = random.Random(7)
-    for _ in range(500):
+    for _ in range(2000):
         data = "".join(generator.choices(pieces, k=generator.randint(0, 25))).encode()
         monkeypatch.setattr(s3store, "_LINES_CHUNK_BYTES", generator.randint(1, 9))
-        assert list(S3Store("bucket", _Client(data)).iter_lines("key")) == botocore_lines(data)
+        lines = S3Store("bucket", _Client(data)).iter_lines("key")
+        assert list(lines) == botocore_lines(data)
+        blocks = list(lines.text_blocks())  # type: ignore[attr-defined]
+        assert all(block.endswith("\n") for block in blocks)
+        assert "".join(blocks).split("\n")[:-1] == botocore_lines(data)

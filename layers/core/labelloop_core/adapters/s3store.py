@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,22 @@ _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestT
 
 class ObjectMissing(LabelloopError):
     """The object (or that version of it) does not exist, e.g. it was deleted after upload."""
+
+
+class _ObjectLines:
+    """S3Store.iter_lines: iterable once per read of the object."""
+
+    def __init__(self, store: S3Store, key: str) -> None:
+        self.store, self.key = store, key
+
+    def __iter__(self) -> Iterator[str]:
+        for block in self.store.text_blocks(self.key):
+            lines = block.split("\n")
+            lines.pop()  # after the block's last line break
+            yield from lines
+
+    def text_blocks(self) -> Iterator[str]:
+        return self.store.text_blocks(self.key)
 
 
 @dataclass(frozen=True)
@@ -91,25 +107,39 @@ class S3Store:
             raise self._translate(error, key) from error
         return True
 
-    def iter_lines(self, key: str) -> Iterator[str]:
+    def iter_lines(self, key: str) -> Iterable[str]:
         """The object's lines (UTF-8, without line breaks), streamed; ObjectMissing if it is absent.
 
-        Lines end at LF, CR LF or CR. Decoded and split a megabyte at a time: a million-line manifest
-        costs no Python step per line here."""
+        Lines end at LF, CR LF or CR. `text_blocks()` gives the same lines as blocks of about a megabyte
+        of whole lines, each ending in LF: the manifest merge reads them so, with no step per line."""
+        return _ObjectLines(self, key)
+
+    def text_blocks(self, key: str) -> Iterator[str]:
+        """The object's text in blocks of whole lines, each line ending in LF (see iter_lines)."""
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         except Exception as error:
             raise self._translate(error, key) from error
         decoder = codecs.getincrementaldecoder("utf-8")()
-        pending = ""
+        pending = ""  # the start of a line continued in the next chunk
+        after_cr = False  # the last chunk ended with CR: an LF starting this one is the same line break
         try:
             while chunk := body.read(_LINES_CHUNK_BYTES):
-                lines = _line_feeds(pending + decoder.decode(chunk)).split("\n")
-                pending = lines.pop()  # the start of a line continued in the next chunk
-                yield from lines
+                text = decoder.decode(chunk)
+                if after_cr and text:  # the character after that CR
+                    text, after_cr = text.removeprefix("\n"), False
+                if text:
+                    after_cr = text.endswith("\r")
+                if "\r" in text:
+                    text = text.replace("\r\n", "\n").replace("\r", "\n")
+                text = pending + text
+                cut = text.rfind("\n") + 1
+                if cut:
+                    yield text[:cut]
+                pending = text[cut:]
             pending += decoder.decode(b"", final=True)
             if pending:
-                yield pending.removesuffix("\r")
+                yield pending + "\n"
         finally:
             body.close()
 
@@ -129,14 +159,6 @@ class S3Store:
         if code in _TRANSIENT_CODES:
             return TransientError(f"S3 {code} reading s3://{self.bucket}/{key}")
         return error
-
-
-def _line_feeds(text: str) -> str:
-    """CR LF and CR as LF; a CR at the very end stays (the next chunk may start with its LF)."""
-    if "\r" not in text:
-        return text
-    last = "\r" if text.endswith("\r") else ""
-    return text.removesuffix(last).replace("\r\n", "\n").replace("\r", "\n") + last
 
 
 def _json_body(document: Any) -> dict[str, Any]:

@@ -53,11 +53,12 @@ if TYPE_CHECKING:
         MAX_MANIFEST_BYTES,
         MAX_MANIFEST_LINES,
         MergeReport,
+        file_lines,
         merge,
     )
 
 _MERGING = frozenset(
-    {"MAX_INVALID_FRACTION", "MAX_MANIFEST_BYTES", "MAX_MANIFEST_LINES", "MergeReport", "merge"}
+    {"MAX_INVALID_FRACTION", "MAX_MANIFEST_BYTES", "MAX_MANIFEST_LINES", "MergeReport", "file_lines", "merge"}
 )
 
 
@@ -103,6 +104,7 @@ __all__ = [
     "build_line",
     "check_line",
     "collect_class_names",
+    "file_lines",
     "find_attribute",
     "format_creation_date",
     "merge",

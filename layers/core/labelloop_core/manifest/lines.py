@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, TypeGuard
+from itertools import accumulate
+from typing import Any, TypeGuard, cast
 
 from labelloop_core.geometry import PixelBox
 
@@ -174,7 +175,7 @@ def build_line(
 
 
 def _annotation(left: int, top: int, width: int, height: int, class_id: int) -> dict[str, int]:
-    # Ground Truth's key order: lines we write then take the merge's fast path (see _FAST_LINE).
+    # Ground Truth's key order: lines we write are then copied as they are by the merge (_Layout.as_is).
     return {"left": left, "top": top, "width": width, "height": height, "class_id": class_id}
 
 
@@ -332,55 +333,123 @@ def validate_line(line: object, class_map: ClassMap | None = None, attribute: st
 #
 # Every line the merge writes is canonical: Ground Truth's compact layout and key order, the merge's
 # attribute, the configured class-map and class ids, numbers as Python's json writes them. That is
-# `rekey` of the parsed line; the two fast paths below only avoid computing it (or json.loads) when
+# `rekey` of the parsed line; the fast paths below only avoid computing it (or parsing the line) when
 # they can prove the result, so the output depends on what a line means, never on how it is laid out.
-
-# The exact compact layout Ground Truth writes (and build_line + json.dumps reproduce). A line that
-# matches is structurally valid JSON of the right shape with an s3:// source-ref, positive image size,
-# non-negative box corners and positive box sizes, so the merge finishes validating it from the
-# captured pieces without parsing it. Strings with escapes, other key orders, other whitespace or extra
-# keys do not match and are parsed instead (the dict path, then the full check): same verdicts.
+#
+# Layouts: a regular expression for one order of the keys of every object, with or without whitespace
+# between tokens, matches only lines that are structurally valid JSON of the right shape, with an
+# s3:// source-ref, positive image size, non-negative box corners and positive box sizes; the rest is
+# checked on the captured pieces, without parsing. One layout is built in, Ground Truth's own compact
+# one, where a line already canonical is copied as it is. Others are learned: a line no layout matches
+# is parsed (orjson when available), and when it is valid its key orders become a layout (with any
+# whitespace), so the lines after it written the same way (json.dumps, another tool) are not parsed.
+# Strings with escapes, extra keys or anything unusual are parsed, then checked by json.loads +
+# check_line when in doubt: same verdicts whichever path a line takes.
 _CHARS = r'[^"\\\x00-\x1f]'
 _STR = rf'"{_CHARS}*+"'
 _NATURAL = r"(?:0|[1-9][0-9]*+)"
 _POSITIVE = r"[1-9][0-9]*+"
 _NUM = r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][+-]?[0-9]++)?"
-_BOX = (
-    rf'\{{"left":{_NATURAL},"top":{_NATURAL},'
-    rf'"width":{_POSITIVE},"height":{_POSITIVE},"class_id":{_NATURAL}\}}'
-)
-_OBJECT = rf'\{{"confidence":{_NUM}\}}'
-_CLASS_ENTRY = rf'"[0-9]++":{_STR}'
-_FAST_LINE = (
-    rf'\{{"source-ref":"(s3://([^/"\\\x00-\x1f]++)/{_CHARS}*+)(?<!/)",'
-    rf'"({_CHARS}++)":\{{'
-    rf'"annotations":\[((?:{_BOX}(?:,{_BOX})*+)?)\],'
-    rf'"image_size":\[\{{"width":({_POSITIVE}),"height":({_POSITIVE}),"depth":({_POSITIVE})\}}\]\}},'
-    r'"\3-metadata":\{'
-    rf'"job-name":"({_CHARS}*+)",'
-    rf'"class-map":(\{{(?:{_CLASS_ENTRY}(?:,{_CLASS_ENTRY})*+)?\}}),'
-    r'"human-annotated":"(yes|no)",'
-    rf'"objects":\[((?:{_OBJECT}(?:,{_OBJECT})*+)?)\],'
-    rf'"creation-date":"({_CHARS}*+)",'
-    r'"type":"groundtruth/object-detection"\}\}'
-)
-# Groups of _FAST_LINE.
-_REF, _BUCKET, _ATTR, _BOXES, _WIDTH, _HEIGHT, _DEPTH, _JOB, _CLASSES, _HUMAN, _OBJECTS, _CREATED = range(
-    1, 13
-)
-_FAST_BOX = r'\{"left":([0-9]++),"top":([0-9]++),"width":([0-9]++),"height":([0-9]++),"class_id":([0-9]++)'
-_FAST_CLASS_ENTRY = re.compile(r'"([0-9]+)":"([^"\\\x00-\x1f]*)"')
-_FAST_CONFIDENCE = re.compile(r'"confidence":([^}]++)')
+_SPACE = r"[ \t\n\r]*+"  # JSON whitespace
+_BOX_VALUES = {
+    "left": _NATURAL,
+    "top": _NATURAL,
+    "width": _POSITIVE,
+    "height": _POSITIVE,
+    "class_id": _NATURAL,
+}
+# Ground Truth's key orders; the roles of a line's keys are "source-ref", "attribute" and "metadata".
+_LINE_KEYS = (SOURCE_REF, "attribute", "metadata")
+_VALUE_KEYS = ("annotations", "image_size")
+_SIZE_KEYS = ("width", "height", "depth")
+_BOX_KEYS = ("left", "top", "width", "height", "class_id")
+_METADATA_KEYS = ("job-name", "class-map", "human-annotated", "objects", "creation-date", "type")
+# What every layout captures: what every line needs, in this order (`match.group(*layout.groups)`), and
+# what only a line to re-key needs (`layout.rekeying`).
+_CAPTURES = ("ref", "bucket", "attr", "meta", "boxes", "width", "height", "classes", "objects", "created")
+_REKEYING = ("depth", "job", "human")
+_CLASS_ENTRY_TEXT = re.compile(rf'"([0-9]+)"{_SPACE}:{_SPACE}"({_CHARS}*)"')
+_CONFIDENCE_TEXT = re.compile(rf'"confidence"{_SPACE}:{_SPACE}([^\s{{}},]++)')
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 # orjson turns integers beyond 64 bits into floats; json keeps them exact. Floats this large go to the
 # full check, so no parser difference reaches the output.
 _FLOAT_LIMIT = 9.2e18
+_MAX_LEARNED_LAYOUTS = 4
+_MAX_LEARNING_ATTEMPTS = 32  # compiling a layout takes tens of milliseconds
+
+
+@dataclass(frozen=True)
+class _Layout:
+    line: re.Pattern[str]
+    box: re.Pattern[str]  # one box, its five numbers captured in the layout's key order
+    order: tuple[int, int, int, int, int]  # where left, top, width, height, class_id are in a box match
+    groups: tuple[int, ...]  # the group numbers of _CAPTURES in `line`
+    rekeying: tuple[int, ...]  # and of _REKEYING
+    as_is: bool  # Ground Truth's compact layout: a canonical line is copied as it is
 
 
 @cache
-def _fast_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """The compiled Ground Truth layout (tens of milliseconds: compiled by the first merge, not at import)."""
-    return re.compile(_FAST_LINE), re.compile(_FAST_BOX)
+def _layout(
+    line_keys: tuple[str, ...],
+    value_keys: tuple[str, ...],
+    size_keys: tuple[str, ...],
+    box_keys: tuple[str, ...],
+    metadata_keys: tuple[str, ...],
+    spaced: bool,
+) -> _Layout:
+    """The layout with these key orders, compact or with any JSON whitespace (compiled once)."""
+    space = _SPACE if spaced else ""
+    comma = f"{space},{space}"
+
+    def members(fields: Iterable[tuple[str, str]]) -> str:
+        return (
+            rf"\{{{space}"
+            + comma.join(f"{key}{space}:{space}{value}" for key, value in fields)
+            + rf"{space}\}}"
+        )
+
+    def array(item: str, name: str) -> str:
+        return rf"\[{space}(?P<{name}>(?:{item}(?:{comma}{item})*+)?){space}\]"
+
+    box = members((f'"{key}"', _BOX_VALUES[key]) for key in box_keys)
+    numbers = members((f'"{key}"', f"({_BOX_VALUES[key]})") for key in box_keys)
+    entry = f'"[0-9]++"{space}:{space}{_STR}'
+    size = {key: f"(?P<{key}>{_POSITIVE})" for key in _SIZE_KEYS}
+    value = {
+        "annotations": array(box, "boxes"),
+        "image_size": rf"\[{space}" + members((f'"{key}"', size[key]) for key in size_keys) + rf"{space}\]",
+    }
+    metadata = {
+        "job-name": f'"(?P<job>{_CHARS}*+)"',
+        "class-map": rf"(?P<classes>\{{{space}(?:{entry}(?:{comma}{entry})*+)?{space}\}})",
+        "human-annotated": '"(?P<human>yes|no)"',
+        "objects": array(members([('"confidence"', _NUM)]), "objects"),
+        "creation-date": f'"(?P<created>{_CHARS}*+)"',
+        "type": f'"{OBJECT_DETECTION_TYPE}"',
+    }
+    line = {
+        SOURCE_REF: (f'"{SOURCE_REF}"', rf'"(?P<ref>s3://(?P<bucket>[^/"\\\x00-\x1f]++)/{_CHARS}*+)(?<!/)"'),
+        "attribute": (f'"(?P<attr>{_CHARS}++)"', members((f'"{key}"', value[key]) for key in value_keys)),
+        "metadata": (
+            f'"(?P<meta>{_CHARS}++)"',
+            members((f'"{key}"', metadata[key]) for key in metadata_keys),
+        ),
+    }
+    pattern = re.compile(space + members(line[role] for role in line_keys) + space)
+    return _Layout(
+        line=pattern,
+        box=re.compile(numbers),
+        order=cast(tuple[int, int, int, int, int], tuple(box_keys.index(key) for key in _BOX_KEYS)),
+        groups=tuple(pattern.groupindex[name] for name in _CAPTURES),
+        rekeying=tuple(pattern.groupindex[name] for name in _REKEYING),
+        as_is=not spaced
+        and (line_keys, value_keys, size_keys, box_keys, metadata_keys)
+        == (_LINE_KEYS, _VALUE_KEYS, _SIZE_KEYS, _BOX_KEYS, _METADATA_KEYS),
+    )
+
+
+def _ground_truth_layout() -> _Layout:
+    return _layout(_LINE_KEYS, _VALUE_KEYS, _SIZE_KEYS, _BOX_KEYS, _METADATA_KEYS, spaced=False)
 
 
 def _json_parser() -> Callable[[str], Any]:
@@ -389,22 +458,18 @@ def _json_parser() -> Callable[[str], Any]:
     Only the dict path uses it, and only for lines it then accepts as exactly the expected shape, where
     both parsers give the same values; anything else is parsed again by json for the full check."""
     try:
-        import orjson
+        import orjson  # a compiled library: imported by the first merge, not at import
     except ImportError:
         logger.warning("orjson is not importable for this Python; the merge parses lines with json")
         return json.loads
     return orjson.loads
 
 
-def _plain_text(value: str) -> str:
-    return f'"{value}"'
-
-
-def _json_text(value: str) -> str:
-    """A string as json.dumps(ensure_ascii=False) writes it."""
+def _escaped(value: str) -> str:
+    """A string's JSON text without its quotes, as json.dumps(ensure_ascii=False) writes it."""
     if _NEEDS_ESCAPE.search(value) is None:
-        return f'"{value}"'
-    return json.dumps(value, ensure_ascii=False)
+        return value
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
 
 def _json_number(value: float) -> str:
@@ -414,13 +479,20 @@ def _json_number(value: float) -> str:
     return json.dumps(value) if type(value) is float else int.__repr__(value)
 
 
-def _canonical_confidences(text: str) -> bool:
-    """Whether every confidence in an `objects` text is written as json.dumps would write it."""
-    for number in _FAST_CONFIDENCE.findall(text):
+def _canonical_objects(text: str) -> str | bool:
+    """The canonical items of an `objects` list from a layout's text of them; False when a confidence is
+    not written as json.dumps would write it (the line is then parsed)."""
+    confidences = _CONFIDENCE_TEXT.findall(text)
+    for number in confidences:
         value = json.loads(number)
         if (float.__repr__(value) if type(value) is float else int.__repr__(value)) != number:
             return False
-    return True
+    return _objects_text(confidences)
+
+
+def _same(canonical: str, text: str) -> bool:
+    """Whether `canonical` (with its line break) is `text` (without one), without copying either."""
+    return len(canonical) == len(text) + 1 and canonical.startswith(text)
 
 
 def _paired_key(line: dict[str, Any]) -> str | None:
@@ -444,15 +516,21 @@ def _objects_text(confidences: list[str]) -> str:
     return ",".join([f'{{"confidence":{value}}}' for value in confidences])
 
 
-# What validating a chunk of raw lines gives, aligned with the chunk and small for the pipes:
+# What validating a chunk of raw lines gives, aligned with the chunk:
 # - each line's source-ref, or None when it has none;
-# - line index -> the text to write instead of the line (canonical, no line break), for valid lines not
-#   already written that way with the chunk's line break (the first line's: "\n" or none at all);
+# - the text to write for the chunk's valid lines, in order, each canonical and ending in "\n" (the
+#   merge writes it as one block and cuts out only the lines it does not write);
+# - where each line's text ends in that block (an invalid line's is empty);
 # - line index -> the first problem of each invalid line;
 # - the buckets of the valid lines' source-refs;
 # - when asked for, each line's creation-date (None for invalid lines), else None.
-_ChunkVerdict = tuple[list[str | None], dict[int, str], dict[int, Problem], set[str], list[str | None] | None]
+_ChunkVerdict = tuple[list[str | None], str, list[int], dict[int, Problem], set[str], list[str | None] | None]
+# One line: (source-ref, canonical text (with its line break) or None when it is the line, problem,
+# creation-date, bucket).
 _LineVerdict = tuple[str | None, str | None, Problem | None, str | None, str | None]
+# The fast path's: (source-ref, bucket, creation-date, canonical text or None when it is the line);
+# None: the full check decides; False: valid, but the line must be parsed for its text.
+_FastVerdict = tuple[str, str, str, str | None] | bool | None
 
 
 class _LineValidator:
@@ -462,53 +540,70 @@ class _LineValidator:
         self.class_map = class_map
         self.attribute = attribute
         self.metadata_key = attribute + METADATA_SUFFIX
-        self.fast_line, self.fast_box = _fast_patterns()
+        self.ground_truth = _ground_truth_layout()
+        self.learned: list[_Layout] = []
+        self.learning_attempts = 0
         self.loads = _json_parser()
         self.class_map_text = json.dumps(class_map.to_metadata(), ensure_ascii=False, separators=(",", ":"))
-        self.attribute_text = _json_text(attribute)
-        self.metadata_text = _json_text(self.metadata_key)
+        self.attribute_text = f'"{_escaped(attribute)}"'
+        self.metadata_text = f'"{_escaped(self.metadata_key)}"'
         # class-map text -> (line class id -> canonical id, configured labels only; the configured map?)
         self.fast_class_maps: dict[str, tuple[dict[str, int], bool]] = {}
         # class-map items -> line class id -> canonical class id (configured labels only); None: malformed
         self.class_ids: dict[tuple[tuple[Any, Any], ...], dict[int, int] | None] = {}
-        self.confidences: dict[str, bool] = {}  # `objects` text -> _canonical_confidences
+        self.objects_texts: dict[str, str | bool] = {}  # `objects` text -> _canonical_objects
         self.last_date = ""
 
     def validate_chunk(self, lines: list[str], want_created: bool = False) -> _ChunkVerdict:
         refs: list[str | None] = []
-        texts: dict[int, str] = {}
+        outputs: list[str] = []  # per line: what to write for it ("" for an invalid line)
         problems: dict[int, Problem] = {}
         buckets: set[str] = set()
         created: list[str | None] | None = [] if want_created else None
-        terminated = bool(lines) and lines[0].endswith("\n")
-        fullmatch, fast_verdict = self.fast_line.fullmatch, self.fast_verdict
+        ground_truth = self.ground_truth
+        fullmatch, layout_verdict = ground_truth.line.fullmatch, self.layout_verdict
+        ref: str | None
+        bucket: str | None
+        date: str | None
         for index, raw in enumerate(lines):
             text = raw.rstrip("\r\n")
             match = fullmatch(text)
-            verdict = False if match is None else fast_verdict(match)
-            if match is not None and verdict is not None and verdict is not False:
-                # The common case, without a tuple per line.
-                ref, problem, date, bucket = match[_REF], None, match[_CREATED], match[_BUCKET]
-                canonical = None if verdict is True else verdict
+            if match is not None:
+                fast = layout_verdict(match, ground_truth)
+            else:
+                fast = self.learned_verdict(text) if self.learned else False
+            if type(fast) is tuple:  # the common case, without another tuple per line
+                ref, bucket, date, canonical = fast
+                problem = None
             else:
                 ref, canonical, problem, date, bucket = (
-                    self.full_check(text) if verdict is None else self.parsed_check(text)
+                    self.full_check(text) if fast is None else self.parsed_check(text)
                 )
             refs.append(ref)
             if created is not None:
                 created.append(date)
             if problem is not None:
                 problems[index] = problem
+                outputs.append("")
                 continue
             assert bucket is not None  # a valid line has an s3:// source-ref
             buckets.add(bucket)
             if canonical is not None:
-                texts[index] = canonical
-            elif (len(raw) != len(text) + 1 or raw[-1] != "\n") if terminated else len(raw) != len(text):
-                texts[index] = text  # the right text, not the chunk's line break
-        return refs, texts, problems, buckets, created
+                outputs.append(canonical)
+            elif len(raw) == len(text) + 1 and raw[-1] == "\n":
+                outputs.append(raw)  # canonical already, with its line break: no copy
+            else:
+                outputs.append(text + "\n")
+        return refs, "".join(outputs), list(accumulate(map(len, outputs))), problems, buckets, created
 
-    # --- fast path: the Ground Truth layout, validated from the regex captures -----------------
+    # --- fast path: a layout's regular expression, then checks on its captures ------------------
+
+    def learned_verdict(self, text: str) -> _FastVerdict:
+        for layout in self.learned:
+            match = layout.line.fullmatch(text)
+            if match is not None:
+                return self.layout_verdict(match, layout)
+        return False
 
     def fast_class_map(self, text: str) -> tuple[dict[str, int], bool]:
         """(line class id -> canonical id of the configured labels, is it the configured class-map?)"""
@@ -516,56 +611,65 @@ class _LineValidator:
         if known is None:
             ids = {
                 cid: canonical
-                for cid, name in _FAST_CLASS_ENTRY.findall(text)
+                for cid, name in _CLASS_ENTRY_TEXT.findall(text)
                 if (canonical := self.class_map.get_id(name)) is not None
             }
             known = self.fast_class_maps[text] = (ids, text == self.class_map_text)
         return known
 
-    def fast_verdict(self, match: re.Match[str]) -> str | bool | None:
-        """None when the line needs the full check; True when it is valid and canonical already; its
-        canonical text when it is valid otherwise; False when it is valid but must be parsed for that."""
-        attr = match[_ATTR]
+    def layout_verdict(self, match: re.Match[str], layout: _Layout) -> _FastVerdict:
+        ref, bucket, attr, meta, boxes_text, width_text, height_text, classes, objects, created = match.group(
+            *layout.groups
+        )
+        if meta != attr + METADATA_SUFFIX:
+            return None
         if attr != self.attribute and (attr.endswith(METADATA_SUFFIX) or attr == SOURCE_REF):
             return None
-        classes = match[_CLASSES]
         known = self.fast_class_maps.get(classes)
         ids, canonical = known if known is not None else self.fast_class_map(classes)
-        # Boxes and objects are read in place (pos/endpos): no copies of the longest parts of the line.
-        line = match.string
-        boxes = self.fast_box.findall(line, match.start(_BOXES), match.end(_BOXES))
-        if len(boxes) > MAX_BOXES_PER_IMAGE or line.count(
-            "{", match.start(_OBJECTS), match.end(_OBJECTS)
-        ) != len(boxes):
+        boxes = layout.box.findall(boxes_text)
+        if len(boxes) > MAX_BOXES_PER_IMAGE or objects.count("{") != len(boxes):
             return None
-        width, height = int(match[_WIDTH]), int(match[_HEIGHT])
-        for left, top, box_w, box_h, class_id in boxes:
-            if int(left) + int(box_w) > width or int(top) + int(box_h) > height or class_id not in ids:
+        width, height = int(width_text), int(height_text)
+        left_at, top_at, width_at, height_at, id_at = layout.order
+        for box in boxes:
+            if (
+                int(box[left_at]) + int(box[width_at]) > width
+                or int(box[top_at]) + int(box[height_at]) > height
+            ):
                 return None
-        created = match[_CREATED]
+            if box[id_at] not in ids:
+                return None
         if created != self.last_date:  # Ground Truth writes runs of lines with the same date
             if parse_creation_date(created) is None:
                 return None
             self.last_date = created
-        objects = match[_OBJECTS]
-        plain_numbers = self.confidences.get(objects)
-        if not (self.canonical_confidences(objects) if plain_numbers is None else plain_numbers):
+        canonical_objects = self.objects_texts.get(objects)
+        if canonical_objects is None:
+            if len(self.objects_texts) > 10_000:  # float confidences rarely repeat: keep the cache small
+                self.objects_texts.clear()
+            canonical_objects = self.objects_texts[objects] = _canonical_objects(objects)
+        if canonical_objects is False:
             return False
-        if canonical and attr == self.attribute:
-            return True
-        annotations = _annotations_text([(x, y, w, h, ids[cid]) for x, y, w, h, cid in boxes])
-        depth, job, human = match.group(_DEPTH, _JOB, _HUMAN)
-        return self.canonical_text(
-            match[_REF], annotations, width, height, depth, job, human, objects, created, plain=True
+        if layout.as_is and canonical and attr == self.attribute and canonical_objects == objects:
+            return ref, bucket, created, None
+        annotations = _annotations_text(
+            [(b[left_at], b[top_at], b[width_at], b[height_at], ids[b[id_at]]) for b in boxes]
         )
-
-    def canonical_confidences(self, text: str) -> bool:
-        known = self.confidences.get(text)
-        if known is None:
-            if len(self.confidences) > 10_000:  # float confidences rarely repeat: keep the cache small
-                self.confidences.clear()
-            known = self.confidences[text] = _canonical_confidences(text)
-        return known
+        depth, job, human = match.group(*layout.rekeying)
+        text = self.canonical_text(
+            ref,
+            annotations,
+            width,
+            height,
+            depth,
+            job,
+            human,
+            cast(str, canonical_objects),
+            created,
+            plain=True,
+        )
+        return ref, bucket, created, text
 
     # --- dict path: any layout, parsed (orjson when available) and checked for the expected shape ---
 
@@ -579,8 +683,31 @@ class _LineValidator:
         verdict = self.dict_valid(line, "\\" not in text)
         if verdict is None:
             return self.full_check(text)
+        if len(self.learned) < _MAX_LEARNED_LAYOUTS and self.learning_attempts < _MAX_LEARNING_ATTEMPTS:
+            self.learn(line, text)
         ref, canonical, created, bucket = verdict
-        return ref, None if canonical == text else canonical, None, created, bucket
+        return ref, None if _same(canonical, text) else canonical, None, created, bucket
+
+    def learn(self, line: dict[str, Any], text: str) -> None:
+        """Learn the layout of a valid `line` (its key orders, any whitespace) when its text takes it."""
+        self.learning_attempts += 1
+        attr = self.attribute if self.attribute in line else _paired_key(line)
+        assert attr is not None  # the line is valid
+        value, metadata = line[attr], line[attr + METADATA_SUFFIX]
+        annotations = value["annotations"]
+        if not annotations or any(list(box) != list(annotations[0]) for box in annotations):
+            return  # no box (or boxes in several orders) to learn the box key order from
+        roles = {SOURCE_REF: SOURCE_REF, attr: "attribute", attr + METADATA_SUFFIX: "metadata"}
+        layout = _layout(
+            tuple(roles[key] for key in line),
+            tuple(value),
+            tuple(value["image_size"][0]),
+            tuple(annotations[0]),
+            tuple(metadata),
+            spaced=True,
+        )
+        if layout not in self.learned and layout.line.fullmatch(text) is not None:
+            self.learned.append(layout)
 
     def dict_valid(self, line: Any, plain: bool) -> tuple[str, str, str, str] | None:
         """(source-ref, canonical text, creation-date, bucket) of a valid line that has exactly the
@@ -701,16 +828,17 @@ class _LineValidator:
         plain: bool,
     ) -> str:
         """A line as `json.dumps(build_line-shaped dict, ensure_ascii=False, separators=(",", ":"))`
-        writes it, with the merge's attribute and the configured class-map. `annotations`, `objects`:
-        the JSON texts of those lists' items; width, height, depth: integers or their decimal text;
-        `plain`: no string needs escaping."""
-        quote = _plain_text if plain else _json_text
+        writes it, plus its line break, with the merge's attribute and the configured class-map.
+        `annotations`, `objects`: the JSON texts of those lists' items; width, height, depth: integers
+        or their decimal text; `plain`: no string needs escaping."""
+        if not plain:
+            ref, job, created = _escaped(ref), _escaped(job), _escaped(created)
         return (
-            f'{{"source-ref":{quote(ref)},{self.attribute_text}:{{"annotations":[{annotations}],'
+            f'{{"source-ref":"{ref}",{self.attribute_text}:{{"annotations":[{annotations}],'
             f'"image_size":[{{"width":{width},"height":{height},"depth":{depth}}}]}},'
-            f'{self.metadata_text}:{{"job-name":{quote(job)},"class-map":{self.class_map_text},'
+            f'{self.metadata_text}:{{"job-name":"{job}","class-map":{self.class_map_text},'
             f'"human-annotated":"{human}","objects":[{objects}],'
-            f'"creation-date":{quote(created)},"type":"{OBJECT_DETECTION_TYPE}"}}}}'
+            f'"creation-date":"{created}","type":"{OBJECT_DETECTION_TYPE}"}}}}\n'
         )
 
     # --- full path: json.loads + check_line -----------------------------------------------------
@@ -733,11 +861,11 @@ class _LineValidator:
         assert attr is not None  # the line was validated
         canonical = self.rekey(line)
         created = line[attr + METADATA_SUFFIX]["creation-date"]
-        return ref, None if canonical == text else canonical, None, created, ref[5 : ref.index("/", 5)]
+        return ref, None if _same(canonical, text) else canonical, None, created, ref[5 : ref.index("/", 5)]
 
     def rekey(self, line: dict[str, Any]) -> str:
-        """The canonical text of a valid line: Ground Truth layout, the merge's attribute, the configured
-        class-map and class ids (remapped by name), nothing else."""
+        """The canonical text of a valid line, with its line break: Ground Truth layout, the merge's
+        attribute, the configured class-map and class ids (remapped by name), nothing else."""
         attr = find_attribute(line, self.attribute)
         assert attr is not None  # the line was validated
         value, metadata = line[attr], line[attr + METADATA_SUFFIX]

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TextIO, cast
 
 from labelloop_core.manifest.lines import (
@@ -24,10 +23,36 @@ from labelloop_core.manifest.workers import _pool_size, _verdicts, _Workers
 
 logger = logging.getLogger("labelloop_core.manifest")
 
+_BLOCK_CHARS = 1024 * 1024
 # Rekognition dataset import limits; the merge report warns when an output would break them.
 MAX_MANIFEST_LINES = 250_000
 MAX_MANIFEST_BYTES = 1_000_000_000
 MAX_INVALID_FRACTION = 0.20
+
+
+class _FileLines:
+    def __init__(self, handle: TextIO) -> None:
+        self.handle = handle
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.handle)
+
+    def text_blocks(self) -> Iterator[str]:
+        pending = ""  # the start of a line continued in the next block
+        while block := self.handle.read(_BLOCK_CHARS):
+            text = pending + block if pending else block
+            cut = text.rfind("\n") + 1
+            if cut:
+                yield text[:cut]
+            pending = text[cut:]
+        if pending:
+            yield pending + "\n"
+
+
+def file_lines(handle: TextIO) -> Iterable[str]:
+    """The lines of a text file opened with universal newlines (open()'s default) for `merge`, which
+    then reads it a megabyte at a time instead of line by line (same lines)."""
+    return _FileLines(handle)
 
 
 @dataclass
@@ -62,12 +87,23 @@ class MergeReport:
         }
 
 
-@dataclass
 class _Label:
-    created: datetime
-    text: str  # canonical, without line break
-    number: int
-    bucket: str
+    __slots__ = ("bucket", "created", "number", "text")
+
+    def __init__(self, created: str, text: str, number: int, bucket: str) -> None:
+        self.created = created  # creation-date, as written (valid)
+        self.text = text  # canonical, with its line break
+        self.number = number
+        self.bucket = bucket
+
+
+def _earlier(created: str, other: str) -> bool:
+    """Whether creation-date `created` is before `other` (both valid; parsed only when they differ)."""
+    if created == other:
+        return False
+    moment, other_moment = parse_creation_date(created), parse_creation_date(other)
+    assert moment is not None and other_moment is not None  # validated
+    return moment < other_moment
 
 
 @contextmanager
@@ -101,17 +137,17 @@ class _Merger:
         self.report.dropped[category] = self.report.dropped.get(category, 0) + 1
         logger.warning("%s line %d dropped: %s (%s)", origin, number, category, detail)
 
-    def write(self, lines: list[str], terminated: bool) -> None:
-        """Write `lines`, each ending in exactly one line break (`terminated`) or in none."""
-        block = "".join(lines) if terminated else "\n".join(lines) + "\n"
-        self.out.write(block)
-        self.report.output_lines += len(lines)
-        self.report.output_bytes += len(block) if block.isascii() else len(block.encode("utf-8"))
+    def write(self, block: str, lines: int) -> None:
+        """Write `block`: `lines` whole lines, each ending in \\n."""
+        if block:
+            self.out.write(block)
+            self.report.output_lines += lines
+            self.report.output_bytes += len(block) if block.isascii() else len(block.encode("utf-8"))
 
     def load_labels(self, label_lines: Iterable[str]) -> dict[str, _Label]:
         newest: dict[str, _Label] = {}
         number = 0
-        for chunk, (refs, texts, problems, _, created_texts) in _verdicts(
+        for refs, block, ends, problems, _, created_texts in _verdicts(
             label_lines, self.validator, self.workers, True
         ):
             assert created_texts is not None  # asked for
@@ -121,20 +157,16 @@ class _Merger:
                 if problem is not None or ref is None:
                     self.drop("label", number, problem or (BAD_SOURCE_REF, "missing source-ref"))
                     continue
-                created = parse_creation_date(created_texts[index])
-                assert created is not None  # validated
+                created = cast(str, created_texts[index])
                 current = newest.get(ref)
                 if current is not None:
                     self.report.superseded += 1
-                    older, newer = (
-                        (number, current.number) if created < current.created else (current.number, number)
-                    )
+                    earlier = _earlier(created, current.created)
+                    older, newer = (number, current.number) if earlier else (current.number, number)
                     logger.info("label line %d superseded by newer label line %d for %s", older, newer, ref)
                     if older == number:
                         continue
-                text = texts.get(index)
-                if text is None:
-                    text = chunk[index].rstrip("\r\n")
+                text = block[ends[index - 1] if index else 0 : ends[index]]
                 newest[ref] = _Label(created, text, number, ref[5 : ref.index("/", 5)])
         self.report.input_lines += number
         return newest
@@ -142,20 +174,16 @@ class _Merger:
     def stream_base(self, base_lines: Iterable[str], labels: dict[str, _Label]) -> None:
         seen: set[str] = set()
         number = 0  # base lines before the chunk
-        for chunk, verdict in _verdicts(base_lines, self.validator, self.workers, False):
-            self.take_chunk(number, chunk, verdict, seen, labels)
-            number += len(chunk)
+        for verdict in _verdicts(base_lines, self.validator, self.workers, False):
+            self.take_chunk(number, verdict, seen, labels)
+            number += len(verdict[0])
         self.report.input_lines += number
 
     def take_chunk(
-        self, number: int, chunk: list[str], verdict: _ChunkVerdict, seen: set[str], labels: dict[str, _Label]
+        self, number: int, verdict: _ChunkVerdict, seen: set[str], labels: dict[str, _Label]
     ) -> None:
-        refs, texts, problems, buckets, _ = verdict
+        refs, block, ends, problems, buckets, _ = verdict
         self.report.buckets |= buckets
-        terminated = chunk[0].endswith("\n")
-        pieces = cast(list[str | None], chunk)  # the chunk is this merge's own: written over in place
-        for index, text in texts.items():
-            pieces[index] = text + "\n" if terminated else text
         found = set(refs)
         found.discard(None)
         distinct = cast(set[str], found)
@@ -165,59 +193,64 @@ class _Merger:
         repeated = len(distinct) != len(refs) - refs.count(None)
         if repeated:
             special |= {ref for ref, count in Counter(refs).items() if count > 1 and ref is not None}
-        if special or problems:
-            if repeated:
-                indexes = [i for i, ref in enumerate(refs) if ref in special or i in problems]
-            else:
-                position = dict(zip(refs, range(len(refs)), strict=True))  # None is never looked up
-                indexes = sorted({*problems, *(position[ref] for ref in special)})
-            for index in indexes:
-                ref = refs[index]
-                pieces[index] = self.take_line(
-                    number + index + 1, ref, problems.get(index), pieces[index], seen, labels, terminated
-                )
-                distinct.discard(ref)
+        if not special and not problems:
+            seen |= distinct
+            self.report.kept += len(distinct)
+            self.write(block, len(distinct))
+            return
+        if repeated:
+            indexes = [i for i, ref in enumerate(refs) if ref in special or i in problems]
+        else:
+            position = dict(zip(refs, range(len(refs)), strict=True))  # None is never looked up
+            indexes = sorted({*problems, *(position[ref] for ref in special)})
+        pieces: list[str] = []  # the block without the lines not written, with the labels instead
+        written_to = 0
+        lines = len(refs) - len(problems)  # written, after the lines dropped and added below
+        for index in indexes:
+            ref = refs[index]
+            distinct.discard(cast(str, ref))
+            text = self.take_line(number + index + 1, ref, problems.get(index), seen, labels)
+            if text is True:  # written as validated: it stays in the block
+                continue
+            pieces.append(block[written_to : ends[index - 1] if index else 0])
+            lines -= index not in problems  # a valid line cut out
+            if isinstance(text, str):
+                pieces.append(text)
+                lines += 1
+            written_to = ends[index]
+        pieces.append(block[written_to:])
         seen |= distinct  # the valid lines with a new, unlabelled source-ref seen once in the chunk
         self.report.kept += len(distinct)
-        written = [piece for piece in pieces if piece is not None] if special or problems else pieces
-        if written:
-            self.write(cast(list[str], written), terminated)
+        self.write("".join(pieces), lines)
 
     def take_line(
-        self,
-        number: int,
-        ref: str | None,
-        problem: Problem | None,
-        piece: str | None,
-        seen: set[str],
-        labels: dict[str, _Label],
-        terminated: bool,
-    ) -> str | None:
-        """What to write for one base line that needs a decision of its own (None: nothing)."""
+        self, number: int, ref: str | None, problem: Problem | None, seen: set[str], labels: dict[str, _Label]
+    ) -> str | bool:
+        """For a base line that needs a decision of its own: True (write it), a label's text or False."""
         report = self.report
         if ref is not None:
             if ref in seen:
                 self.drop("base", number, (DUPLICATE_SOURCE_REF, f"{ref} already appeared earlier"))
-                return None
+                return False
             label = labels.pop(ref, None) if labels else None
             if label is not None:  # the human label wins, whatever the base line holds
                 seen.add(ref)
                 report.replaced += 1
                 report.buckets.add(label.bucket)
-                return label.text + "\n" if terminated else label.text
+                return label.text
         if problem is not None or ref is None:
             self.drop("base", number, problem or (BAD_SOURCE_REF, "missing source-ref"))
-            return None
+            return False
         seen.add(ref)
         report.kept += 1
-        return piece
+        return True
 
     def add_remaining(self, labels: dict[str, _Label]) -> None:
         remaining = list(labels.values())
         for start in range(0, len(remaining), 4096):
             block = remaining[start : start + 4096]
             self.report.buckets.update(label.bucket for label in block)
-            self.write([label.text for label in block], terminated=False)
+            self.write("".join(label.text for label in block), len(block))
         self.report.added += len(remaining)
 
     def finish(self) -> MergeReport:
@@ -262,7 +295,8 @@ def merge(
 
     Streaming and linear: memory holds the label lines and the set of source-refs written, not the
     base manifest. Validation runs on `workers` processes (default: the usable cores; 0 or 1: in this
-    process); the output does not depend on it.
+    process); the output does not depend on it. Base lines that can also be had as blocks of text
+    (`text_blocks()`: S3Store.iter_lines, file_lines) go to the workers a block at a time.
     """
     helpers = _Workers(_pool_size(workers), class_map, attribute)
     merger = _Merger(out, _LineValidator(class_map, attribute), helpers)

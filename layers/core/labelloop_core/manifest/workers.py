@@ -14,7 +14,7 @@ import pickle
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import suppress
 from itertools import chain, islice
 
@@ -35,10 +35,11 @@ def _worker_main() -> None:
     gc.disable()
     while True:
         try:
-            chunk, want_created = pickle.load(requests)
+            work, want_created = pickle.load(requests)
         except EOFError:
             return
-        pickle.dump(validator.validate_chunk(chunk, want_created), replies, pickle.HIGHEST_PROTOCOL)
+        verdict = validator.validate_chunk(_lines_of(work), want_created)
+        pickle.dump(verdict, replies, pickle.HIGHEST_PROTOCOL)
         replies.flush()
 
 
@@ -121,49 +122,64 @@ class _Workers:
         self.started = []
 
 
-def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+# A unit of work: a list of lines, or a block of text made of whole lines, each ending in "\n" (from an
+# input with `text_blocks()`: S3Store.iter_lines, file_lines), which costs this process no step per line.
+_Work = list[str] | str
+
+
+def _work(lines: Iterable[str]) -> Iterator[_Work]:
+    text_blocks: Callable[[], Iterator[str]] | None = getattr(lines, "text_blocks", None)
+    if text_blocks is not None:
+        yield from (block for block in text_blocks() if block)
+        return
     iterator = iter(lines)
-    while chunk := list(islice(iterator, size)):
+    while chunk := list(islice(iterator, _CHUNK_LINES)):
         yield chunk
+
+
+def _lines_of(work: _Work) -> list[str]:
+    if isinstance(work, list):
+        return work
+    lines = work.split("\n")
+    lines.pop()  # after the last line break
+    return lines
 
 
 def _verdicts(
     lines: Iterable[str], validator: _LineValidator, workers: _Workers, want_created: bool
-) -> Iterator[tuple[list[str], _ChunkVerdict]]:
-    """(chunk of lines, its verdict) in input order, on workers when the input is long and they start."""
-    chunks = _chunks(lines, _CHUNK_LINES)
-    first = next(chunks, [])
-    started = workers.get() if len(first) == _CHUNK_LINES else []
-    unvalidated: Iterable[list[str]] = chain([first], chunks)
+) -> Iterator[_ChunkVerdict]:
+    """The verdicts of the input's chunks in order; on workers when there is more than one chunk and
+    the workers start."""
+    items = _work(lines)
+    first = next(items, None)
+    second = next(items, None)
+    started = workers.get() if second is not None else []
+    unvalidated: Iterable[_Work] = chain(item for item in (first, second) if item is not None)
+    unvalidated = chain(unvalidated, items)
     if started:
         unvalidated = yield from _verdicts_on_workers(unvalidated, started, workers, want_created)
-    for chunk in unvalidated:
-        if chunk:
-            yield chunk, validator.validate_chunk(chunk, want_created)
-
-
-_Done = tuple[list[str], _ChunkVerdict]
+    for work in unvalidated:
+        yield validator.validate_chunk(_lines_of(work), want_created)
 
 
 def _verdicts_on_workers(
-    chunks: Iterable[list[str]], started: list[_Worker], workers: _Workers, want_created: bool
-) -> Generator[_Done, None, Iterable[list[str]]]:
+    chunks: Iterable[_Work], started: list[_Worker], workers: _Workers, want_created: bool
+) -> Generator[_ChunkVerdict, None, Iterable[_Work]]:
     """Each worker validates a chunk while this process consumes earlier results; one chunk in flight
     per worker, so the pipes cannot deadlock. A worker gets its next chunk before this process consumes
     its last result. Returns the chunks left unvalidated if a worker fails."""
     idle = deque(started)
-    pending: deque[tuple[list[str], _Worker]] = deque()
+    pending: deque[tuple[_Work, _Worker]] = deque()
     remaining = iter(chunks)
     for chunk in remaining:
-        done: _Done | None = None
+        done: _ChunkVerdict | None = None
         if not idle:
-            done_chunk, worker = pending[0]
-            results = _receive(worker, workers)
-            if results is None:
+            worker = pending[0][1]
+            done = _receive(worker, workers)
+            if done is None:
                 return chain([c for c, _ in pending], [chunk], remaining)
             pending.popleft()
             idle.append(worker)
-            done = done_chunk, results
         worker = idle.popleft()
         pending.append((chunk, worker))
         try:
@@ -176,12 +192,11 @@ def _verdicts_on_workers(
         if done is not None:
             yield done
     while pending:
-        done_chunk, worker = pending[0]
-        results = _receive(worker, workers)
-        if results is None:
+        done = _receive(pending[0][1], workers)
+        if done is None:
             return [c for c, _ in pending]
         pending.popleft()
-        yield done_chunk, results
+        yield done
     return []
 
 
