@@ -77,11 +77,11 @@ def _bytecode_of(source: Path) -> Path:
 
 def _isolated_python(code: str, path: list[Path], cwd: Path) -> dict[str, Any]:
     """Run `code` with -I -S (no site-packages, no PYTHONPATH, no user site: nothing of the dev
-    environment leaks in) and `path` first on sys.path; no AWS region or credentials either, so an
-    import-time AWS call would fail here."""
-    env = {"PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": str(cwd), "PYTHONDONTWRITEBYTECODE": "1"}
+    environment leaks in), -B (no bytecode written into the build) and `path` first on sys.path; no
+    AWS region or credentials either, so an import-time AWS call would fail here."""
+    env = {"PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": str(cwd)}
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code, json.dumps([str(entry) for entry in path])],
+        [sys.executable, "-I", "-S", "-B", "-c", code, json.dumps([str(entry) for entry in path])],
         cwd=cwd,
         env=env,
         capture_output=True,

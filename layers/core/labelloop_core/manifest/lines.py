@@ -378,14 +378,26 @@ _MAX_LEARNED_LAYOUTS = 4
 _MAX_LEARNING_ATTEMPTS = 32  # compiling a layout takes tens of milliseconds
 
 
-@dataclass(frozen=True)
 class _Layout:
-    line: re.Pattern[str]
-    box: re.Pattern[str]  # one box, its five numbers captured in the layout's key order
-    order: tuple[int, int, int, int, int]  # where left, top, width, height, class_id are in a box match
-    groups: tuple[int, ...]  # the group numbers of _CAPTURES in `line`
-    rekeying: tuple[int, ...]  # and of _REKEYING
-    as_is: bool  # Ground Truth's compact layout: a canonical line is copied as it is
+    """A layout's compiled patterns (a plain class: a dataclass would cost every importer a millisecond)."""
+
+    __slots__ = ("as_is", "box", "groups", "line", "order", "rekeying")
+
+    def __init__(
+        self,
+        line: re.Pattern[str],
+        box: re.Pattern[str],
+        order: tuple[int, int, int, int, int],
+        groups: tuple[int, ...],
+        rekeying: tuple[int, ...],
+        as_is: bool,
+    ) -> None:
+        self.line = line
+        self.box = box  # one box, its five numbers captured in the layout's key order
+        self.order = order  # where left, top, width, height, class_id are in a box match
+        self.groups = groups  # the group numbers of _CAPTURES in `line`
+        self.rekeying = rekeying  # and of _REKEYING
+        self.as_is = as_is  # Ground Truth's compact layout: a canonical line is copied as it is
 
 
 @cache
