@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,8 @@ def _gt_line(ref: str, boxes: list[_Box], created: str, class_map: dict[str, str
 
 
 def _dumps_line(ref: str, boxes: list[_Box], created: str, class_map: dict[str, str]) -> str:
-    """`json.dumps` of the same line with every object's keys reversed (checked in generate)."""
+    """What `json.dumps` writes for the same line with every object's keys reversed (checked in
+    generate)."""
     annotations = ", ".join(
         f'{{"class_id": {c}, "height": {h}, "width": {w}, "top": {y}, "left": {x}}}'
         for x, y, w, h, c in boxes
@@ -83,31 +85,19 @@ def _dumps_line(ref: str, boxes: list[_Box], created: str, class_map: dict[str, 
     )
 
 
-def _reversed_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _reversed_keys(value[key]) for key in reversed(value)}
-    if isinstance(value, list):
-        return [_reversed_keys(item) for item in value]
-    return value
-
-
-def _lines(size: int, labels: bool) -> list[tuple[str, list[_Box], str, dict[str, str]]]:
+def _lines(size: int, labels: bool) -> Iterator[tuple[str, list[_Box], str, dict[str, str]]]:
     canonical = {str(i): name for i, name in enumerate(LABELS)}
     swapped = {"0": LABELS[1], "1": LABELS[0]}
-    rows = []
     if labels:
         for j in range(size // 10):
             index = j * 9 if j % 10 else size + j  # 90% replace base images, 10% are new images
             boxes = [(10 + 40 * b, 20 + 30 * b, 100 + b, 80 + b, (1 + b) % 2) for b in range(2)]
-            rows.append((f"s3://{BUCKET}/images/img-{index:08d}.jpg", boxes, LABEL_DATE, canonical))
-    else:
-        for i in range(size):
-            boxes = [(10 + 40 * b, 20 + 30 * b, 100 + b, 80 + b, b % 2) for b in range(1 + i % 3)]
-            remap = i % 50 == 7
-            rows.append(
-                (f"s3://{BUCKET}/images/img-{i:08d}.jpg", boxes, BASE_DATE, swapped if remap else canonical)
-            )
-    return rows
+            yield f"s3://{BUCKET}/images/img-{index:08d}.jpg", boxes, LABEL_DATE, canonical
+        return
+    for i in range(size):
+        boxes = [(10 + 40 * b, 20 + 30 * b, 100 + b, 80 + b, b % 2) for b in range(1 + i % 3)]
+        class_map = swapped if i % 50 == 7 else canonical
+        yield f"s3://{BUCKET}/images/img-{i:08d}.jpg", boxes, BASE_DATE, class_map
 
 
 def generate(directory: Path, size: int, layout: str) -> tuple[Path, Path, Path]:
@@ -118,11 +108,11 @@ def generate(directory: Path, size: int, layout: str) -> tuple[Path, Path, Path]
         with path.open("w", encoding="utf-8") as out:
             for number, row in enumerate(_lines(size, labels)):
                 text = render(*row)
-                if number < 100:  # the templates write what they claim to
-                    parsed = json.loads(text)
-                    expected = json.dumps(_reversed_keys(json.loads(_gt_line(*row))))
-                    assert text == (expected if layout == "dumps" else _gt_line(*row)), text
-                    assert parsed == json.loads(_gt_line(*row))
+                if number < 100:  # the templates write what they claim to: the same line, json.dumps's
+                    parsed, ground_truth = json.loads(text), json.loads(_gt_line(*row))
+                    assert parsed == ground_truth
+                    if layout == "dumps":
+                        assert text == json.dumps(parsed) and list(parsed) == list(reversed(ground_truth))
                 out.write(text + "\n")
     with paths[1].open(encoding="utf-8") as source, paths[2].open("w", encoding="utf-8") as out:
         for text in source:  # services/retrain.py LabelSelection._read: json.dumps of each label object
@@ -180,8 +170,9 @@ def run_one(via: str, base: Path, labels: Path, output: Path, workers: int | Non
     report = (run_cli if via == "cli" else run_retrain)(base, labels, output, workers)
     seconds = time.perf_counter() - started
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    # Linux reports ru_maxrss in KiB; children: the largest validation worker.
-    main_mb, worker_mb = own.ru_maxrss / 1024, children.ru_maxrss / 1024
+    # Linux reports ru_maxrss in KiB; children: the largest validation worker. This process's own peak
+    # is VmHWM: its ru_maxrss also counts the bench process it was started from.
+    main_mb, worker_mb = _own_peak_mb() or own.ru_maxrss / 1024, children.ru_maxrss / 1024
     worker_count = _worker_count(workers) if children.ru_maxrss else 0
     return {
         "seconds": seconds,
@@ -193,6 +184,17 @@ def run_one(via: str, base: Path, labels: Path, output: Path, workers: int | Non
         "main_cpu_seconds": own.ru_utime + own.ru_stime,
         "report": report,
     }
+
+
+def _own_peak_mb() -> float | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def _worker_count(workers: int | None) -> int:
