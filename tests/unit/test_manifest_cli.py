@@ -125,6 +125,17 @@ def test_merge_writes_the_same_file_and_report_whatever_the_json_layout_of_the_i
     assert "duplicate source-ref: 1" in report
 
 
+def test_merge_drops_a_base_line_that_is_not_utf8_and_merges_the_rest(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, labels = inputs
+    base.write_bytes(base.read_bytes().replace(b"b.jpg", b"\xff.jpg", 1))
+    out = tmp_path / "merged.manifest"
+    assert cli("manifest", "merge", "--base", base, "--labels", labels, "-o", out, "--workers", "0") == 0
+    assert "not valid UTF-8: 1" in capsys.readouterr().out
+    assert [line["source-ref"][-5:] for line in read(out)] == ["a.jpg", "b.jpg", "c.jpg"]  # b.jpg: the label
+
+
 def test_merge_with_explicit_labels_and_attribute(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     base, labels = inputs
     out = tmp_path / "merged.manifest"

@@ -165,6 +165,38 @@ def test_bad_lines_are_dropped_counted_by_reason_and_logged(caplog: pytest.LogCa
     assert any("more than 20%" in warning for warning in report.warnings)
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize("parser", ["orjson", "json"])
+def test_a_confidence_json_cannot_hold_is_dropped_never_written(
+    number: str, parser: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if parser == "json":
+        monkeypatch.setitem(sys.modules, "orjson", None)
+    bad = gt("nan.jpg").replace('"objects":[{"confidence":1}]', f'"objects":[{{"confidence":{number}}}]')
+    lines, report = run([gt("ok.jpg"), bad], [gt("label.jpg")])
+    assert refs(lines) == ["ok.jpg", "label.jpg"]
+    assert report.dropped == {"invalid JSON": 1}
+    for line in lines:  # strict JSON: what Rekognition and every other reader parse
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} written"))
+
+
+@pytest.mark.parametrize("parser", ["orjson", "json"])
+def test_lines_no_utf8_output_can_hold_are_dropped_and_the_rest_merged(
+    parser: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    if parser == "json":
+        monkeypatch.setitem(sys.modules, "orjson", None)
+    caplog.set_level(logging.WARNING, logger="labelloop_core.manifest")
+    raw_bytes = gt("raw\udcff.jpg").replace("\\udcff", "\udcff")  # 0xff read with surrogateescape
+    escaped = gt("escaped.jpg").replace("escaped.jpg", "\\ud800.jpg")  # a lone surrogate as an escape
+    lines, report = run([gt("ok.jpg"), raw_bytes], [escaped, gt("label.jpg")])
+    assert refs(lines) == ["ok.jpg", "label.jpg"]
+    assert report.dropped == {"not valid UTF-8": 1, "invalid JSON": 1}
+    assert "base line 2 dropped: not valid UTF-8" in caplog.text
+    assert "label line 1 dropped: invalid JSON" in caplog.text
+    "\n".join(lines).encode("utf-8")
+
+
 def test_class_ids_are_remapped_by_name_to_the_configured_order() -> None:
     swapped = gt("a.jpg", [(1, 1, 5, 5, 0), (2, 2, 5, 5, 1)], class_map={"0": "cheese", "1": "pepperoni"})
     lines, report = run([swapped], [])

@@ -55,3 +55,14 @@ def test_random_manifests_split_like_botocore(monkeypatch: pytest.MonkeyPatch) -
         blocks = list(lines.text_blocks())  # type: ignore[attr-defined]
         assert all(block.endswith("\n") for block in blocks)
         assert "".join(blocks).split("\n")[:-1] == botocore_lines(data)
+
+
+def test_bytes_that_are_not_utf8_stay_in_their_line_for_the_merge_to_drop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = b'{"a": 1}\n{"b": "\xff\xfe"}\n{"c": "\xc3\xa9"}\n'
+    for read_size in (1, 2, 1024):  # the undecodable bytes at a chunk boundary too
+        monkeypatch.setattr(s3store, "_LINES_CHUNK_BYTES", read_size)
+        lines = list(S3Store("bucket", _Client(data)).iter_lines("key"))
+        assert lines[0] == '{"a": 1}' and lines[2] == '{"c": "\u00e9"}'
+        assert lines[1].encode("utf-8", "surrogateescape") == b'{"b": "\xff\xfe"}'

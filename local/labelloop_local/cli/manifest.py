@@ -35,6 +35,9 @@ from labelloop_local.cli import add_command
 LABEL_FILE_SUFFIXES = (".json", ".manifest")
 DEFAULT_ATTRIBUTE = "pepperoni_pizza_BB"  # template.yaml's LabelAttribute default
 _ATTRIBUTE_PATTERN = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,126}$")
+# Inputs keep bytes that are not UTF-8 (as lone surrogates): the merge drops only their lines, as
+# "not valid UTF-8", where a strict decode would stop the whole command.
+_KEEP_BAD_BYTES = "surrogateescape"
 
 
 class UsageError(Exception):
@@ -113,7 +116,8 @@ def run_merge(args: argparse.Namespace) -> int:
         _require_writable_file(args.output)
         class_map, attribute = _merge_settings(args, label_files)
         ranges: list[tuple[Path, int, int]] = []
-        with args.base.open(encoding="utf-8") as base, _atomic_output(args.output) as out:
+        base_file = args.base.open(encoding="utf-8", errors=_KEEP_BAD_BYTES)
+        with base_file as base, _atomic_output(args.output) as out:
             labels = _label_lines(label_files, ranges)
             report = merge(file_lines(base), labels, out, class_map, attribute, args.workers)
     except UsageError as exc:
@@ -154,7 +158,7 @@ def _require_writable_file(path: Path) -> None:
 
 def read_json_lines(path: Path) -> Iterator[str]:
     """The JSON lines of a label file; a .json file holding one pretty-printed object is one line."""
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors=_KEEP_BAD_BYTES) as handle:
         if path.suffix == ".json":
             text = handle.read()
             try:
@@ -193,7 +197,7 @@ def _merge_settings(args: argparse.Namespace, label_files: list[Path]) -> tuple[
 
 
 def _all_lines(base: Path, label_files: list[Path]) -> Iterator[str]:
-    with base.open(encoding="utf-8") as handle:
+    with base.open(encoding="utf-8", errors=_KEEP_BAD_BYTES) as handle:
         yield from handle
     for path in label_files:
         yield from read_json_lines(path)

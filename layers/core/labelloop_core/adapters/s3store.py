@@ -121,7 +121,9 @@ class S3Store:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         except Exception as error:
             raise self._translate(error, key) from error
-        decoder = codecs.getincrementaldecoder("utf-8")()
+        # Bytes that are not UTF-8 stay in their line (as lone surrogates): the merge drops that line
+        # as "not valid UTF-8" instead of the whole read failing.
+        decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         pending = ""  # the start of a line continued in the next chunk
         after_cr = False  # the last chunk ended with CR: an LF starting this one is the same line break
         try:

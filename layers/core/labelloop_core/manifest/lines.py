@@ -38,6 +38,7 @@ MAX_LABEL_LENGTH = 256
 
 # Reason categories: merge counts dropped lines per category, validate_line gives the details.
 INVALID_JSON = "invalid JSON"
+NOT_UTF8 = "not valid UTF-8"
 NOT_AN_OBJECT = "not a JSON object"
 EMPTY_LINE = "empty line"
 BAD_SOURCE_REF = "missing or invalid source-ref"
@@ -251,7 +252,7 @@ def _check_metadata(metadata: dict[str, Any], annotation_count: int) -> list[Pro
         problems.append(
             (OBJECTS_MISMATCH, f"{len(objects)} objects in metadata but {annotation_count} annotations")
         )
-    elif not all(type(o) is dict and type(o.get("confidence")) in (int, float) for o in objects):
+    elif not all(type(o) is dict and _is_finite_number(o.get("confidence")) for o in objects):
         problems.append((BAD_METADATA, "every object needs a numeric confidence"))
     return problems
 
@@ -345,7 +346,7 @@ def validate_line(line: object, class_map: ClassMap | None = None, attribute: st
 # whitespace), so the lines after it written the same way (json.dumps, another tool) are not parsed.
 # Strings with escapes, extra keys or anything unusual are parsed, then checked by json.loads +
 # check_line when in doubt: same verdicts whichever path a line takes.
-_CHARS = r'[^"\\\x00-\x1f]'
+_CHARS = r'[^"\\\x00-\x1f\ud800-\udfff]'  # lone surrogates: undecodable bytes (surrogateescape)
 _STR = rf'"{_CHARS}*+"'
 _NATURAL = r"(?:0|[1-9][0-9]*+)"
 _POSITIVE = r"[1-9][0-9]*+"
@@ -460,12 +461,54 @@ def _layout(
     )
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a double's range")
+    return value
+
+
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def loads_strict(text: str) -> Any:
+    """JSON as RFC 8259 defines it, as orjson and AWS's own readers take it: json.loads without its
+    NaN/Infinity extension or numbers beyond a double (1e999), and no lone surrogate, raw (bytes a
+    reader kept with surrogateescape) or escaped (\\ud800 without its pair), which no UTF-8 output
+    could hold. Any of them is a ValueError."""
+    if not _is_text(text):
+        raise ValueError("the text holds bytes that are not UTF-8")
+    value = _STRICT_DECODER.decode(text)
+    if "\\u" in text:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a \\u escape of a lone surrogate is not Unicode text") from None
+    return value
+
+
+def _is_finite_number(value: object) -> bool:
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _ground_truth_layout() -> _Layout:
     return _layout(_LINE_KEYS, _VALUE_KEYS, _SIZE_KEYS, _BOX_KEYS, _METADATA_KEYS, spaced=False)
 
 
 def _json_parser() -> Callable[[str], Any]:
-    """orjson.loads when installed (the CoreLayer ships it for its runtime), else json.loads.
+    """orjson.loads when installed (the CoreLayer ships it for its runtime), else loads_strict.
 
     Only the dict path uses it, and only for lines it then accepts as exactly the expected shape, where
     both parsers give the same values; anything else is parsed again by json for the full check."""
@@ -473,7 +516,7 @@ def _json_parser() -> Callable[[str], Any]:
         import orjson  # a compiled library: imported by the first merge, not at import
     except ImportError:
         logger.warning("orjson is not importable for this Python; the merge parses lines with json")
-        return json.loads
+        return loads_strict
     return orjson.loads
 
 
@@ -853,13 +896,17 @@ class _LineValidator:
             f'"creation-date":"{created}","type":"{OBJECT_DETECTION_TYPE}"}}}}\n'
         )
 
-    # --- full path: json.loads + check_line -----------------------------------------------------
+    # --- full path: loads_strict + check_line -----------------------------------------------------
 
     def full_check(self, text: str) -> _LineVerdict:
         if not text or text.isspace():
             return None, None, (EMPTY_LINE, "the line is empty"), None, None
         try:
-            line = json.loads(text)
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the reader could not decode, kept as lone surrogates
+            return None, None, (NOT_UTF8, "the line holds bytes that are not UTF-8"), None, None
+        try:
+            line = loads_strict(text)
         except ValueError as exc:
             return None, None, (INVALID_JSON, f"not valid JSON: {exc}"), None, None
         if type(line) is not dict:
@@ -930,7 +977,7 @@ def collect_class_names(lines: Iterable[str]) -> set[str]:
 
 def _loads_or_none(text: str) -> Any:
     try:
-        return json.loads(text)
+        return loads_strict(text)
     except ValueError:
         return None
 
@@ -938,4 +985,4 @@ def _loads_or_none(text: str) -> Any:
 def _names_of(class_map: object) -> list[str]:
     if not isinstance(class_map, dict):
         return []
-    return [name for name in class_map.values() if isinstance(name, str) and name.strip()]
+    return [name for name in class_map.values() if isinstance(name, str) and name.strip() and _is_text(name)]
