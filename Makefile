@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 CHECKOV := $(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation --skip-download
 SAM_RUNTIME ?= python3.11
+# Test processes (pytest-xdist): one per core; a test file's tests share a process, so its fixtures do.
+TEST_WORKERS ?= auto
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 # The SAM CLI sends usage data unless told not to; no target of this file lets it.
 export SAM_CLI_TELEMETRY := 0
 
@@ -63,10 +66,10 @@ build: $(SAM_VENV)/.installed ## sam build for the Python runtime SAM_RUNTIME (p
 	$(SAM) build --parameter-overrides PythonRuntime=$(SAM_RUNTIME)
 
 unit: $(VENV)/.installed ## unit tests only (domain, services on fakes, schemas, template, detector)
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q $(PARALLEL)
 
 integration: venv ## whole flows on moto and the local services, sam build, handler imports
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest tests/integration -q
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest tests/integration -q $(PARALLEL)
 
 browser: $(VENV)/.installed ## the review portal in headless Chromium
 	$(PY) -m pytest tests/browser -q
@@ -79,7 +82,7 @@ iam-mutations: $(VENV)/.installed ## remove each action and statement of each ro
 
 # The tests run once, recording every AWS call of the flows; the IAM proof then checks that recording.
 test: venv validate lint typecheck ## everything CI runs: validate, lint, typecheck, all tests with coverage, the IAM proof
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q --cov --cov-report=term:skip-covered \
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q $(PARALLEL) --cov --cov-report=term:skip-covered \
 		--ignore=tests/iam --record-aws-calls=build/iam/calls.json
 	LABELLOOP_IAM_CALLS=build/iam/calls.json $(PY) -m pytest -q tests/iam
 

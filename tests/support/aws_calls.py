@@ -258,8 +258,13 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def pytest_configure(config: Any) -> None:
-    if config.getoption(RECORD_OPTION):
-        install(CallRecorder())
+    path = config.getoption(RECORD_OPTION)
+    if not path:
+        return
+    install(CallRecorder())
+    if _worker_id(config) is None:  # pytest-xdist's controller, or a run without it
+        for stale in _worker_parts(Path(path)):
+            stale.unlink()
 
 
 # Tests on the optional third-party seed data make calls that depend on what this machine holds (its
@@ -280,6 +285,28 @@ def pytest_runtest_call(item: Any) -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: Any) -> None:
-    path = session.config.getoption(RECORD_OPTION)
-    if path and _recorder is not None:
-        _recorder.write(Path(path))
+    """Write the recording. Under pytest-xdist each worker writes its share next to PATH and the
+    controller, whose session ends after every worker's, merges the shares into PATH."""
+    option = session.config.getoption(RECORD_OPTION)
+    if not option or _recorder is None:
+        return
+    path, worker = Path(option), _worker_id(session.config)
+    if worker is not None:
+        _recorder.write(path.with_name(f"{path.stem}.{worker}{path.suffix}"))
+        return
+    parts = _worker_parts(path)
+    for part in parts:
+        document = json.loads(part.read_text(encoding="utf-8"))
+        _recorder.calls += document["calls"]
+        _recorder.stacks.update(document["stacks"])
+        part.unlink()
+    _recorder.write(path)
+
+
+def _worker_id(config: Any) -> str | None:
+    workerinput = getattr(config, "workerinput", None)  # set by pytest-xdist in its workers only
+    return None if workerinput is None else str(workerinput["workerid"])
+
+
+def _worker_parts(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.stem}.gw*{path.suffix}"))

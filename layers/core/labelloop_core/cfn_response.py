@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +73,11 @@ def send_response(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """PUT `body` to the pre-signed ResponseURL; raises after `attempts` failures (Lambda then retries)."""
+    # Imported on first use: urllib.request pulls in http.client and email, most of this module's
+    # cold import, which every A2ISetup container pays while only its answer needs them.
+    import urllib.error
+    import urllib.request
+
     payload = json.dumps(body).encode("utf-8")
     for attempt in range(1, attempts + 1):
         # The pre-signed S3 URL is signed without a content type: send an empty one.
