@@ -89,6 +89,11 @@ class World:
     def next(self, worker: str) -> Any:
         return self.call("GET /api/tasks/next", worker)
 
+    def task(self, task_id: str) -> review_tasks.Task:
+        task = self.tasks.get(task_id)
+        assert task is not None, task_id
+        return task
+
     def answer(self, worker: str, task_id: str, body: Any) -> Any:
         return self.call("POST /api/tasks/{taskId}/answer", worker, task_id, body)
 
@@ -158,7 +163,7 @@ def test_an_answer_completes_the_task_with_output_json_and_review_completed(worl
     assert parse_output(output).boxes == [("pizza", PixelBox(12, 22, 100, 50))]
     (completed,) = world.publisher.of_type("ReviewCompleted")
     assert completed["status"] == "Completed" and completed["outputS3Uri"] == f"s3://images/{key}"
-    assert world.tasks.get("ll-a").status == review_tasks.COMPLETED
+    assert world.task("ll-a").status == review_tasks.COMPLETED
     assert list(world.tasks.open_tasks()) == []
 
 
@@ -195,7 +200,7 @@ def test_an_invalid_answer_is_refused_with_the_reason_and_changes_nothing(
     response = world.answer("alice", "ll-a", body)
     assert response.status == 400
     assert reason in response.document["message"]
-    assert not world.tasks.get("ll-a").answered and world.store.keys() == []
+    assert not world.task("ll-a").answered and world.store.keys() == []
 
 
 def test_answers_without_a_claim_are_forbidden_and_repeated_or_late_ones_conflict(world: World) -> None:
@@ -256,7 +261,7 @@ def test_the_sweeper_expires_unfinished_tasks_like_a2i_and_keeps_partial_answers
     assert expired["ll-a"]["status"] == "Failed" and expired["ll-a"]["failureCode"] == "Expired"
     assert "1 of 2 answers" in expired["ll-a"]["failureReason"]
     assert "outputS3Uri" in expired["ll-a"] and "outputS3Uri" not in expired["ll-b"]
-    assert world.tasks.get("ll-a").status == world.tasks.get("ll-b").status == review_tasks.EXPIRED
+    assert world.task("ll-a").status == world.task("ll-b").status == review_tasks.EXPIRED
     assert world.sweeper.sweep().to_dict() == {"completed": 0, "expired": 0, "open": 0}
 
 
@@ -266,7 +271,7 @@ def test_the_sweeper_finishes_a_completion_a_crash_interrupted(world: World) -> 
     world.publisher.failures.append(RuntimeError("the function crashed before ReviewCompleted"))
     with pytest.raises(RuntimeError):
         world.answer("alice", "ll-a", answer(BOX))
-    assert world.tasks.get("ll-a").status == review_tasks.OPEN and world.tasks.get("ll-a").complete
+    assert world.task("ll-a").status == review_tasks.OPEN and world.task("ll-a").complete
     assert world.sweeper.sweep().to_dict() == {"completed": 1, "expired": 0, "open": 0}
     (completed,) = world.publisher.of_type("ReviewCompleted")
-    assert completed["reviewName"] == "ll-a" and world.tasks.get("ll-a").status == review_tasks.COMPLETED
+    assert completed["reviewName"] == "ll-a" and world.task("ll-a").status == review_tasks.COMPLETED
