@@ -19,6 +19,12 @@ from tests.support.moto_stack import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, I
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def review_backend() -> str:
+    return "a2i"  # these flows are A2I's (the built-in backend's: test_review_api_flow.py)
+
+
 DETECT = "DetectFunction"
 START_REVIEW = "StartReviewFunction"
 CLASSIFIERS = ["FreeOfPersonallyIdentifiableInformation", "FreeOfAdultContent"]
