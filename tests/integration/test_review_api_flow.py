@@ -130,3 +130,37 @@ def test_the_portal_is_served_with_a_strict_policy_and_its_config(aws_stack: Sta
     config = invoke(PORTAL, http_event("GET", "/config.json", "/config.json", None))
     document = json.loads(config["body"])
     assert document["userPoolId"] == aws_stack.env_for(PORTAL)["USER_POOL_ID"]
+
+
+def test_the_sweeper_expires_an_unfinished_task_with_its_partial_answers(
+    aws_stack: Stack, invoke: Invoke
+) -> None:
+    """TaskCount 2, one answer, then the availability lifetime ends: recorded like A2I's Expired."""
+    spy = EventSpy(aws_stack)
+    opened = invoke(START_REVIEW, review_requested(aws_stack, invoke, "incoming/late.png", 30.0))
+    table = aws_stack.session.client("dynamodb")
+    key = {"task_id": {"S": opened["loopName"]}}
+    table_name = aws_stack.physical["ReviewTaskTable"]
+    # the test's own set-up (not a function's call): two answers needed
+    table.update_item(
+        TableName=table_name,
+        Key=key,
+        UpdateExpression="SET answers_needed = :two",
+        ExpressionAttributeValues={":two": {"N": "2"}},
+    )
+    status, task = call(invoke, "GET", "/api/tasks/next", ALICE)
+    assert status == 200 and task["answersNeeded"] == 2
+    answer = {"boundingBoxes": [], "inputImageProperties": {"width": 400, "height": 300}}
+    assert call(invoke, "POST", "/api/tasks/{taskId}/answer", ALICE, task["taskId"], answer)[0] == 200
+    assert not spy.events("ReviewCompleted")
+    table.update_item(
+        TableName=table_name,
+        Key=key,
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1"}},
+    )
+    assert invoke(SWEEPER, SCHEDULE) == {"completed": 0, "expired": 1, "open": 0}
+    (expired,) = spy.events("ReviewCompleted")
+    assert expired["detail"]["status"] == "Failed" and expired["detail"]["failureCode"] == "Expired"
+    assert expired["detail"]["answers"] == 1 and expired["detail"]["outputS3Uri"].endswith("/output.json")
+    assert call(invoke, "POST", "/api/tasks/{taskId}/answer", BOB, task["taskId"], answer)[0] in (403, 409)
