@@ -35,6 +35,9 @@ OPERATIONS = {
         "sagemaker-a2i-runtime.DescribeHumanLoop",
         "dynamodb.GetItem",
         "dynamodb.UpdateItem",
+        "dynamodb.PutItem",  # a review task (built-in backend)
+        "dynamodb.Query",  # the reviews waiting for budget
+        "dynamodb.TransactWriteItems",  # a waiting review admitted against the day's budget
     },
     "AppendLabelsFunction": {
         "s3.GetObject",

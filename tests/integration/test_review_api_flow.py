@@ -164,3 +164,31 @@ def test_the_sweeper_expires_an_unfinished_task_with_its_partial_answers(
     assert expired["detail"]["status"] == "Failed" and expired["detail"]["failureCode"] == "Expired"
     assert expired["detail"]["answers"] == 1 and expired["detail"]["outputS3Uri"].endswith("/output.json")
     assert call(invoke, "POST", "/api/tasks/{taskId}/answer", BOB, task["taskId"], answer)[0] in (403, 409)
+
+
+def test_beyond_the_review_budget_a_request_waits_and_the_schedule_keeps_it(
+    aws_stack: Stack, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MaxReviewsPerDay 1: the second review of the day waits (in the ledger, in priority order); the
+    scheduled run finds the budget spent and leaves it waiting: nothing is dropped."""
+    env_for = aws_stack.env_for
+
+    def with_budget(function: str) -> dict[str, str]:
+        env = env_for(function)
+        return {**env, "MAX_REVIEWS_PER_DAY": "1"} if function == START_REVIEW else env
+
+    monkeypatch.setattr(aws_stack, "env_for", with_budget)
+    first = invoke(START_REVIEW, review_requested(aws_stack, invoke, "incoming/b1.png", 40.0))
+    second = invoke(START_REVIEW, review_requested(aws_stack, invoke, "incoming/b2.png", 20.0))
+    assert first["started"] is True
+    assert second["started"] is False and second["status"] == "WAITING"
+    scheduled = {**SCHEDULE, "resources": ["arn:aws:events:us-east-1:123456789012:rule/OpenWaitingReviews"]}
+    assert invoke(START_REVIEW, scheduled) == {"opened": 0, "stillWaiting": 1, "budgetSpent": True}
+
+
+def test_an_image_deleted_since_detection_opens_no_task(aws_stack: Stack, invoke: Invoke) -> None:
+    requested = review_requested(aws_stack, invoke, "incoming/gone.png", 30.0)
+    aws_stack.session.client("s3").delete_object(Bucket=aws_stack.bucket, Key="incoming/gone.png")
+    outcome = invoke(START_REVIEW, requested)
+    assert outcome["started"] is False and outcome["status"] == "SUPERSEDED"
+    assert call(invoke, "GET", "/api/tasks/next", ALICE)[0] == 204
