@@ -135,7 +135,7 @@ def test_reviewer_moves_a_predrawn_box_adds_one_and_submits(
 ) -> None:
     aws, loop_name, initial = portal_task
     page.goto(f"{aws.services.base_url}/portal/")
-    page.click(f'a[href="/portal/task/{loop_name}"] >> nth=1')
+    page.click(f'a[href="/portal/task.html?loop={loop_name}"] >> nth=1')
     page.wait_for_selector('body[data-ready="true"]')
     assert page.locator("[data-box-index]").count() == 2
 

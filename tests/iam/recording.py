@@ -12,10 +12,12 @@ from tests.support.paths import REPO_ROOT
 DEFAULT_PATH = REPO_ROOT / "build" / "iam" / "calls.json"
 # Whole flows of every function, each invoked through the `invoke` fixture. The `slow` test (fifty
 # concurrent completions) makes the same calls as the other AppendLabels flows, only more of them.
-# `labelloop model rollback` runs with an operator's credentials (ModelRollbackPolicy).
+# `labelloop model rollback` and `labelloop reviewers` run with an operator's credentials
+# (ModelRollbackPolicy, ReviewerAdminPolicy).
 FLOW_TESTS = [
     *sorted((REPO_ROOT / "tests" / "integration").glob("test_*_flow.py")),
     REPO_ROOT / "tests" / "integration" / "test_model_cli.py",
+    REPO_ROOT / "tests" / "integration" / "test_reviewers_cli.py",
 ]
 WORKERS = "auto"  # pytest-xdist processes, one per core; a test file's tests stay in one process
 

@@ -296,6 +296,12 @@ def _cloudformation(call: Call) -> Iterator[Any]:
     yield "cloudformation:DescribeStackResource", resource, {}, ""
 
 
+@maps("cognito-idp", "AdminCreateUser", "ListUsers", "AdminDeleteUser")
+def _cognito_user_pool(call: Call) -> Iterator[Any]:
+    pool = str(call.params["UserPoolId"])
+    yield f"cognito-idp:{call.operation}", _arn(call, "cognito-idp", f"userpool/{pool}"), {}, ""
+
+
 # --- Rekognition Custom Labels ----------------------------------------------------------------------
 def _s3_object_read(s3: Mapping[str, Any], reason: str) -> Iterator[Any]:
     # Rekognition reads with the caller's rights; how it asks S3 is not documented, so a versioned

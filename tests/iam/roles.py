@@ -110,11 +110,14 @@ def resolver(translated: Mapping[str, Any], names: StackNames) -> Resolver:
 def function_roles(translated: Mapping[str, Any], names: StackNames) -> dict[str, Role]:
     """Role of every AWS::Lambda::Function, by the function's logical id."""
     resources = translated["Resources"]
-    resolve = resolver(translated, names).resolve
+    resolving = resolver(translated, names)
+    resolve = resolving.resolve
     roles = {}
     for function_id, function in resources.items():
         if function.get("Type") != "AWS::Lambda::Function":
             continue
+        if "Condition" in function and not resolving.condition(str(function["Condition"])):
+            continue  # not in this stack (e.g. the built-in backend's functions with ReviewBackend a2i)
         role_id = _referenced_role(function["Properties"].get("Role"))
         if role_id is None:
             continue

@@ -30,6 +30,12 @@ from tests.support.moto_stack import Invoke
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def review_backend() -> str:
+    return "a2i"  # these flows are A2I's (the built-in backend's: test_review_api_flow.py)
+
+
 A2I_SETUP = "A2ISetupFunction"
 
 

@@ -32,6 +32,7 @@ def test_demo_runs_the_whole_loop_and_a_replay_changes_nothing(
     logs = Path(result["logs_dir"])
     assert '"service":"detect"' in (logs / "DetectFunction.log").read_text(encoding="utf-8")
     assert (logs / "RetrainFunction.log").stat().st_size > 0
+    assert result["review_backend"] == "builtin"  # the default
     assert result["images_uploaded"] == 16 and result["base_images"] == 8
     assert result["test_images"] == 20  # generated on top, held out: both models are scored on them
     assert result["predictions"] == 16
@@ -46,7 +47,7 @@ def test_demo_runs_the_whole_loop_and_a_replay_changes_nothing(
     assert result["dlq_messages"] == 0
     replay = result["replay"]
     assert replay["events_replayed"] >= result["images_uploaded"] + result["reviews_completed"]
-    assert replay["new_human_loops"] == 0
+    assert replay["new_reviews"] == 0
     assert replay["new_label_lines"] == 0
     assert replay["new_trainings"] == 0
     report = Path(result["report_path"]).read_text(encoding="utf-8")

@@ -165,5 +165,6 @@ def test_local_dlq_without_a_running_stack_says_how_to_start_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LABELLOOP_HOME", str(tmp_path / "no-stack-here"))
     assert main(["local", "dlq", "list"]) == 1
     assert "start the stack first with `labelloop local up`" in capsys.readouterr().err

@@ -332,7 +332,8 @@ def test_portal_lists_open_tasks_and_serves_their_images(aws: LocalAws, flow_arn
     with urllib.request.urlopen(f"{aws.services.base_url}/portal/") as response:
         page = response.read().decode()
     assert "ll-portal" in page
-    assert "confidence 41.0 is below the threshold 60" in page
+    assert "pizza.png" in page  # the file name names the task, not only the review hash
+    assert "low confidence: 1 detection of" in page and "at 41%" in page  # reasons summarized
     with urllib.request.urlopen(f"{aws.services.base_url}/portal/image/ll-portal") as response:
         assert Image.open(io.BytesIO(response.read())).size == IMAGE_SIZE
     with urllib.request.urlopen(f"{aws.services.base_url}/portal/image/ll-portal?thumb=1") as response:

@@ -100,3 +100,34 @@ def test_event_invoke_of_code_that_cannot_load_ends_in_the_functions_dead_letter
     assert letter["body"]["requestPayload"] == {"id": "cannot-load"}
     assert letter["body"]["requestContext"]["approximateInvokeCount"] == 3
     assert letter["body"]["responsePayload"]["errorType"] == "HandlerLoadError"
+
+
+def test_the_env_vars_file_gives_each_function_exactly_its_template_environment(
+    local_stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sam local invoke --env-vars` sets only variables a function declares in template.yaml (Globals
+    and its own Environment): the file `labelloop local up` writes names exactly those, with the
+    running stack's names and endpoints."""
+    from labelloop_local.cli import local as local_cli
+    from labelloop_local.stack import state as local_state
+    from tests.support.template import template_document
+
+    monkeypatch.setattr(local_state, "env_vars_file", lambda: tmp_path / "env-vars.json")
+    written = json.loads(local_cli.write_env_vars(local_stack).read_text(encoding="utf-8"))
+    document = template_document()
+    global_names = set(document["Globals"]["Function"]["Environment"]["Variables"])
+    assert local_stack.stack is not None
+    functions = set(local_stack.stack.functions())
+    assert set(written) == functions and "ReviewApiFunction" in functions  # builtin by default
+    for function in functions:
+        declared = set(
+            document["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+        )
+        # A variable the template resolves to no value (AWS::NoValue, e.g. A2I's with builtin) is absent.
+        present = set(local_stack.stack.env_for(function))
+        assert (global_names | declared) & present <= set(written[function]) <= global_names | declared, (
+            function
+        )
+        assert written[function]["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:"), function
+        assert all(isinstance(value, str) for value in written[function].values()), function
+    assert written["ReviewApiFunction"]["TASK_TABLE"] == local_stack.stack.physical["ReviewTaskTable"]

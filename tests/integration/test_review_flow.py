@@ -19,6 +19,12 @@ from tests.support.moto_stack import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, I
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def review_backend() -> str:
+    return "a2i"  # these flows are A2I's (the built-in backend's: test_review_api_flow.py)
+
+
 DETECT = "DetectFunction"
 START_REVIEW = "StartReviewFunction"
 CLASSIFIERS = ["FreeOfPersonallyIdentifiableInformation", "FreeOfAdultContent"]
@@ -237,3 +243,18 @@ def test_invalid_events_raise_invalid_event(
     event = app_event("ReviewRequested", review_detail(aws_stack, uploaded, []))
     with stubbed("sagemaker-a2i-runtime"), pytest.raises(InvalidEvent, match=message):
         invoke(START_REVIEW, mutate(event))
+
+
+def test_the_schedule_with_no_budget_finds_no_waiting_review(aws_stack: Stack, invoke: Invoke) -> None:
+    schedule = {
+        "version": "0",
+        "id": "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2024-03-02T00:10:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/labelloop-local-OpenWaitingReviews"],
+        "detail": {},
+    }
+    assert invoke(START_REVIEW, schedule) == {"opened": 0, "stillWaiting": 0, "budgetSpent": False}

@@ -81,7 +81,9 @@ class CallRecorder:
         return key
 
     # --- the calls -----------------------------------------------------------------------------
-    def record(self, client: Any, operation: str, params: dict[str, Any], error: str | None) -> None:
+    def record(
+        self, client: Any, operation: str, params: dict[str, Any], error: str | None, presigned: bool = False
+    ) -> None:
         invocation = self.acting()
         if invocation is None or _quiet.get():
             return  # the test's own set-up and assertions are not the function's calls
@@ -95,7 +97,7 @@ class CallRecorder:
             "params": _plain(params),
             "error": error,
         }
-        derived = _derived(client, operation, params)
+        derived = {"presigned": True} if presigned else _derived(client, operation, params)
         if derived:
             call["derived"] = derived
         with self._lock:
@@ -138,7 +140,28 @@ def install(new: CallRecorder) -> None:
         return response
 
     BaseClient._make_api_call = _make_api_call
+    _install_presign_hook()
     _installed = True
+
+
+def _install_presign_hook() -> None:
+    """A pre-signed URL makes no call, but the request it signs is authorized with the signer's role
+    when someone uses it (the review portal's image links): it is recorded as that call, marked
+    `derived.presigned`. botocore gives each new client class the module's function, so clients
+    created after this (all of them: recording starts at pytest_configure) use the wrapped one."""
+    from botocore import signers
+
+    original = signers.generate_presigned_url
+
+    def generate_presigned_url(self: Any, ClientMethod: str, Params: Any = None, **kwargs: Any) -> Any:
+        url = original(self, ClientMethod, Params, **kwargs)
+        active = _recorder
+        if active is not None:
+            operation = self.meta.method_to_api_mapping.get(ClientMethod, ClientMethod)
+            active.record(self, operation, dict(Params or {}), None, presigned=True)
+        return url
+
+    signers.generate_presigned_url = generate_presigned_url
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from labelloop_core import ledger as layout
+from labelloop_core import review_tasks
 from labelloop_core.adapters.events import DETAIL_TYPES, schema_name
 from labelloop_core.errors import ObjectMissing, TransientError
 from labelloop_core.ledger import (
@@ -27,6 +28,7 @@ from labelloop_core.ledger import (
     STALE_CLAIM,
     STARTING,
     TRAINING,
+    Admission,
     ClaimResult,
     Decision,
     ImageRecord,
@@ -34,11 +36,14 @@ from labelloop_core.ledger import (
     LoopRecord,
     PendingLabel,
     TrainingLock,
+    WaitingReview,
     iso,
 )
 from labelloop_core.naming import ImageRef, version_name_from_arn
 from labelloop_core.policy import Detection
 from labelloop_core.ports import ObjectHead, ObjectVersion, OpenedReview, ProjectVersion, S3Location
+from labelloop_core.review_request import priority_rank
+from labelloop_core.review_tasks import Task, iso_time
 from labelloop_core.schemas import validate
 
 
@@ -166,15 +171,154 @@ class FakeDetector:
 class FakeReviewBackend:
     def __init__(self) -> None:
         self.reviews: dict[str, dict[str, Any]] = {}
+        self.priorities: dict[str, float] = {}
         self.failures: list[Exception] = []
 
-    def open(self, name: str, input_content: Mapping[str, Any]) -> OpenedReview:
+    def open(self, name: str, input_content: Mapping[str, Any], priority: float = 0.0) -> OpenedReview:
         if self.failures:
             raise self.failures.pop(0)
         if name in self.reviews:
             return OpenedReview(name, created=False)
         self.reviews[name] = json.loads(json.dumps(input_content))
+        self.priorities[name] = priority
         return OpenedReview(name, created=True)
+
+
+class FakeReviewQueue:
+    """Waiting reviews and budget counters, with the conditions of adapters.ledger.ReviewQueue."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.budget: dict[str, int] = {}
+
+    def enqueue(self, name: str, detail: Mapping[str, Any], priority: float, requested_at: datetime) -> bool:
+        if name in self.items:
+            return False
+        at = iso(requested_at)
+        self.items[name] = {
+            "review_name": name,
+            "detail": json.loads(json.dumps(detail)),
+            "priority": priority,
+            "requested_at": at,
+            "queue": layout.WAITING,
+            "rank": priority_rank(priority, at, name),
+        }
+        return True
+
+    def waiting(self, queue: str, limit: int) -> list[WaitingReview]:
+        found = sorted(
+            (item for item in self.items.values() if item.get("queue") == queue), key=lambda i: i["rank"]
+        )
+        return [WaitingReview.from_item({"pk": f"WAITING#{i['review_name']}", **i}) for i in found[:limit]]
+
+    def admit(self, name: str, day: str, max_per_day: int) -> Admission:
+        if max_per_day > 0 and self.budget.get(day, 0) >= max_per_day:
+            return Admission.BUDGET_SPENT
+        item = self.items.get(name)
+        if item is None or item.get("queue") != layout.WAITING:
+            return Admission.TAKEN
+        self.budget[day] = self.budget.get(day, 0) + 1
+        item.update(queue=layout.ADMITTED, admitted_day=day)
+        return Admission.ADMITTED
+
+    def opened(self, name: str) -> None:
+        item = self.items.get(name)
+        if item is not None and item.get("queue") == layout.ADMITTED:
+            item.pop("queue")
+            item.pop("rank")
+            item["opened_at"] = "now"
+
+    def opened_on(self, day: str) -> int:
+        return self.budget.get(day, 0)
+
+
+class FakeTaskStore:
+    """Review tasks in memory, with the conditions of adapters.review_tasks.TaskTable."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def create(self, item: Mapping[str, Any]) -> bool:
+        if item["task_id"] in self.items:
+            return False
+        self.items[str(item["task_id"])] = json.loads(json.dumps(item))
+        return True
+
+    def get(self, task_id: str) -> Task | None:
+        item = self.items.get(task_id)
+        return Task.from_item(json.loads(json.dumps(item))) if item else None
+
+    def open_tasks(self) -> Iterator[Task]:
+        listed = sorted((i for i in self.items.values() if i.get("open")), key=lambda i: str(i["rank"]))
+        for item in listed:
+            yield Task.from_item(json.loads(json.dumps(item)))
+
+    def claim(self, task: Task, slot: int, worker: str, now: float, until: float) -> bool:
+        item = self.items.get(task.task_id)
+        if item is None or not self._open(item, now) or not self._free(item, slot, now):
+            return False
+        for other in range(task.answers_needed):
+            if other != slot and not self._free(item, other, now) and item.get(f"holder_{other}") == worker:
+                return False
+        item.update({f"holder_{slot}": worker, f"until_{slot}": until, f"accepted_{slot}": iso_time(now)})
+        return True
+
+    def release(self, task_id: str, slot: int, worker: str, now: float) -> bool:
+        item = self.items.get(task_id)
+        if item is None or not self._held(item, slot, worker, now):
+            return False
+        for name in (f"holder_{slot}", f"until_{slot}", f"accepted_{slot}"):
+            item.pop(name, None)
+        return True
+
+    def answer(self, task_id: str, slot: int, worker: str, answer: Mapping[str, Any], now: float) -> bool:
+        item = self.items.get(task_id)
+        if item is None or not self._open(item, now) or not self._held(item, slot, worker, now):
+            return False
+        if int(item.get("answer_count", 0)) >= int(item["answers_needed"]):
+            return False
+        item[f"answer_{slot}"] = json.loads(json.dumps(answer))
+        item["answer_count"] = int(item.get("answer_count", 0)) + 1
+        return True
+
+    def finish(self, task_id: str, status: str, output_key: str | None) -> bool:
+        item = self.items.get(task_id)
+        if item is None or item.get("status") != review_tasks.OPEN:
+            return False
+        item["status"] = status
+        if output_key:
+            item["output_key"] = output_key
+        item.pop("open", None)
+        return True
+
+    @staticmethod
+    def _open(item: Mapping[str, Any], now: float) -> bool:
+        return item.get("status") == review_tasks.OPEN and float(item["expires_at"]) > now
+
+    @staticmethod
+    def _free(item: Mapping[str, Any], slot: int, now: float) -> bool:
+        if f"holder_{slot}" not in item:
+            return True
+        return float(item[f"until_{slot}"]) < now and f"answer_{slot}" not in item
+
+    @staticmethod
+    def _held(item: Mapping[str, Any], slot: int, worker: str, now: float) -> bool:
+        return (
+            item.get(f"holder_{slot}") == worker
+            and float(item.get(f"until_{slot}", 0)) >= now
+            and f"answer_{slot}" not in item
+        )
+
+
+class FakeImageLinks:
+    """Pre-signed links as text: which image version, for how long."""
+
+    def __init__(self) -> None:
+        self.links: list[tuple[ImageRef, int]] = []
+
+    def link(self, image: ImageRef, expires_in: int) -> str:
+        self.links.append((image, expires_in))
+        return f"https://images.example/{image.key}?versionId={image.version_id}&expires={expires_in}"
 
 
 class FakeReviewLedger:
@@ -236,7 +380,14 @@ class FakeReviewLedger:
             layout.loop_key(loop_name), status, LOOP_STAGES, attributes, "failure_reason", failure_reason
         )
 
-    def put_label(self, loop_name: str, label_key: str, source_ref: str, created_at: str) -> bool:
+    def put_label(
+        self,
+        loop_name: str,
+        label_key: str,
+        source_ref: str,
+        created_at: str,
+        agreement: Mapping[str, Any] | None = None,
+    ) -> bool:
         key = layout.label_key(loop_name)
         if self._item(key) is not None:
             return False
@@ -249,6 +400,8 @@ class FakeReviewLedger:
             "pending": layout.PENDING_VALUE,
             "event_sent": False,
         }
+        if agreement:
+            self.items[(key["pk"], key["sk"])]["consolidation"] = dict(agreement)
         self.pending_count += 1
         return True
 

@@ -56,7 +56,13 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def aws_stack(aws_env: None, sam_template: SamTemplate) -> Iterator[Stack]:
+def review_backend() -> str:
+    """The stack's ReviewBackend; A2I's flow tests override this fixture with "a2i"."""
+    return "builtin"
+
+
+@pytest.fixture
+def aws_stack(aws_env: None, sam_template: SamTemplate, review_backend: str) -> Iterator[Stack]:
     apply_moto_fixes()  # S3 → EventBridge events shaped like AWS's (see labelloop_local.stack.moto_fixes)
     with mock_aws():
         session = boto3.Session(region_name=REGION)
@@ -65,7 +71,11 @@ def aws_stack(aws_env: None, sam_template: SamTemplate) -> Iterator[Stack]:
             session,
             # The stack starts with a model trained elsewhere, as a deployment with the
             # InitialModelVersionArn parameter does (its project is not the stack's new project).
-            params={**LOCAL_PARAMETERS, "InitialModelVersionArn": FAKE_MODEL_ARN},
+            params={
+                **LOCAL_PARAMETERS,
+                "InitialModelVersionArn": FAKE_MODEL_ARN,
+                "ReviewBackend": review_backend,
+            },
             resolved={
                 "FlowDefinitionArn": FAKE_FLOW_DEFINITION_ARN,
                 "FlowDefinitionArnPrefix": FLOW_DEFINITION_ARN_PREFIX,

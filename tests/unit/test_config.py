@@ -27,6 +27,7 @@ ENV = {
     "LABEL_ATTRIBUTE": "pizza_BB",
     "FLOW_DEFINITION_ARN": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/pizza-review",
     "FLOW_DEFINITION_ARN_PREFIX": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/pizza-",
+    "TASK_TABLE": "labelloop-review-tasks",
 }
 SETTINGS_TYPES: list[type[Any]] = [
     DetectSettings,

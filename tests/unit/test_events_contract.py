@@ -29,6 +29,10 @@ SAMPLES = {
     "a2i-setup-create.json": ("A2ISetupFunction", "cfn-custom-resource-request", None),
     "a2i-setup-update.json": ("A2ISetupFunction", "cfn-custom-resource-request", None),
     "a2i-setup-delete.json": ("A2ISetupFunction", "cfn-custom-resource-request", None),
+    "append-labels-review-completed.json": ("AppendLabelsFunction", "app-event", "review-completed"),
+    "review-api-next-task.json": ("ReviewApiFunction", "http-api-event", None),
+    "portal-page.json": ("PortalFunction", "http-api-event", None),
+    "review-sweeper-schedule.json": ("ReviewSweeperFunction", "scheduled-event", None),
 }
 
 

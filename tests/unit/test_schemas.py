@@ -34,6 +34,10 @@ CONTRACT_NAMES = {  # docs/ARCHITECTURE.md, "Contracts"
     "a2i-output",
     "evaluation-summary",
     "cfn-custom-resource-request",
+    "review-completed",
+    "review-task",
+    "review-answer",
+    "http-api-event",
 }
 # Keywords fastjsonschema's draft-07 engine evaluates exactly like a 2020-12 validator.
 ALLOWED_KEYWORDS = {

@@ -25,6 +25,14 @@ ALL_FUNCTIONS = {**EVENT_FUNCTIONS, "A2ISetupFunction": "functions/a2i_setup/"}
 
 # Read by Powertools itself, not by a settings class.
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+# The AWS SDK's standard endpoint settings, declared empty in Globals so that `sam local invoke
+# --env-vars` may point a function at the local stack; no settings class reads them (boto3 does).
+SDK_ENDPOINT_ENV = {
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_REKOGNITION",
+    "AWS_ENDPOINT_URL_SAGEMAKER",
+    "AWS_ENDPOINT_URL_SAGEMAKER_A2I_RUNTIME",
+}
 # Set by the Lambda runtime (or boto3's standard endpoint settings), never by the template.
 RUNTIME_ENV = re.compile(r"^(AWS_|_X_AMZN_|LAMBDA_|_HANDLER$|TZ$)")
 
@@ -141,14 +149,32 @@ def test_every_rule_retries_and_dead_letters_into_the_function_queue(
         statement = resources[f"{queue}Policy"]["Properties"]["PolicyDocument"]["Statement"][0]
         assert statement["Principal"] == {"Service": "events.amazonaws.com"}
         assert statement["Action"] == "sqs:SendMessage"
-        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == get_att(
-            f"{function}{event_name}", "Arn"
-        )
+        sources = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+        sources = sources if isinstance(sources, list) else [sources]
+        assert get_att(f"{function}{event_name}", "Arn") in sources, event_name
+        assert len(sources) == len(events), "only the function's own rules may send to its queue"
 
 
 def _only_event(resources: dict[str, Any], function: str) -> dict[str, Any]:
     (event,) = resources[function]["Properties"]["Events"].values()
     return dict(event)
+
+
+def _event(resources: dict[str, Any], function: str, name: str) -> dict[str, Any]:
+    return dict(resources[function]["Properties"]["Events"][name])
+
+
+# The flow definitions of this stack: the custom resource's prefix with A2I, else the names it would have.
+FLOW_PREFIX = {
+    "Fn::If": [
+        "UseA2I",
+        get_att("A2IResources", "FlowDefinitionArnPrefix"),
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
+            ":flow-definition/${AWS::StackName}-flow-"
+        },
+    ]
+}
 
 
 def test_detect_is_triggered_only_by_uploads_under_incoming(resources: dict[str, Any]) -> None:
@@ -166,21 +192,19 @@ def test_detect_is_triggered_only_by_uploads_under_incoming(resources: dict[str,
 
 
 def test_start_review_listens_to_review_requests_on_the_app_bus(resources: dict[str, Any]) -> None:
-    event = _only_event(resources, "StartReviewFunction")
+    event = _event(resources, "StartReviewFunction", "ReviewRequested")
     assert event["Properties"]["EventBusName"] == {"Ref": "AppEventBus"}
     assert event["Properties"]["Pattern"] == {"source": ["labelloop"], "detail-type": ["ReviewRequested"]}
 
 
 def test_append_labels_listens_to_final_statuses_of_our_flow_only(resources: dict[str, Any]) -> None:
-    event = _only_event(resources, "AppendLabelsFunction")
+    event = _event(resources, "AppendLabelsFunction", "HumanLoopStatusChange")
     assert "EventBusName" not in event["Properties"]
     pattern = event["Properties"]["Pattern"]
     assert pattern["source"] == ["aws.sagemaker"]
     assert pattern["detail-type"] == ["SageMaker A2I HumanLoop Status Change"]
     # Every flow definition of this stack, so loops of a replaced one still complete.
-    assert pattern["detail"]["flowDefinitionArn"] == [
-        {"prefix": get_att("A2IResources", "FlowDefinitionArnPrefix")}
-    ]
+    assert pattern["detail"]["flowDefinitionArn"] == [{"prefix": FLOW_PREFIX}]
     assert sorted(pattern["detail"]["humanLoopStatus"]) == ["Completed", "Failed", "Stopped"]
 
 
@@ -205,9 +229,15 @@ def test_archives_cover_the_app_bus_and_only_our_default_bus_events(resources: d
     s3_pattern, a2i_pattern = default["EventPattern"]["$or"]
     assert s3_pattern == _only_event(resources, "DetectFunction")["Properties"]["Pattern"]
     assert a2i_pattern["source"] == ["aws.sagemaker"]
-    assert a2i_pattern["detail"]["flowDefinitionArn"] == [
-        {"prefix": get_att("A2IResources", "FlowDefinitionArnPrefix")}
-    ]
+    assert a2i_pattern["detail"]["flowDefinitionArn"] == [{"prefix": FLOW_PREFIX}]
+
+
+def test_the_builtin_backend_s_events_reach_their_functions(resources: dict[str, Any]) -> None:
+    completed = _event(resources, "AppendLabelsFunction", "ReviewCompleted")["Properties"]
+    assert completed["EventBusName"] == {"Ref": "AppEventBus"}
+    assert completed["Pattern"] == {"source": ["labelloop"], "detail-type": ["ReviewCompleted"]}
+    waiting = _event(resources, "StartReviewFunction", "OpenWaitingReviews")
+    assert waiting["Type"] == "Schedule"
 
 
 def test_bucket_is_private_versioned_encrypted_and_feeds_eventbridge(resources: dict[str, Any]) -> None:
@@ -217,7 +247,10 @@ def test_bucket_is_private_versioned_encrypted_and_feeds_eventbridge(resources: 
     assert len(bucket["PublicAccessBlockConfiguration"]) == 4
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
-    (cors,) = bucket["CorsConfiguration"]["CorsRules"]
+    # A2I's worker UI needs a CORS rule; the built-in portal's <img> makes no CORS request: none.
+    condition, with_a2i, builtin = bucket["CorsConfiguration"]["Fn::If"]
+    assert condition == "UseA2I" and builtin == {"Ref": "AWS::NoValue"}
+    (cors,) = with_a2i["CorsRules"]
     assert cors["AllowedMethods"] == ["GET"]
     rules = bucket["LifecycleConfiguration"]["Rules"]
     assert any("NoncurrentVersionExpiration" in rule for rule in rules)
@@ -236,8 +269,10 @@ def test_ledger_table_matches_the_contract(resources: dict[str, Any]) -> None:
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert types == {"pk": "S", "sk": "S", "pending": "S", "created_at": "S"}
-    (index,) = table["GlobalSecondaryIndexes"]
+    assert types == {"pk": "S", "sk": "S", "pending": "S", "created_at": "S", "queue": "S", "rank": "S"}
+    index, waiting = table["GlobalSecondaryIndexes"]
+    assert waiting["IndexName"] == "WaitingReviews"
+    assert [k["AttributeName"] for k in waiting["KeySchema"]] == ["queue", "rank"]
     assert index["IndexName"] == "PendingLabels"
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["pending", "created_at"]
     assert {"label_key", "source_ref"} <= set(index["Projection"].get("NonKeyAttributes", []))
@@ -262,7 +297,7 @@ def declared_settings(function: str) -> type[Any]:
 def test_each_function_gets_exactly_the_variables_its_settings_declare(
     template: dict[str, Any], function: str
 ) -> None:
-    environment = set(function_environment(template, function))
+    environment = set(function_environment(template, function)) - SDK_ENDPOINT_ENV
     declared = set(variables(declared_settings(function)).values())
     undeclared = sorted(environment - POWERTOOLS_ENV - declared)
     assert environment - POWERTOOLS_ENV == declared, (

@@ -6,6 +6,8 @@ InputContent (echoed by A2I as `inputContent` in output.json, so it carries all 
 "reviewReasons": [{code,label,confidence,threshold,message}]}`.
 The task UI's `crowd-bounding-box` is named `annotatedResult` (`ANSWER_ELEMENT`); its answer is
 `{"boundingBoxes": [{label,left,top,width,height}], "inputImageProperties": {height,width}}` in pixels.
+Both review backends write this output.json; with several reviewers (`TaskCount` > 1) it has one
+`humanAnswers` entry each, and `parse_output` consolidates them (`labelloop_core.consolidation`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from labelloop_core.consolidation import Consolidation, consolidate
 from labelloop_core.errors import InvalidEvent, InvalidReview
 from labelloop_core.geometry import PixelBox, clamp
 from labelloop_core.manifest import ClassMap, build_line, parse_creation_date
@@ -36,20 +39,42 @@ LabeledBox = tuple[str, PixelBox]
 
 
 @dataclass(frozen=True)
+class WorkerAnswer:
+    """One reviewer's boxes (clamped to the image)."""
+
+    worker_id: str | None
+    submitted_at: datetime
+    boxes: list[LabeledBox]
+    dropped_boxes: int = 0  # boxes with nothing left inside the image after clamping
+
+
+@dataclass(frozen=True)
 class ReviewAnswer:
+    """The review's result: the only answer's boxes, or the consolidation of several reviewers'."""
+
     image: ImageRef
     width: int
     height: int
     boxes: list[LabeledBox]
-    submitted_at: datetime
-    worker_id: str | None
+    submitted_at: datetime  # the last submission: the newest review wins in the merge
+    worker_id: str | None  # the first reviewer's
     depth: int = 3
     dropped_boxes: int = 0  # boxes with nothing left inside the image after clamping
     human_loop_name: str | None = None
+    consolidation: Consolidation | None = None  # with several reviewers
 
     @property
     def source_ref(self) -> str:
         return self.image.s3_uri
+
+    @property
+    def reviewers(self) -> int:
+        return self.consolidation.reviewers if self.consolidation else 1
+
+    @property
+    def confidences(self) -> list[float] | None:
+        """Per-object confidence for the manifest's `objects` (None: 1 each, a single reviewer)."""
+        return self.consolidation.confidences if self.consolidation else None
 
 
 def build_input_content(
@@ -135,14 +160,16 @@ def _image_from_content(content: Mapping[str, Any]) -> tuple[ImageRef, int, int,
     return ref, int(width), int(height), int(depth)  # type: ignore[arg-type]
 
 
-def _first_answer(doc: Mapping[str, Any]) -> dict[str, Any]:
+def _answers(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     answers = doc.get("humanAnswers")
     if not answers:
         raise InvalidReview(
             NO_ANSWER, "output.json has no human answer (the loop ended without a submission)"
         )
     _require(isinstance(answers, list), "humanAnswers must be a list")
-    return _object(answers[0], "humanAnswers[0] is not an object")
+    return [
+        _object(answer, f"humanAnswers[{index}] is not an object") for index, answer in enumerate(answers)
+    ]
 
 
 def _check_worker_frame(result: Mapping[str, Any], width: int, height: int) -> None:
@@ -180,7 +207,9 @@ def _parse_box(raw: object, number: int, known: set[str]) -> LabeledBox:
 
 
 def parse_output(doc: Mapping[str, Any]) -> ReviewAnswer:
-    """Validate an A2I output.json and return the reviewer's boxes, clamped to the image.
+    """Validate an A2I output.json and return the review's boxes, clamped to the image; several
+    reviewers' answers (one per worker: a repeated worker counts once, with its last answer) are
+    consolidated.
 
     Raises InvalidReview: NO_ANSWER (no submission), SCHEMA (shape), BAD_BOX (unusable box, image
     size mismatch, more than 50 boxes), UNKNOWN_LABEL (a label the task did not offer).
@@ -191,14 +220,36 @@ def parse_output(doc: Mapping[str, Any]) -> ReviewAnswer:
     labels = content.get("labels")
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
         raise InvalidReview(SCHEMA, "inputContent has no list of label names")
-    answer = _first_answer(doc)
+    by_worker: dict[object, WorkerAnswer] = {}
+    for index, raw in enumerate(_answers(doc)):
+        answer = _worker_answer(raw, set(labels), width, height)
+        by_worker[answer.worker_id if answer.worker_id is not None else index] = answer
+    answers = list(by_worker.values())
+    consolidation = consolidate([answer.boxes for answer in answers]) if len(answers) > 1 else None
+    boxes = consolidation.boxes if consolidation else answers[0].boxes
+    _require(len(boxes) <= MAX_BOXES, f"{len(boxes)} boxes; Rekognition allows at most {MAX_BOXES}", BAD_BOX)
+    loop_name = doc.get("humanLoopName")
+    return ReviewAnswer(
+        image=image,
+        width=width,
+        height=height,
+        boxes=boxes,
+        submitted_at=max(answer.submitted_at for answer in answers),
+        worker_id=answers[0].worker_id,
+        depth=depth,
+        dropped_boxes=sum(answer.dropped_boxes for answer in answers),
+        human_loop_name=loop_name if isinstance(loop_name, str) else None,
+        consolidation=consolidation,
+    )
+
+
+def _worker_answer(answer: Mapping[str, Any], known: set[str], width: int, height: int) -> WorkerAnswer:
     answer_content = _object(answer.get("answerContent"), "the answer has no answerContent object")
     result = _object(answer_content.get(ANSWER_ELEMENT), f"the answer has no '{ANSWER_ELEMENT}' element")
     _check_worker_frame(result, width, height)
     raw_boxes = result.get("boundingBoxes")
     if not isinstance(raw_boxes, list):
         raise InvalidReview(SCHEMA, f"'{ANSWER_ELEMENT}' has no boundingBoxes list")
-    known = set(labels)
     boxes: list[LabeledBox] = []
     for number, raw in enumerate(raw_boxes, 1):
         label, box = _parse_box(raw, number, known)
@@ -212,17 +263,11 @@ def parse_output(doc: Mapping[str, Any]) -> ReviewAnswer:
             SCHEMA, f"submissionTime {answer.get('submissionTime')!r} is not an ISO-8601 date"
         )
     worker = answer.get("workerId")
-    loop_name = doc.get("humanLoopName")
-    return ReviewAnswer(
-        image=image,
-        width=width,
-        height=height,
-        boxes=boxes,
-        submitted_at=submitted,
+    return WorkerAnswer(
         worker_id=worker if isinstance(worker, str) else None,
-        depth=depth,
+        submitted_at=submitted,
+        boxes=boxes,
         dropped_boxes=len(raw_boxes) - len(boxes),
-        human_loop_name=loop_name if isinstance(loop_name, str) else None,
     )
 
 
@@ -244,4 +289,5 @@ def answer_to_manifest_line(
         job_name=f"labeling-job/{loop_name}",
         creation_date=answer.submitted_at,
         depth=answer.depth,
+        confidences=answer.confidences,
     )

@@ -159,6 +159,15 @@ def integer_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return raw
+
+    return parse
+
+
 def positive_int(raw: str) -> int:
     value = integer(raw)
     if value < 1:
@@ -248,3 +257,10 @@ def manifest_attribute() -> Any:
 
 def flow_definition_arn() -> Any:
     return setting("FLOW_DEFINITION_ARN", arn)
+
+
+def task_table() -> Any:
+    return setting("TASK_TABLE", text)
+
+
+REVIEW_BACKENDS = ("builtin", "a2i")

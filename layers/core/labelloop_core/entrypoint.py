@@ -79,9 +79,13 @@ def lambda_entrypoint(
     parse: Callable[[Mapping[str, Any], Any], Request],
     service_type: ServiceType[Request],
     *,
-    correlation_id_path: str = EVENTBRIDGE_EVENT_ID,
+    correlation_id_path: str | None = None,
 ) -> LambdaHandler:
-    """The Lambda handler of a function: parse → settings → service → outcome, observed."""
+    """The Lambda handler of a function: parse → settings → service → outcome, observed. The
+    correlation id is where the parser says its events keep one (`parse.correlation_id_path`), by
+    default the EventBridge event id."""
+    if correlation_id_path is None:
+        correlation_id_path = getattr(parse, "correlation_id_path", EVENTBRIDGE_EVENT_ID)
     logger = observability.logger()
     metrics = observability.metrics()
     service = _Built(service_type)

@@ -5,6 +5,7 @@ entry point, then retried by the platform and kept in the function's dead-letter
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,24 +74,74 @@ def review_requested(event: Mapping[str, Any], context: Any = None) -> ReviewReq
     return ReviewRequested(ReviewRequest.from_detail(event["detail"]), _replay_name(event))
 
 
-@dataclass(frozen=True)
-class ReviewStatusChange:
-    """A review that ended: A2I's `HumanLoop Status Change` detail."""
+def start_review_event(event: Mapping[str, Any], context: Any = None) -> ReviewRequested | ScheduleTick:
+    """StartReview's two triggers: a ReviewRequested, or its schedule (open reviews waiting for budget)."""
+    if isinstance(event, Mapping) and event.get("detail-type") == "Scheduled Event":
+        return schedule_tick(event, context)
+    return review_requested(event, context)
 
-    detail: Mapping[str, Any]
+
+A2I_STATUS_CHANGE = "SageMaker A2I HumanLoop Status Change"
+REVIEW_COMPLETED = "ReviewCompleted"
+
+
+@dataclass(frozen=True)
+class ReviewFinished:
+    """A review that ended, from either backend: A2I's `HumanLoop Status Change` (default bus) or the
+    built-in backend's `labelloop.ReviewCompleted` (app bus). Status as A2I reports it: Completed,
+    Failed (an expired review is Failed with failure code Expired) or Stopped."""
+
+    review_name: str
+    status: str
+    output_uri: str | None = None
+    failure_code: str | None = None
+    failure_reason: str | None = None
+    flow_definition_arn: str | None = None  # A2I only: the flow definition the loop ran in
     replay_name: str | None = None
 
     @property
     def loop_name(self) -> str:
-        return str(self.detail["humanLoopName"])
+        return self.review_name
+
+    @classmethod
+    def from_a2i(cls, detail: Mapping[str, Any], replay_name: str | None = None) -> ReviewFinished:
+        """A schema-valid A2I status-change detail."""
+        return cls(
+            review_name=str(detail["humanLoopName"]),
+            status=str(detail["humanLoopStatus"]),
+            output_uri=(detail.get("humanLoopOutput") or {}).get("outputS3Uri"),
+            failure_code=detail.get("failureCode"),
+            failure_reason=detail.get("failureReason"),
+            flow_definition_arn=str(detail["flowDefinitionArn"]),
+            replay_name=replay_name,
+        )
+
+    @classmethod
+    def from_review_completed(
+        cls, detail: Mapping[str, Any], replay_name: str | None = None
+    ) -> ReviewFinished:
+        """A schema-valid ReviewCompleted detail."""
+        return cls(
+            review_name=str(detail["reviewName"]),
+            status=str(detail["status"]),
+            output_uri=detail.get("outputS3Uri"),
+            failure_code=detail.get("failureCode"),
+            failure_reason=detail.get("failureReason"),
+            replay_name=replay_name,
+        )
 
     def log_keys(self) -> dict[str, Any]:
-        return {"loop_name": self.loop_name, "replay_name": self.replay_name}
+        return {"loop_name": self.review_name, "replay_name": self.replay_name}
 
 
-def review_status_change(event: Mapping[str, Any], context: Any = None) -> ReviewStatusChange:
+def review_finished(event: Mapping[str, Any], context: Any = None) -> ReviewFinished:
+    """AppendLabels' one entry for both backends."""
+    if isinstance(event, Mapping) and event.get("detail-type") == REVIEW_COMPLETED:
+        require_valid("app-event", event)
+        require_valid("review-completed", event["detail"], what="ReviewCompleted detail")
+        return ReviewFinished.from_review_completed(event["detail"], _replay_name(event))
     require_valid("a2i-status-change-event", event)
-    return ReviewStatusChange(event["detail"], _replay_name(event))
+    return ReviewFinished.from_a2i(event["detail"], _replay_name(event))
 
 
 @dataclass(frozen=True)
@@ -116,6 +167,53 @@ def schedule_tick(event: Mapping[str, Any], context: Any = None) -> ScheduleTick
     return ScheduleTick(
         text, moment if moment.tzinfo else moment.replace(tzinfo=UTC), event_id and str(event_id)
     )
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """An HTTP API request (payload format 2.0) and the JWT claims its authorizer validated."""
+
+    route_key: str  # e.g. "GET /api/tasks/{taskId}"
+    method: str
+    path: str
+    path_parameters: Mapping[str, str]
+    query: Mapping[str, str]
+    headers: Mapping[str, str]  # names in lower case, as API Gateway passes them
+    body: bytes | None
+    claims: Mapping[str, Any]
+    request_id: str
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"route": self.route_key, "request_id": self.request_id, "caller": self.claims.get("sub")}
+
+
+def http_request(event: Mapping[str, Any], context: Any = None) -> HttpRequest:
+    """An API Gateway HTTP API event, payload format 2.0 (claims at requestContext.authorizer.jwt.claims)."""
+    require_valid("http-api-event", event)
+    context_doc = event["requestContext"]
+    body = event.get("body")
+    raw: bytes | None = None
+    if body is not None:
+        try:
+            raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode()
+        except ValueError as error:
+            raise InvalidEvent(f"the request body is marked base64 but is not: {error}") from None
+    claims = ((context_doc.get("authorizer") or {}).get("jwt") or {}).get("claims") or {}
+    return HttpRequest(
+        route_key=str(event["routeKey"]),
+        method=str(context_doc["http"]["method"]).upper(),
+        path=str(event["rawPath"]),
+        path_parameters=dict(event.get("pathParameters") or {}),
+        query=dict(event.get("queryStringParameters") or {}),
+        headers={str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()},
+        body=raw,
+        claims=dict(claims),
+        request_id=str(context_doc["requestId"]),
+    )
+
+
+# The correlation id of an HTTP API request is API Gateway's request id (see `entrypoint`).
+http_request.correlation_id_path = "requestContext.requestId"  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

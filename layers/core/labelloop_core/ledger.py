@@ -8,23 +8,33 @@ training stands. This module is the one home of its layout (no boto3 here); the 
 |---|---|---|---|
 | image version | `IMAGE#<imageId>` | `STATE` | Detect, StartReview, AppendLabels |
 | review (loop) | `LOOP#<loopName>` | `STATE` | StartReview, AppendLabels |
-| label | `LABEL#<loopName>` | `LABEL` | AppendLabels (create), Retrain (settle) |
+| label (+ reviewers' agreement) | `LABEL#<loopName>` | `LABEL` | AppendLabels (create), Retrain (settle) |
 | pending-label counter | `COUNTER#labels` | `PENDING` | AppendLabels (+1), Retrain (-n) |
 | training lock | `TRAINING` | `CURRENT` | Retrain (claim, start), Promote (start, finish) |
 | schedule window | `RETRAIN#<window>` | `WINDOW` | Retrain |
 | promotion decision | `VERSION#<versionName>` | `DECISION` | Promote |
+| review budget of a UTC day | `BUDGET#<YYYY-MM-DD>` | `OPENED` | StartReview (+1 per review opened) |
+| review waiting for budget | `WAITING#<reviewName>` | `REQUEST` | StartReview |
 
 Statuses carry a `stage` number and writes are conditional on it, so duplicate, replayed or
 out-of-order events never move an item backwards (a late Detect duplicate cannot turn a LABELED
 image back into REVIEW_REQUESTED). Label items carry `pending` ("1") while not yet used for training:
 the sparse index `PendingLabels` lists exactly those.
+
+The review budget (`MaxReviewsPerDay`, DESIGN §9): with a budget, a review request is first kept as a
+WAITING item (its ReviewRequested detail and its priority); the sparse index `WaitingReviews` lists the
+waiting ones by `rank` (priority order) under `queue` = "waiting". Admitting one is a transaction:
+the day's counter goes up only while it is below the budget, and the item moves to `queue` =
+"admitted" only if it was still waiting, so no review is counted twice and none beyond the budget.
+An admitted item leaves the index once its review is open; one still admitted (a crash in between)
+is opened by the next scheduled run. Nothing waiting is ever dropped: it waits for the next day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -37,6 +47,7 @@ IMAGE_STAGES = {
     "REJECTED": 1,
     "PREDICTED": 1,
     "REVIEW_REQUESTED": 1,
+    "REVIEW_WAITING": 1,  # waiting for the review budget of a later day
     "IN_REVIEW": 2,
     "LABELED": 3,
     "REVIEW_FAILED": 3,
@@ -63,6 +74,8 @@ STALE_CLAIM = timedelta(minutes=15)
 PENDING_INDEX = "PendingLabels"
 PENDING_VALUE = "1"
 LABEL_PREFIX = "LABEL#"
+WAITING_INDEX = "WaitingReviews"
+WAITING, ADMITTED = "waiting", "admitted"  # `queue` of a waiting review (the index's partition key)
 PENDING_COUNTER_KEY: Key = {"pk": "COUNTER#labels", "sk": "PENDING"}
 TRAINING_LOCK_KEY: Key = {"pk": "TRAINING", "sk": "CURRENT"}
 
@@ -77,6 +90,21 @@ def loop_key(loop_name: str) -> Key:
 
 def label_key(loop_name: str) -> Key:
     return {"pk": f"{LABEL_PREFIX}{loop_name}", "sk": "LABEL"}
+
+
+def budget_key(day: str) -> Key:
+    return {"pk": f"BUDGET#{day}", "sk": "OPENED"}
+
+
+def waiting_key(review_name: str) -> Key:
+    return {"pk": f"WAITING#{review_name}", "sk": "REQUEST"}
+
+
+def budget_day(moment: datetime) -> str:
+    """The UTC day a review opened at `moment` counts against."""
+    if moment.tzinfo is None:
+        raise ValueError("budget_day needs a timezone-aware datetime")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 def window_key(window: str) -> Key:
@@ -103,6 +131,11 @@ CLAIMED_FOR_WINDOW = "#status = :claimed AND #window = :window"
 STILL_CLAIMED = "#status = :claimed"
 LOCK_IN_PROMOTION = "version_arn = :arn AND #status IN (:training, :starting)"
 STATUS_VALUES = {":claimed": CLAIMED, ":training": TRAINING, ":starting": STARTING, ":released": RELEASED}
+# The review budget: a day's counter below the budget; a waiting item not yet admitted.
+BUDGET_LEFT = "attribute_not_exists(opened) OR opened < :max"
+STILL_WAITING = "#queue = :waiting"
+STILL_ADMITTED = "#queue = :admitted"
+QUEUE_VALUES = {":waiting": WAITING, ":admitted": ADMITTED}
 
 
 def iso(moment: datetime) -> str:
@@ -113,6 +146,14 @@ def iso(moment: datetime) -> str:
 def _text(item: Mapping[str, Any], name: str) -> str | None:
     value = item.get(name)
     return None if value is None else str(value)
+
+
+class Admission(Enum):
+    """What admitting a waiting review against the day's budget gave."""
+
+    ADMITTED = "admitted"
+    BUDGET_SPENT = "budget spent"
+    TAKEN = "already admitted"  # another invocation admitted it
 
 
 class ClaimResult(Enum):
@@ -179,6 +220,8 @@ class LabelRecord:
     created_at: str | None
     pending: bool
     event_sent: bool
+    # Several reviewers: {reviewers, agreement, droppedBoxes, lowAgreement} (labelloop_core.consolidation)
+    consolidation: Mapping[str, Any] | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> LabelRecord:
@@ -190,6 +233,7 @@ class LabelRecord:
             created_at=_text(item, "created_at"),
             pending=item.get("pending") == PENDING_VALUE,
             event_sent=bool(item.get("event_sent")),
+            consolidation=dict(item["consolidation"]) if item.get("consolidation") else None,
         )
 
 
@@ -205,6 +249,27 @@ class PendingLabel:
     def from_item(cls, item: Mapping[str, Any]) -> PendingLabel:
         record = LabelRecord.from_item(item)
         return cls(record.loop_name, record.label_key, record.created_at or "")
+
+
+@dataclass(frozen=True)
+class WaitingReview:
+    """A review request kept until the budget admits it (the ReviewRequested detail, verbatim)."""
+
+    name: str
+    detail: Mapping[str, Any]
+    priority: float
+    requested_at: str
+    queue: str
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> WaitingReview:
+        return cls(
+            name=str(item.get("review_name") or str(item["pk"]).removeprefix("WAITING#")),
+            detail=dict(item.get("detail") or {}),
+            priority=float(item.get("priority", 0)),
+            requested_at=str(item.get("requested_at", "")),
+            queue=str(item.get("queue", "")),
+        )
 
 
 @dataclass(frozen=True)

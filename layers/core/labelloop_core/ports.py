@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import IO, Any, Protocol
 
 from labelloop_core.ledger import (
+    Admission,
     ClaimResult,
     Decision,
     ImageRecord,
@@ -21,9 +22,11 @@ from labelloop_core.ledger import (
     LoopRecord,
     PendingLabel,
     TrainingLock,
+    WaitingReview,
 )
 from labelloop_core.naming import ImageRef, version_name_from_arn
 from labelloop_core.policy import Detection
+from labelloop_core.review_tasks import Task
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,42 @@ class Detector(Protocol):
 
 
 class ReviewBackend(Protocol):
-    """Where human reviews run (Amazon A2I human loops, or labelloop's own review tasks)."""
+    """Where human reviews run (Amazon A2I human loops, or labelloop's own review tasks).
 
-    def open(self, name: str, input_content: Mapping[str, Any]) -> OpenedReview: ...
+    `priority` orders the built-in backend's tasks (lower first); A2I has no order of its own (the
+    review budget's queue orders what is opened)."""
+
+    def open(self, name: str, input_content: Mapping[str, Any], priority: float) -> OpenedReview: ...
+
+
+class ReviewQueue(Protocol):
+    """Reviews waiting for the review budget (`MaxReviewsPerDay`), in the ledger."""
+
+    def enqueue(
+        self, name: str, detail: Mapping[str, Any], priority: float, requested_at: datetime
+    ) -> bool: ...
+    def waiting(self, queue: str, limit: int) -> list[WaitingReview]: ...
+    def admit(self, name: str, day: str, max_per_day: int) -> Admission: ...
+    def opened(self, name: str) -> None: ...
+    def opened_on(self, day: str) -> int: ...
+
+
+class TaskStore(Protocol):
+    """The built-in backend's review tasks (`labelloop_core.review_tasks`); every write is conditional."""
+
+    def create(self, item: Mapping[str, Any]) -> bool: ...
+    def get(self, task_id: str) -> Task | None: ...
+    def open_tasks(self) -> Iterator[Task]: ...
+    def claim(self, task: Task, slot: int, worker: str, now: float, until: float) -> bool: ...
+    def release(self, task_id: str, slot: int, worker: str, now: float) -> bool: ...
+    def answer(self, task_id: str, slot: int, worker: str, answer: Mapping[str, Any], now: float) -> bool: ...
+    def finish(self, task_id: str, status: str, output_key: str | None) -> bool: ...
+
+
+class ImageLinks(Protocol):
+    """Short-lived links a browser can load one image version through (pre-signed S3 GETs)."""
+
+    def link(self, image: ImageRef, expires_in: int) -> str: ...
 
 
 class ReviewLedger(Protocol):
@@ -143,7 +179,14 @@ class ReviewLedger(Protocol):
         label_key: str | None = None,
         failure_reason: str | None = None,
     ) -> bool: ...
-    def put_label(self, loop_name: str, label_key: str, source_ref: str, created_at: str) -> bool: ...
+    def put_label(
+        self,
+        loop_name: str,
+        label_key: str,
+        source_ref: str,
+        created_at: str,
+        agreement: Mapping[str, Any] | None = None,
+    ) -> bool: ...
     def claim_label_event(self, loop_name: str) -> bool: ...
     def release_label_event(self, loop_name: str) -> None: ...
 

@@ -49,6 +49,12 @@ class ReviewRequest:
     detections: tuple[BoxedDetection, ...]
     reasons: tuple[ReviewReason, ...]
 
+    @property
+    def priority(self) -> float:
+        """Review order, lower first (DESIGN §4): the lowest confidence the model reported for the
+        image, 0 when it detected nothing (or no model is active yet)."""
+        return round(min((detection.confidence for detection in self.detections), default=0.0), 3)
+
     def to_detail(self) -> dict[str, Any]:
         return {
             "schemaVersion": SCHEMA_VERSION,
@@ -95,6 +101,12 @@ class ReviewRequest:
                 "reasons": document["review"]["reasons"],
             }
         )
+
+
+def priority_rank(priority: float, at: str, name: str) -> str:
+    """A text that sorts reviews in priority order (0-100, lower first), then oldest first, then by name:
+    the sort key of the indexes of waiting reviews and of open review tasks."""
+    return f"{max(0.0, min(float(priority), 999.999)):07.3f}#{at}#{name}"
 
 
 def image_fields(image: ImageRef) -> dict[str, Any]:

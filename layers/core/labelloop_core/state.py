@@ -10,7 +10,8 @@ from nothing, as a new container would:
   that Detect's model registry caches for `MODEL_CACHE_SECONDS`;
 - boto3 clients, one per service and endpoint settings (`adapters.clients`);
 - compiled JSON Schema validators (`schemas`);
-- the A2I task UI template read from the package (`task_ui`).
+- the A2I task UI template read from the package (`task_ui`);
+- the review portal's files read from the package (`services.portal`).
 
 Powertools Logger, Metrics and Tracer instances (`observability`) are kept: they are per service
 name, hold nothing between invocations (metrics are flushed by every invocation) and the handlers
@@ -25,6 +26,7 @@ def reset(*, clients: bool = True) -> None:
     region, endpoint and credentials settings, so they stay right; creating one costs ~0.2 s)."""
     from labelloop_core import config, entrypoint, schemas, task_ui
     from labelloop_core.adapters import clients as boto3_clients
+    from labelloop_core.services import portal
 
     config.forget_loaded_settings()
     entrypoint.forget_built_services()
@@ -32,3 +34,4 @@ def reset(*, clients: bool = True) -> None:
         boto3_clients.reset()
     schemas.forget_validators()
     task_ui.task_ui_template.cache_clear()
+    portal.portal_file.cache_clear()

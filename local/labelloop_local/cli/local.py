@@ -1,4 +1,9 @@
-"""`labelloop local demo|up|upload|replay|dlq`: the local stack from the command line."""
+"""`labelloop local demo|up|upload|status|replay|dlq|reviewers`: the local stack from the command line.
+
+`up` keeps its work: the stack's AWS state and the local services' state live in a per-user data
+directory (`labelloop_local.stack.state`) and are restored at the next `up`, so reviews, labels,
+predictions and trained models survive a restart. Every other command finds the running stack through
+the per-user state file, from any directory."""
 
 from __future__ import annotations
 
@@ -18,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from labelloop_local.cli import add_command
-from labelloop_local.stack.state import STATE_FILE, StackError, read_state, write_state
+from labelloop_local.stack import state as local_state
+from labelloop_local.stack.state import StackError, read_state, write_state
+
+REVIEW_BACKENDS = ("builtin", "a2i")
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +57,12 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--template", type=Path, help="SAM template (default: ./template.yaml)")
     demo.add_argument("--images", type=int, default=40, help="generated sample images without --dataset")
     demo.add_argument("--min-new-labels", type=int, help="override the MinNewLabels parameter")
+    demo.add_argument(
+        "--review-backend",
+        choices=REVIEW_BACKENDS,
+        default="builtin",
+        help="review backend: the built-in portal and API (Cognito sign-in), or the A2I emulation",
+    )
     demo.set_defaults(func=_demo)
 
     up = add_command(
@@ -58,8 +72,30 @@ def register(subparsers: Any) -> None:
         "Provision template.yaml on the local stack and keep it running; prints the portal URL and the "
         "export lines that point any AWS SDK or CLI at it.",
     )
-    up.add_argument("--port", type=int, default=8080, help="port of the review portal and local services")
+    up.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="port of the local AWS services (and the A2I emulation's portal)",
+    )
+    up.add_argument(
+        "--api-port", type=int, default=8081, help="port of the review portal and API (built-in backend)"
+    )
     up.add_argument("--moto-port", type=int, default=0, help="port of the moto server (default: any free)")
+    up.add_argument(
+        "--review-backend",
+        choices=REVIEW_BACKENDS,
+        help="set the ReviewBackend parameter (default: the template's, builtin)",
+    )
+    up.add_argument(
+        "--data-dir", type=Path, help="where the stack keeps its state (default: the per-user data directory)"
+    )
+    up.add_argument("--fresh", action="store_true", help="start from an empty stack: forget the saved state")
+    up.add_argument(
+        "--container-host",
+        default="127.0.0.1",
+        help="host name the endpoints in the sam local invoke env-vars file use (e.g. host.docker.internal)",
+    )
     up.add_argument("--template", type=Path, help="SAM template (default: ./template.yaml)")
     up.add_argument(
         "--parameter",
@@ -79,6 +115,10 @@ def register(subparsers: Any) -> None:
     upload = add_command(commands, "upload", "upload images to incoming/ of the running stack")
     upload.add_argument("files", nargs="+", type=Path, help="PNG or JPEG files")
     upload.set_defaults(func=_upload)
+
+    status = add_command(commands, "status", "where the running stack's loop stands")
+    status.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    status.set_defaults(func=_status)
 
     replay = add_command(
         commands,
@@ -101,6 +141,16 @@ def register(subparsers: Any) -> None:
     )
     dlq.add_commands(dead_letters, stack_argument=False, wrap=_on_running_stack)
 
+    from labelloop_local.cli import reviewers
+
+    local_reviewers = add_command(
+        commands,
+        "reviewers",
+        "`labelloop reviewers add|list|remove` on the running local stack (moto sends no e-mail: "
+        "`add` prints the temporary password)",
+    )
+    reviewers.add_commands(local_reviewers, stack_argument=False, wrap=_local_reviewers)
+
 
 # -- demo ---------------------------------------------------------------------------------------------
 
@@ -116,6 +166,7 @@ def _demo(args: argparse.Namespace) -> int:
         sample_images=args.images,
         min_new_labels=args.min_new_labels,
         verbose=bool(getattr(args, "verbose", False)),
+        review_backend=args.review_backend,
     )
     if args.dataset is not None and not args.dataset.is_dir():
         print(f"--dataset {args.dataset}: not a directory", file=sys.stderr)
@@ -141,38 +192,83 @@ def _up(args: argparse.Namespace) -> int:
     from labelloop_local.stack.local_stack import LocalStack
 
     template = args.template or repo_template()
-    print(f"starting the local stack from {template} ...", file=sys.stderr)
-    data_dir = Path(".labelloop") / "data"
-    # moto keeps its state in memory only: service state from an earlier run would point at objects
-    # that no longer exist, so every `up` starts from an empty account.
-    shutil.rmtree(data_dir, ignore_errors=True)
-    stack = LocalStack(
+    params = _parameters(args.parameter)
+    if args.review_backend:
+        params["ReviewBackend"] = args.review_backend
+    data_dir = args.data_dir or local_state.data_dir()
+    host = "127.0.0.1"
+    lock = local_state.DataDirLock(data_dir)
+    try:
+        # Before anything touches the data directory: a second `up` must leave the first one's alone.
+        local_state.check_ports_free(
+            host,
+            [
+                ("local AWS services", args.port),
+                ("review portal and API", args.api_port),
+                ("moto server", args.moto_port),
+            ],
+        )
+        lock.acquire()
+    except StackError as exc:
+        print(f"the local stack did not start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run_stack(args, LocalStack, template, params, data_dir)
+    finally:
+        lock.release()
+
+
+def _run_stack(
+    args: argparse.Namespace, stack_type: Any, template: Path, params: dict[str, str], data_dir: Path
+) -> int:
+    if args.fresh:
+        for part in ("services", "logs", "moto-state.pickle"):
+            path = data_dir / part
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    print(f"starting the local stack from {template} (state in {data_dir}) ...", file=sys.stderr)
+    stack = stack_type(
         template,
-        params=_parameters(args.parameter),
+        params=params,
         services_port=args.port,
+        api_port=args.api_port,
         moto_port=args.moto_port,
         data_dir=data_dir,
+        persist=True,
         logs_on_console=bool(getattr(args, "verbose", False)),
     )
     try:
         stack.start()
     except (StackError, OSError) as exc:
         print(f"the local stack did not start: {exc}", file=sys.stderr)
+        stack.stop()
         return 1
     control = _ControlServer(stack)
     state_path = write_state(stack.state(control.url))
+    env_vars_path = write_env_vars(stack, args.container_host)
     if args.schedule_interval > 0:
         stack.start_schedules(args.schedule_interval)
     assert stack.stack is not None
-    print(f"review portal:   {stack.services.portal_url}")
+    restored = "restored from the last run" if stack.restored else "a new, empty stack"
+    print(f"local stack:     {stack.stack_name} ({restored}; review backend {stack.review_backend})")
+    print(f"review portal:   {stack.portal_url}")
+    if stack.review_backend == "builtin":
+        print(
+            "add a reviewer:  labelloop local reviewers add you@example.com   (prints the temporary password)"
+        )
     print(f"image bucket:    s3://{stack.stack.bucket}/incoming/  (uploads there are detected)")
     print("point any AWS SDK or CLI at the local stack with:")
     for name, value in stack.endpoint_env().items():
         print(f"  export {name}={value}")
     print(f"upload images:   labelloop local upload FILES...   (state in {state_path})")
+    print(
+        f"sam local invoke <Function> -e events/<file>.json --env-vars {env_vars_path} --docker-network host"
+    )
     print(f"function logs:   {stack.logs_dir}/<Function>.log")
     schedule = f"every {args.schedule_interval:g}s" if args.schedule_interval > 0 else "never (timer off)"
-    print(f"schedules fire:  {schedule}; Ctrl-C stops the stack")
+    print(f"schedules fire:  {schedule}; Ctrl-C stops the stack (its work is kept for the next up)")
     sys.stdout.flush()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -181,11 +277,25 @@ def _up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        print("stopping the local stack", file=sys.stderr)
+        print("stopping the local stack (saving its state)", file=sys.stderr)
         control.close()
         stack.stop()
         state_path.unlink(missing_ok=True)
     return 0
+
+
+def write_env_vars(stack: Any, container_host: str = "127.0.0.1") -> Path:
+    """The `sam local invoke --env-vars` file of the running stack (per-user location)."""
+    functions = stack.env_vars()
+    if container_host != "127.0.0.1":
+        functions = {
+            function: {name: value.replace("127.0.0.1", container_host) for name, value in env.items()}
+            for function, env in functions.items()
+        }
+    path = local_state.env_vars_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(functions, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
 
 
 class _ControlServer:
@@ -256,10 +366,24 @@ def _on_running_stack(command: Callable[[argparse.Namespace], int]) -> Callable[
 def _running_state() -> dict[str, Any] | None:
     """The state file `labelloop local up` writes, or None once the reason there is none is printed."""
     try:
-        return read_state(STATE_FILE)
+        return read_state()
     except StackError as exc:
         print(exc, file=sys.stderr)
         return None
+
+
+def _local_reviewers(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`labelloop reviewers ...` on the running local stack; moto sends no e-mail, so `add` makes the
+    temporary password here and prints it."""
+    from labelloop_local.cli.reviewers import temporary_password
+
+    def run(args: argparse.Namespace) -> int:
+        if args.reviewers_command == "add" and not args.temporary_password:
+            args.temporary_password = temporary_password()
+        args.show_password = True
+        return _on_running_stack(command)(args)
+
+    return run
 
 
 def _upload(args: argparse.Namespace) -> int:
@@ -294,7 +418,7 @@ def _upload(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     try:
-        state = read_state(STATE_FILE)
+        state = read_state()
         _parse_since(args.since)
     except (StackError, ValueError) as exc:
         print(exc, file=sys.stderr)
@@ -309,12 +433,75 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"replay failed: {exc.read().decode('utf-8', 'replace')}", file=sys.stderr)
         return 1
     except urllib.error.URLError as exc:
-        print(f"the stack in {STATE_FILE} does not answer ({exc.reason}); is `labelloop local up` running?")
+        print(
+            f"the stack in {local_state.state_file()} does not answer ({exc.reason}); "
+            "is `labelloop local up` running?"
+        )
         return 1
     print(json.dumps(report, indent=2))
-    changed = report["new_human_loops"] or report["new_label_lines"] or report["new_trainings"]
+    changed = report["new_reviews"] or report["new_label_lines"] or report["new_trainings"]
     print(
         "nothing changed: the handlers are idempotent" if not changed else "the replay CHANGED state",
         file=sys.stderr,
     )
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Where the running stack's loop stands: its endpoints and what is in its bucket and queues."""
+    state = _running_state()
+    if state is None:
+        return 1
+    from labelloop_local.stack.handlers import environment
+
+    with environment(state["env"], remove=("AWS_PROFILE", "AWS_SESSION_TOKEN")):
+        report = {
+            "stack": state["stack_name"],
+            "pid": state["pid"],
+            "review_backend": state.get("review_backend"),
+            "portal_url": state["portal_url"],
+            "data_dir": state.get("data_dir"),
+            **_counts(state),
+        }
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0
+    for name, value in report.items():
+        print(f"{name.replace('_', ' '):22} {value}")
+    return 0
+
+
+def _counts(state: dict[str, Any]) -> dict[str, Any]:
+    import boto3
+
+    s3 = boto3.client("s3")
+    counts: dict[str, Any] = {}
+    for prefix in ("incoming/", "predictions/", "labels/"):
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=state["bucket"], Prefix=prefix)
+        counts[f"{prefix.rstrip('/')}"] = sum(page.get("KeyCount", 0) for page in pages)
+    cloudformation = boto3.client("cloudformation")
+    resources = cloudformation.list_stack_resources(StackName=state["stack_name"])["StackResourceSummaries"]
+    physical = {item["LogicalResourceId"]: item["PhysicalResourceId"] for item in resources}
+    if "ReviewTaskTable" in physical:
+        table = physical["ReviewTaskTable"]
+        scan = boto3.client("dynamodb").scan(
+            TableName=table,
+            FilterExpression="#status = :open",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":open": {"S": "OPEN"}},
+            Select="COUNT",
+        )
+        counts["open_review_tasks"] = scan["Count"]
+    sqs = boto3.client("sqs")
+    waiting = 0
+    for logical_id, url in physical.items():
+        if logical_id.endswith("DeadLetterQueue"):
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+            waiting += int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+    counts["dead_letters"] = waiting
+    if "ActiveModelParameter" in physical:
+        parameter = boto3.client("ssm").get_parameter(Name=physical["ActiveModelParameter"])
+        counts["active_model"] = parameter["Parameter"]["Value"]
+    return counts

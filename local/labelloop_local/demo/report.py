@@ -98,9 +98,9 @@ def _page(result: Any, cards: list[str], more: int) -> str:
         rows.append(("Replay: events replayed", result.replay["events_replayed"]))
         rows.append(
             (
-                "Replay: new human loops / label lines / trainings",
+                "Replay: new reviews / label lines / trainings",
                 "{} / {} / {}".format(
-                    result.replay["new_human_loops"],
+                    result.replay["new_reviews"],
                     result.replay["new_label_lines"],
                     result.replay["new_trainings"],
                 ),

@@ -32,6 +32,7 @@ from labelloop_local.stack.local_stack import LocalStack, StackError
 from labelloop_local.stack.template import TemplateError
 
 SIMULATED_WORKER_ID = "simulated-reviewer"
+SIMULATED_REVIEWER_EMAIL = "simulated-reviewer@labelloop.invalid"
 DEFAULT_SAMPLE_IMAGES = 40
 DEFAULT_TEST_IMAGES = 20  # enough held-out images for F1 to move visibly between model versions
 DATASET_TEST_FRACTION = 0.25  # share of a --dataset held out for testing (at most test_images)
@@ -61,10 +62,12 @@ class DemoOptions:
     faults: list[dict[str, Any]] = field(default_factory=list)  # injected into the local services
     report: bool = True
     verbose: bool = False
+    review_backend: str = "builtin"
 
 
 @dataclass
 class DemoResult:
+    review_backend: str = "builtin"
     images_uploaded: int = 0
     base_images: int = 0
     test_images: int = 0
@@ -84,6 +87,7 @@ class DemoResult:
     function_errors: dict[str, int] = field(default_factory=dict)
     invocations: dict[str, int] = field(default_factory=dict)
     duration_seconds: float = 0.0
+    api_latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # per review API route
     report_path: str | None = None
     out_dir: str | None = None
     logs_dir: str | None = None
@@ -153,7 +157,7 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] | None = None
     stack = LocalStack(
         options.template, params=params, data_dir=out_dir / "stack", logs_on_console=options.verbose
     )
-    result = DemoResult(out_dir=str(out_dir))
+    result = DemoResult(review_backend=options.review_backend, out_dir=str(out_dir))
     with stack:
         say(f"function and platform logs: {stack.logs_dir}/<Function>.log (CloudWatch Logs in AWS)")
         result.logs_dir = str(stack.logs_dir)
@@ -199,6 +203,8 @@ def _demo_parameters(
 
     defaults = load_template(template_path).parameters()
     params: dict[str, str] = {}
+    if "ReviewBackend" in defaults:
+        params["ReviewBackend"] = options.review_backend
     if labels and defaults.get("Labels") is not None:
         configured = [label.strip() for label in str(defaults["Labels"]).split(",")]
         if not set(labels) <= set(configured):
@@ -315,6 +321,89 @@ class _DemoRun:
         self._drain("detection and review requests")
 
     def review_all(self) -> None:
+        if self.stack.api_url:
+            self._review_through_the_api()
+        else:
+            self._review_through_the_a2i_portal()
+        self.say(f"reviews completed: {self.result.reviews_completed}")
+
+    def _review_through_the_api(self) -> None:
+        """The built-in backend, as a person uses it: invited, signed in through Cognito, the review API."""
+        token = self._sign_in_simulated_reviewer()
+        api = f"{self.stack.api_url}/api/tasks"
+        latencies: dict[str, list[float]] = {}
+        deadline = time.monotonic() + self.options.step_timeout
+        while True:
+            status, task = self._timed(latencies, "GET /api/tasks/next", "GET", f"{api}/next", token)
+            if status == 204:
+                self._drain("label appends")
+                if self._timed(latencies, "GET /api/tasks/next", "GET", f"{api}/next", token)[0] == 204:
+                    break
+                continue
+            task_url = f"{api}/{task['taskId']}"
+            self._timed(latencies, "GET /api/tasks/{taskId}", "GET", task_url, token)
+            image = task["image"]
+            boxes = self._truth(image["key"], task["taskId"])
+            body = {
+                "boundingBoxes": boxes,
+                "inputImageProperties": {"width": image["width"], "height": image["height"]},
+            }
+            self._timed(
+                latencies, "POST /api/tasks/{taskId}/answer", "POST", f"{task_url}/answer", token, body
+            )
+            self._record(task["taskId"], image["key"], task.get("initialValue", []), boxes)
+            if time.monotonic() > deadline:
+                raise DemoError(f"review: tasks still open after {self.options.step_timeout:.0f}s")
+        self.result.api_latency_ms = {
+            route: _percentiles(values) for route, values in sorted(latencies.items())
+        }
+
+    def _sign_in_simulated_reviewer(self) -> str:
+        from labelloop_local.cli.reviewers import Reviewers, temporary_password
+
+        assert self.stack.stack is not None
+        pool_id = str(self.stack.stack.physical["ReviewerUserPool"])
+        client_id = str(self.stack.stack.physical["ReviewerPortalClient"])
+        cognito = self.stack.client("cognito-idp")
+        password = temporary_password()
+        Reviewers(cognito, pool_id).add(SIMULATED_REVIEWER_EMAIL, password)
+        self.say(
+            f"SIMULATED REVIEWER: invited {SIMULATED_REVIEWER_EMAIL} to the reviewer pool; it signs in "
+            "through Cognito and answers every task through the review API with the dataset's TRUE "
+            "labels — no human involved"
+        )
+        started = cognito.initiate_auth(
+            AuthFlow="USER_PASSWORD_AUTH",
+            ClientId=client_id,
+            AuthParameters={"USERNAME": SIMULATED_REVIEWER_EMAIL, "PASSWORD": password},
+        )
+        if started.get("ChallengeName") != "NEW_PASSWORD_REQUIRED":
+            raise DemoError(f"sign-in: expected NEW_PASSWORD_REQUIRED, got {started.get('ChallengeName')}")
+        answered = cognito.respond_to_auth_challenge(
+            ClientId=client_id,
+            ChallengeName="NEW_PASSWORD_REQUIRED",
+            Session=started["Session"],
+            ChallengeResponses={"USERNAME": SIMULATED_REVIEWER_EMAIL, "NEW_PASSWORD": temporary_password(20)},
+        )
+        return str(answered["AuthenticationResult"]["AccessToken"])
+
+    def _timed(
+        self,
+        latencies: dict[str, list[float]],
+        route: str,
+        method: str,
+        url: str,
+        token: str,
+        body: Any = None,
+    ) -> tuple[int, Any]:
+        started = time.perf_counter()
+        status, document = _http(method, url, body, {"Authorization": f"Bearer {token}"})
+        latencies.setdefault(route, []).append((time.perf_counter() - started) * 1000)
+        if status >= 300:
+            raise DemoError(f"{method} {url}: HTTP {status}: {document}")
+        return status, document
+
+    def _review_through_the_a2i_portal(self) -> None:
         self.say(
             "SIMULATED REVIEWER: answering every open review task through the portal API "
             f"(workerId {SIMULATED_WORKER_ID!r}) with the dataset's TRUE labels — no human involved"
@@ -329,19 +418,24 @@ class _DemoRun:
                     break
                 continue
             for task in tasks:
-                self._answer(portal, task)
+                key = task["taskObject"].split("/", 3)[3]
+                boxes = self._truth(key, task["loopName"])
+                body = {"boundingBoxes": boxes, "workerId": SIMULATED_WORKER_ID}
+                try:
+                    _http_json("POST", f"{portal}/{task['loopName']}/submit", body)
+                except DemoError as exc:
+                    raise DemoError(f"review of {key} (loop {task['loopName']}): {exc}") from exc
+                self._record(task["loopName"], key, task.get("initialValue", []), boxes)
             self._drain("label appends")
             if time.monotonic() > deadline:
                 raise DemoError(f"review: tasks still open after {self.options.step_timeout:.0f}s")
-        self.say(f"reviews completed: {self.result.reviews_completed}")
 
-    def _answer(self, portal: str, task: dict[str, Any]) -> None:
-        key = task["taskObject"].split("/", 3)[3]
-        name = key.removeprefix("incoming/")
-        entry = self.dataset.entries.get(name)
+    def _truth(self, key: str, review: str) -> list[dict[str, Any]]:
+        """The dataset's true boxes of the image under `key`, in the answer's shape."""
+        entry = self.dataset.entries.get(key.removeprefix("incoming/"))
         if entry is None:
-            raise DemoError(f"review {task['loopName']}: {task['taskObject']} is not an image of the dataset")
-        boxes = [
+            raise DemoError(f"review {review}: {key} is not an image of the dataset")
+        return [
             {
                 "label": label,
                 "left": round(b[0]),
@@ -351,14 +445,13 @@ class _DemoRun:
             }
             for label, b in entry.boxes
         ]
-        body = {"boundingBoxes": boxes, "workerId": SIMULATED_WORKER_ID}
-        try:
-            _http_json("POST", f"{portal}/{task['loopName']}/submit", body)
-        except DemoError as exc:
-            raise DemoError(f"review of {name} (loop {task['loopName']}): {exc}") from exc
+
+    def _record(
+        self, review: str, key: str, model: list[dict[str, Any]], truth: list[dict[str, Any]]
+    ) -> None:
         self.result.reviews_completed += 1
         self.result.reviewed.append(
-            {"loop": task["loopName"], "file": name, "model": task.get("initialValue", []), "truth": boxes}
+            {"loop": review, "file": key.removeprefix("incoming/"), "model": model, "truth": truth}
         )
 
     def retrain_and_promote(self) -> None:
@@ -403,7 +496,7 @@ class _DemoRun:
         stack = self.stack
         self.result.predictions = stack.count_objects("predictions/")
         self.result.labels_appended = stack.count_objects("labels/")
-        self.result.reviews_requested = len(stack.human_loops())
+        self.result.reviews_requested = stack.review_count()
         self.result.dlq_by_queue = stack.dlq_messages()
         self.result.dlq_messages = sum(self.result.dlq_by_queue.values())
         if self.result.dlq_messages:
@@ -482,6 +575,31 @@ def _now_iso() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
+def _http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """(status, JSON document or None) of one request; HTTP errors are answers, not exceptions."""
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")[:500]
+    except urllib.error.URLError as exc:
+        raise DemoError(f"{method} {url}: {exc.reason}") from exc
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def at(share: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
+
+    return {"n": len(ordered), "p50": at(0.5), "p95": at(0.95), "max": round(ordered[-1], 1)}
+
+
 def _http_json(method: str, url: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode("utf-8")
     request = urllib.request.Request(
@@ -500,6 +618,7 @@ def _http_json(method: str, url: str, body: Any = None) -> Any:
 def summary_text(result: DemoResult) -> str:
     lines = [
         "labelloop local demo — summary",
+        f"  review backend             {result.review_backend}",
         f"  fixed test images          {result.test_images}  (every model version is scored on them)",
         f"  base images imported       {result.base_images}",
         f"  images uploaded            {result.images_uploaded}",
@@ -516,8 +635,8 @@ def summary_text(result: DemoResult) -> str:
     if result.replay is not None:
         r = result.replay
         lines.append(
-            f"  replay                     {r['events_replayed']} events replayed → new human loops "
-            f"{r['new_human_loops']}, new label lines {r['new_label_lines']}, "
+            f"  replay                     {r['events_replayed']} events replayed → new reviews "
+            f"{r['new_reviews']}, new label lines {r['new_label_lines']}, "
             f"new trainings {r['new_trainings']}"
         )
     if result.report_path:

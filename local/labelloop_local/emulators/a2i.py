@@ -5,7 +5,8 @@ Semantics kept from the real service:
   that the flow definition exists and is Active. A loop name that exists with a *different* input
   (or flow) is a ConflictException. The *same* name with the *same* input and flow answers 200 with
   the existing loop's ARN: a retried call after a lost response must not fail (documented choice).
-- A submitted review writes `output.json` in A2I's format to
+- A loop takes the answers of `TaskCount` distinct workers (the flow definition's HumanLoopConfig);
+  the last one writes `output.json` in A2I's format, one `humanAnswers` entry per worker, to
   `<S3OutputPath>/<flow>/YYYY/MM/DD/hh/mm/ss/<loop>/output.json` (loop creation time, UTC), marks the
   loop Completed and emits `SageMaker A2I HumanLoop Status Change` on the default event bus.
   StopHumanLoop goes through Stopping to Stopped and emits the same event with status Stopped.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import re
 import threading
 import uuid
@@ -134,6 +134,7 @@ class A2IService:
                 "input_content": input_content,
                 "task_object": parsed["taskObject"],
                 "task_version": (parsed.get("image") or {}).get("versionId"),
+                "task_count": int((flow.get("human_loop_config") or {}).get("TaskCount", 1)),
                 "status": "InProgress",
                 "created": created.isoformat(),
                 "output_uri": _output_uri(flow["output_config"]["S3OutputPath"], flow["name"], created, name),
@@ -312,8 +313,25 @@ class A2IService:
             live = self.store.data["loops"].get(name)
             if live is None or live["status"] != "InProgress":
                 return self._repeat_submission(live or loop, body, worker_id)
-            accepted = parse_iso(live.get("accepted_at") or submitted.isoformat())
-            document = _output_document(live, boxes, size, worker_id, accepted, submitted, self.region)
+            answers = live.setdefault("answers", [])
+            mine = next((answer for answer in answers if answer["worker_id"] == worker_id), None)
+            if mine is not None:
+                if mine["boxes"] == boxes:
+                    return _progress(live)
+                raise SubmissionError(409, f"{worker_id} has already answered human loop {name}")
+            accepted = live.get("accepted_at") or submitted.isoformat()
+            answers.append(
+                {
+                    "worker_id": worker_id,
+                    "boxes": boxes,
+                    "accepted": accepted,
+                    "submitted": submitted.isoformat(),
+                }
+            )
+            if len(answers) < int(live.get("task_count", 1)):
+                self.store.save()
+                return _progress(live)
+            document = _output_document(live, answers, size, self.region)
             problem = schema_violation("a2i-output", document)
             if problem is not None:
                 raise SubmissionError(400, f"the review does not form a valid A2I output: {problem}")
@@ -325,7 +343,10 @@ class A2IService:
                 ContentType="application/json",
             )
             live.update(
-                status="Completed", completed_at=submitted.isoformat(), answer=boxes, worker_id=worker_id
+                status="Completed",
+                completed_at=submitted.isoformat(),
+                answer=answers[0]["boxes"],
+                worker_id=answers[0]["worker_id"],
             )
             self.store.data["outbox"].append(_status_event(live))
             self.store.save()
@@ -470,68 +491,59 @@ def _worker_id(value: Any) -> str:
 
 
 def validated_boxes(raw: Any, labels: list[str], width: int, height: int) -> list[dict[str, Any]]:
-    """Boxes in whole image pixels, or SubmissionError(400) naming the first bad box and why."""
-    if not isinstance(raw, list):
-        raise SubmissionError(400, "boundingBoxes must be a list of {label, left, top, width, height}")
-    if len(raw) > MAX_BOXES:
-        raise SubmissionError(400, f"{len(raw)} boxes: at most {MAX_BOXES} boxes per image are allowed")
-    boxes = []
-    for index, box in enumerate(raw):
-        where = f"box {index + 1}"
-        if not isinstance(box, dict):
-            raise SubmissionError(400, f"{where}: must be an object {{label, left, top, width, height}}")
-        label = box.get("label")
-        if label not in labels:
-            raise SubmissionError(400, f"{where}: label {label!r} is not one of the task's labels {labels}")
-        numbers = {}
-        for field in ("left", "top", "width", "height"):
-            value = box.get(field)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise SubmissionError(400, f"{where}: {field} must be a number, got {value!r}")
-            numbers[field] = round(value)
-        if numbers["left"] < 0 or numbers["top"] < 0:
-            raise SubmissionError(400, f"{where}: left and top must not be negative, got {numbers}")
-        if numbers["width"] < 1 or numbers["height"] < 1:
-            raise SubmissionError(400, f"{where}: width and height must be at least 1 pixel, got {numbers}")
-        if numbers["left"] + numbers["width"] > width or numbers["top"] + numbers["height"] > height:
-            raise SubmissionError(400, f"{where}: {numbers} reaches outside the {width}x{height} image")
-        boxes.append({"label": label, **numbers})
-    return boxes
+    """Boxes in whole image pixels, or SubmissionError(400) naming the first bad box and why (the same
+    checks as the built-in backend's review API)."""
+    from labelloop_core.review_tasks import InvalidAnswer, validate_boxes
+
+    try:
+        return validate_boxes(raw, labels, width, height)
+    except InvalidAnswer as invalid:
+        raise SubmissionError(400, str(invalid)) from None
+
+
+def _progress(loop: dict[str, Any]) -> dict[str, Any]:
+    """A submission that does not complete the loop yet (it waits for more workers)."""
+    return {
+        "outputS3Uri": loop["output_uri"],
+        "humanLoopStatus": loop["status"],
+        "answers": len(loop.get("answers", [])),
+        "answersNeeded": int(loop.get("task_count", 1)),
+    }
 
 
 def _output_document(
-    loop: dict[str, Any],
-    boxes: list[dict[str, Any]],
-    size: tuple[int, int],
-    worker_id: str,
-    accepted: datetime,
-    submitted: datetime,
-    region: str,
+    loop: dict[str, Any], answers: list[dict[str, Any]], size: tuple[int, int], region: str
 ) -> dict[str, Any]:
     pool = f"{region}_labelloop"
-    return {
-        "flowDefinitionArn": loop["flow_arn"],
-        "humanAnswers": [
+    human_answers = []
+    for answer in answers:
+        accepted, submitted = parse_iso(answer["accepted"]), parse_iso(answer["submitted"])
+        human_answers.append(
             {
                 "acceptanceTime": iso(accepted),
                 "answerContent": {
                     loop["answer_element"]: {
-                        "boundingBoxes": boxes,
+                        "boundingBoxes": answer["boxes"],
                         "inputImageProperties": {"height": size[1], "width": size[0]},
                     }
                 },
                 "submissionTime": iso(submitted),
-                "timeSpentInSeconds": round((submitted - accepted).total_seconds(), 3),
-                "workerId": worker_id,
+                "timeSpentInSeconds": round(max(0.0, (submitted - accepted).total_seconds()), 3),
+                "workerId": answer["worker_id"],
                 "workerMetadata": {
                     "identityData": {
                         "identityProviderType": "Cognito",
                         "issuer": f"https://cognito-idp.{region}.amazonaws.com/{pool}",
-                        "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"labelloop-local-worker:{worker_id}")),
+                        "sub": str(
+                            uuid.uuid5(uuid.NAMESPACE_URL, f"labelloop-local-worker:{answer['worker_id']}")
+                        ),
                     }
                 },
             }
-        ],
+        )
+    return {
+        "flowDefinitionArn": loop["flow_arn"],
+        "humanAnswers": human_answers,
         "humanLoopName": loop["name"],
         "inputContent": json.loads(loop["input_content"]),
     }

@@ -1,10 +1,15 @@
-"""The review portal: where a person (or the demo's simulated reviewer) answers A2I tasks locally.
+"""The A2I emulation's worker portal: where a person (or the demo's simulated reviewer) answers A2I
+tasks locally (the built-in backend's portal is the stack's own PortalFunction, on the local HTTP API).
 
-Served by the local services under `/portal/` on 127.0.0.1:
-- `GET /portal/` open tasks (thumbnail, loop, reasons, age) and recently completed ones;
-- `GET /portal/task/<loop>` the task page: the image with the model's boxes pre-drawn, editable;
+Served by the local services under `/portal/` on 127.0.0.1, with the one front end of the repository
+(`portal/`, shipped as `labelloop_core/portal`) in its `a2i-local` mode:
+- `GET /portal/` open tasks (thumbnail, image file, reasons, age) and recently completed ones;
+- `GET /portal/task.html?loop=<loop>[&worker=<id>]` the task page: the image with the model's boxes
+  pre-drawn, editable (`worker` names the reviewer when the flow definition asks for several);
+- `GET /portal/static/<file>`, `GET /portal/config.json` the front end and its configuration;
 - `GET /portal/image/<loop>[?thumb=1]` the task image proxied from S3;
 - JSON: `GET /portal/api/tasks`, `GET /portal/api/tasks/<loop>`, `POST /portal/api/tasks/<loop>/submit`.
+Every page carries a Content-Security-Policy that allows only this origin and no inline script.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
+from labelloop_core.services.portal import PortalOrigins, config_json, portal_file, security_headers
 from labelloop_local.emulators.a2i import A2IService, SubmissionError
 from labelloop_local.emulators.common import iso, now, parse_iso
 from labelloop_local.emulators.sagemaker import SageMakerService
@@ -27,7 +32,8 @@ from labelloop_local.emulators.sagemaker import SageMakerService
 THUMBNAIL_SIDE = 240
 THUMBNAIL_CACHE = 512
 RECENT_COMPLETED = 20
-STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+# Everything the pages load comes from this origin (images are proxied by /portal/image/).
+PAGE_HEADERS = security_headers(PortalOrigins(cognito="'self'", images="'self'"))
 
 
 @dataclass
@@ -65,7 +71,11 @@ class Portal:
 
     def _get(self, parts: list[str], query: dict[str, str]) -> Response:
         if not parts:
-            return Response(200, "text/html; charset=utf-8", self.index_page().encode("utf-8"))
+            return _page(self.index_page())
+        if parts == ["task.html"]:
+            return _front_end("index.html")
+        if parts == ["config.json"]:
+            return Response(200, "application/json", config_json("a2i-local").encode(), dict(PAGE_HEADERS))
         if parts == ["api", "tasks"]:
             return json_response(200, {"tasks": [self.task_json(loop) for loop in self._open_loops()]})
         if len(parts) == 3 and parts[:2] == ["api", "tasks"]:
@@ -74,14 +84,12 @@ class Portal:
                 return error_response(404, f"no task for human loop {parts[2]!r}")
             self.a2i.mark_accepted(parts[2])
             return json_response(200, self.task_json(loop))
-        if len(parts) == 2 and parts[0] == "task":
-            if self.a2i.find(parts[1]) is None:
-                return Response(404, "text/html; charset=utf-8", _not_found_page(parts[1]).encode("utf-8"))
-            return Response(200, "text/html; charset=utf-8", _task_page(parts[1]).encode("utf-8"))
+        if len(parts) == 2 and parts[0] == "task":  # the address tasks had before task.html
+            return Response(302, "text/plain", b"", {"Location": f"/portal/task.html?loop={quote(parts[1])}"})
         if len(parts) == 2 and parts[0] == "image":
             return self._image(parts[1], thumbnail=query.get("thumb") == "1")
         if len(parts) == 2 and parts[0] == "static":
-            return _static(parts[1])
+            return _front_end(parts[1])
         if len(parts) == 2 and parts[0] == "task-ui":
             content = self.sagemaker.task_ui_content(parts[1])
             if content is None:
@@ -205,49 +213,75 @@ def _age(created: str, moment: datetime | None = None) -> str:
     return f"{seconds // 86400} d ago"
 
 
+def summarize_reasons(reasons: list[Any]) -> list[str]:
+    """One line per kind of reason and label (25 low detections of one label are one line)."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for reason in reasons:
+        key = (
+            (str(reason.get("code")), str(reason.get("label") or ""))
+            if isinstance(reason, dict)
+            else (str(reason), "")
+        )
+        groups.setdefault(key, []).append(reason)
+    lines = []
+    for (code, label), members in groups.items():
+        confidences = [
+            r["confidence"]
+            for r in members
+            if isinstance(r, dict) and isinstance(r.get("confidence"), int | float)
+        ]
+        if code == "LOW_CONFIDENCE" and confidences:
+            low, high = min(confidences), max(confidences)
+            spread = f"{low:.0f}%" if round(low) == round(high) else f"{low:.0f}–{high:.0f}%"
+            count = "1 detection" if len(confidences) == 1 else f"{len(confidences)} detections"
+            lines.append(f"low confidence: {count} of {label} at {spread}")
+        else:
+            lines.append(reason_text(members[0]))
+    return lines
+
+
+def _file_name(task_object: str) -> str:
+    return task_object.rsplit("/", 1)[-1]
+
+
 def _open_row(task: dict[str, Any]) -> str:
     name = html.escape(task["loopName"])
-    link = f"/portal/task/{quote(task['loopName'])}"
-    reasons = ", ".join(reason_text(reason) for reason in task["reasons"]) or "—"
+    link = f"/portal/task.html?loop={quote(task['loopName'])}"
+    file_name = html.escape(_file_name(task["taskObject"]))
+    reasons = "; ".join(summarize_reasons(task["reasons"])) or "—"
     return (
         f'<tr data-loop-name="{name}"><td><a href="{link}">'
-        f'<img class="thumb" loading="lazy" alt="Image of {name}" src="{task["imageUrl"]}?thumb=1"></a></td>'
-        f'<td><a href="{link}">{name}</a><div class="muted">{html.escape(task["taskObject"])}</div></td>'
+        f'<img class="thumb" loading="lazy" alt="{file_name}" src="{task["imageUrl"]}?thumb=1"></a></td>'
+        f'<td><a href="{link}">{file_name}</a><div class="muted">{html.escape(task["taskObject"])}</div>'
+        f'<div class="muted">review {name}</div></td>'
         f"<td>{html.escape(reasons)}</td><td>{_age(task['createdAt'])}</td></tr>"
     )
 
 
 def _done_row(loop: dict[str, Any]) -> str:
     name = html.escape(loop["name"])
+    file_name = html.escape(_file_name(loop["task_object"]))
+    workers = ", ".join(answer["worker_id"] for answer in loop.get("answers", [])) or loop.get(
+        "worker_id", ""
+    )
     return (
-        f'<tr><td><a href="/portal/task/{quote(loop["name"])}">{name}</a></td>'
-        f"<td>{len(loop.get('answer', []))}</td><td>{html.escape(loop.get('worker_id', ''))}</td>"
+        f'<tr><td><a href="/portal/task.html?loop={quote(loop["name"])}">{file_name}</a>'
+        f'<div class="muted">review {name}</div></td>'
+        f"<td>{len(loop.get('answer', []))}</td><td>{html.escape(workers)}</td>"
         f'<td class="muted">{html.escape(loop["output_uri"])}</td></tr>'
     )
 
 
-def _task_page(loop_name: str) -> str:
-    template = resources.files("labelloop_local.emulators").joinpath("static/task.html").read_text("utf-8")
-    return template.replace("{{LOOP_NAME}}", html.escape(loop_name))
+def _page(text: str, status: int = 200) -> Response:
+    return Response(status, "text/html; charset=utf-8", text.encode("utf-8"), dict(PAGE_HEADERS))
 
 
-def _not_found_page(loop_name: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Task not found</title>'
-        '<link rel="stylesheet" href="/portal/static/portal.css"></head><body><main>'
-        f'<h1>No task {html.escape(loop_name)}</h1><p><a href="/portal/">Back to the task list</a></p>'
-        "</main></body></html>"
-    )
-
-
-def _static(name: str) -> Response:
-    suffix = name[name.rfind(".") :] if "." in name else ""
-    if suffix not in STATIC_TYPES or "/" in name or name.startswith("."):
+def _front_end(name: str) -> Response:
+    found = portal_file(name)
+    if found is None:
         return error_response(404, "not found")
-    resource = resources.files("labelloop_local.emulators").joinpath(f"static/{name}")
-    if not resource.is_file():
-        return error_response(404, "not found")
-    return Response(200, STATIC_TYPES[suffix], resource.read_bytes(), {"Cache-Control": "no-cache"})
+    text, content_type = found
+    return Response(200, content_type, text.encode("utf-8"), {"Cache-Control": "no-cache", **PAGE_HEADERS})
 
 
 _INDEX = """<!doctype html>
@@ -266,7 +300,7 @@ _INDEX = """<!doctype html>
 <section aria-labelledby="open-heading">
 <h2 id="open-heading">Open tasks (<span id="open-count">{open_count}</span>)</h2>
 <table id="open-tasks">
-<thead><tr><th scope="col">Image</th><th scope="col">Human loop</th><th scope="col">Why review</th>
+<thead><tr><th scope="col">Image</th><th scope="col">File</th><th scope="col">Why review</th>
 <th scope="col">Age</th></tr></thead>
 <tbody>{open_rows}</tbody>
 </table>
@@ -274,7 +308,7 @@ _INDEX = """<!doctype html>
 <section aria-labelledby="done-heading">
 <h2 id="done-heading">Recently completed</h2>
 <table id="completed-tasks">
-<thead><tr><th scope="col">Human loop</th><th scope="col">Boxes</th><th scope="col">Reviewer</th>
+<thead><tr><th scope="col">File</th><th scope="col">Boxes</th><th scope="col">Reviewers</th>
 <th scope="col">output.json</th></tr></thead>
 <tbody>{done_rows}</tbody>
 </table>

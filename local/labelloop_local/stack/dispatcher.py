@@ -155,7 +155,7 @@ class Dispatcher:
         self._time_scale = time_scale
         self._poll_wait = poll_wait_seconds
         self._clock = clock
-        self._functions: dict[str, FunctionSpec] = stack.template.functions()
+        self._functions: dict[str, FunctionSpec] = stack.functions()
         self._template_variables = {name for spec in self._functions.values() for name in spec.environment}
         # A developer's shell settings must not send a handler to a real account.
         self._removed_variables = self._template_variables | {"AWS_PROFILE", "AWS_SESSION_TOKEN"}
@@ -351,8 +351,11 @@ class Dispatcher:
 
     @contextmanager
     def function_environment(self, function_id: str) -> Iterator[None]:
-        """os.environ holds exactly this function's template variables while the block runs."""
-        env = {**self._platform_env, **self.env_for(function_id)}
+        """os.environ holds exactly this function's template variables while the block runs; what the
+        platform sets (endpoints, credentials, region) fills the variables the template leaves empty
+        (the SDK endpoint variables), as `sam local invoke --env-vars` does with the same file."""
+        env = dict(self.env_for(function_id))
+        env.update({name: value for name, value in self._platform_env.items() if not env.get(name)})
         env["AWS_LAMBDA_FUNCTION_NAME"] = self.stack.function_name(function_id)
         # Function output (Powertools logs, EMF metrics) is CloudWatch's in AWS: here it goes to the
         # function's log file (stack.logs), never into what a command prints for a person.
@@ -361,6 +364,12 @@ class Dispatcher:
             OUTPUT.function(function_id),
             environment(env, remove=self._removed_variables),
         ):
+            yield
+
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """No handler runs while the block does (e.g. a consistent snapshot of the stack's state)."""
+        with self._invoke_lock:
             yield
 
     def _notify(self, function_id: str, event: dict[str, Any], error: Exception | None) -> None:

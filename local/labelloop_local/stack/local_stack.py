@@ -1,5 +1,10 @@
-"""The local stack: moto server + local Rekognition/A2I services + in-process rule delivery, and
-the stack's own CloudFormation and Lambda APIs (`labelloop_local.stack.apis`) for operator commands.
+"""The local stack: moto server + local Rekognition/A2I services + in-process rule delivery, the
+template's HTTP APIs in front of their functions (`labelloop_local.stack.http_api`), and the stack's own
+CloudFormation and Lambda APIs (`labelloop_local.stack.apis`) for operator commands.
+
+With `persist=True` the AWS state (moto's backends) is saved in the data directory when the stack
+stops, and every 30 seconds while it runs, and restored at the next start
+(`labelloop_local.stack.persistence`); the local services keep their own state there too.
 
 The fidelity fixes applied to moto live in `labelloop_local.stack.moto_fixes`.
 """
@@ -22,8 +27,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from labelloop_local.stack import persistence
 from labelloop_local.stack.apis import StackApis
 from labelloop_local.stack.dispatcher import DEFAULT_TIME_SCALE, Dispatcher, Route
+from labelloop_local.stack.http_api import LocalHttpApi
 from labelloop_local.stack.logs import logs_in
 from labelloop_local.stack.moto_fixes import apply_moto_fixes
 from labelloop_local.stack.provision import Stack, provision
@@ -42,6 +49,7 @@ LOG = logging.getLogger(__name__)
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 CUSTOM_RESOURCE_TIMEOUT_SECONDS = 120
+SNAPSHOT_INTERVAL_SECONDS = 30.0
 # Parameters without a default that the local stack must still fill: the local A2I service accepts
 # any private workteam ARN of this shape.
 LOCAL_PARAMETERS = {
@@ -52,7 +60,7 @@ LOCAL_PARAMETERS = {
 @dataclass
 class ReplayReport:
     events_replayed: int
-    new_human_loops: int
+    new_reviews: int
     new_label_lines: int
     new_trainings: int
     new_predictions: int
@@ -63,7 +71,7 @@ class ReplayReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "events_replayed": self.events_replayed,
-            "new_human_loops": self.new_human_loops,
+            "new_reviews": self.new_reviews,
             "new_label_lines": self.new_label_lines,
             "new_trainings": self.new_trainings,
             "new_predictions": self.new_predictions,
@@ -90,14 +98,19 @@ class LocalStack:
         host: str = "127.0.0.1",
         moto_port: int = 0,
         services_port: int = 0,
+        api_port: int = 0,
         data_dir: str | Path | None = None,
+        persist: bool = False,
         time_scale: float = DEFAULT_TIME_SCALE,
         transition_seconds: float = 0.2,
         detector: Any = None,
         logs_on_console: bool = False,
     ) -> None:
         """`logs_on_console`: also show the functions' and the platform's logs on stderr (they are
-        always written to `<data_dir>/logs/`, see `labelloop_local.stack.logs`)."""
+        always written to `<data_dir>/logs/`, see `labelloop_local.stack.logs`); `persist`: keep the
+        AWS state in `data_dir` across restarts (it must be given)."""
+        if persist and data_dir is None:
+            raise StackError("a persistent local stack needs its data directory")
         self.template = load_template(template_path)
         self.params = {
             name: value for name, value in LOCAL_PARAMETERS.items() if name in self.template.parameters()
@@ -108,7 +121,11 @@ class LocalStack:
         self.host = host
         self._moto_port = moto_port
         self._services_port = services_port
+        self._api_port = api_port
         self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._persist = persist
+        self.restored = False
+        self.http_apis: dict[str, LocalHttpApi] = {}
         self._time_scale = time_scale
         self._transition_seconds = transition_seconds
         self._detector = detector
@@ -123,6 +140,7 @@ class LocalStack:
         self.moto_url = ""
         self._schedule_stop = threading.Event()
         self._schedule_thread: threading.Thread | None = None
+        self._snapshot_thread: threading.Thread | None = None
         self._replay_counter = itertools.count(1)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -146,15 +164,22 @@ class LocalStack:
         from labelloop_local.emulators import LocalServices
 
         apply_moto_fixes()
+        check_rules(
+            self.template,
+            Resolver(self.template, self.params, region=self.region, stack_name=self.stack_name),
+        )
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per moto request otherwise
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self._moto_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"
         # moto's backends are process-global: a stack started earlier in this process (tests) left
-        # its buckets and queues behind. Every stack starts empty, like a fresh account.
+        # its buckets and queues behind. Every stack starts empty, like a fresh account, or from the
+        # snapshot its data directory holds.
         _post(f"{self.moto_url}/moto-api/reset")
         data_dir = self._data_dir or Path(tempfile.mkdtemp(prefix="labelloop-stack-"))
+        if self._persist:
+            self.restored = persistence.restore(data_dir)
         self._logs = contextlib.ExitStack()
         self.logs_dir = self._logs.enter_context(logs_in(data_dir / "logs", self._logs_on_console))
         self.services = LocalServices(
@@ -191,17 +216,85 @@ class LocalStack:
         for route in self._create_routes():
             self.dispatcher.add_route(route)
         self.dispatcher.start()
+        self._start_http_apis()
         # CloudFormation and Lambda calls (operator commands: `labelloop dlq`, `model rollback`)
         # are answered from this stack from now on.
         self.services.attach_stack(StackApis(self.stack, self.dispatcher))
+        if self._persist:
+            self._snapshot_thread = threading.Thread(
+                target=self._snapshot_loop, name="labelloop-snapshots", daemon=True
+            )
+            self._snapshot_thread.start()
+
+    def _start_http_apis(self) -> None:
+        assert self.stack is not None and self.dispatcher is not None
+        routes = self.stack.http_routes()
+        for index, (logical_id, api) in enumerate(sorted(self.stack.http_apis().items())):
+            local = LocalHttpApi(
+                api,
+                routes,
+                self.dispatcher.invoke,
+                self._jwks_url,
+                self.stack.account,
+                str(self.stack.physical[logical_id]),
+            )
+            local.start(self.host, self._api_port + index if self._api_port else 0)
+            self.http_apis[logical_id] = local
+
+    def _jwks_url(self, issuer: str) -> str:
+        """Where the issuer's keys are: here, the local Cognito (moto) serves them for each pool."""
+        pool_id = issuer.rstrip("/").rsplit("/", 1)[-1]
+        return f"{self.endpoint_url('cognito-idp')}/{pool_id}/.well-known/jwks.json"
+
+    @property
+    def api_url(self) -> str | None:
+        """The first HTTP API's base URL (the review portal and API of the built-in backend)."""
+        return next((api.url for api in self.http_apis.values()), None)
+
+    @property
+    def portal_url(self) -> str:
+        """Where reviewers review: the built-in portal (HTTP API) if the stack has one, else the local
+        A2I emulation's portal."""
+        return f"{self.api_url}/" if self.api_url else str(self.services.portal_url)
+
+    @property
+    def review_backend(self) -> str:
+        return as_text(self.stack.params.get("ReviewBackend", "a2i")) if self.stack else "a2i"
+
+    def save(self) -> Path | None:
+        """Snapshot the AWS state into the data directory (a persistent stack only)."""
+        if not self._persist or self._moto is None or self._data_dir is None:
+            return None
+        return persistence.save(self._data_dir)
+
+    def _snapshot_loop(self) -> None:
+        while not self._schedule_stop.wait(SNAPSHOT_INTERVAL_SECONDS):
+            try:
+                assert self.dispatcher is not None
+                with self.dispatcher.quiet():
+                    self.save()
+            except Exception as error:  # a busy moment: the next one, or the final save, will do
+                LOG.debug("periodic snapshot skipped: %s", error)
 
     def stop(self) -> None:
         self._schedule_stop.set()
-        if self._schedule_thread is not None:
-            self._schedule_thread.join(timeout=5)
-            self._schedule_thread = None
+        for thread in (self._schedule_thread, self._snapshot_thread):
+            if thread is not None:
+                thread.join(timeout=5)
+        self._schedule_thread = self._snapshot_thread = None
+        for api in self.http_apis.values():
+            api.stop()
+        self.http_apis = {}
         if self.dispatcher is not None:
+            if self._persist and self._moto is not None:
+                self.dispatcher.drain(timeout=30)  # events in Lambda's (in-memory) queue finish first
             self.dispatcher.stop()
+        if self._persist and self._moto is not None and self.stack is not None:
+            try:
+                path = self.save()
+                LOG.info("saved the local stack's AWS state to %s", path)
+            except Exception:
+                LOG.exception("the local stack's AWS state could not be saved")
         if self.services is not None:
             self.services.attach_stack(None)
             self.services.stop()
@@ -263,9 +356,11 @@ class LocalStack:
             resource_type = str(resource.get("Type", ""))
             if not resource_type.startswith("Custom::"):
                 continue
+            if not self.template.condition_holds(logical_id, self.stack.resolver):
+                continue
             props = resource.get("Properties") or {}
             function_id = referenced_logical_id(props.get("ServiceToken"))
-            if function_id not in self.stack.template.functions():
+            if function_id not in self.stack.functions():
                 raise StackError(f"{logical_id}: ServiceToken does not reference a function of the template")
             data, physical_id = self._invoke_custom_resource(logical_id, resource_type, function_id, props)
             self.stack.set_resolved({logical_id: physical_id})
@@ -396,6 +491,24 @@ class LocalStack:
     def human_loops(self) -> list[dict[str, Any]]:
         return list(self.services.a2i.loops())
 
+    def review_tasks(self) -> list[dict[str, Any]]:
+        """Every task of the built-in backend (none without its task table)."""
+        from labelloop_core.adapters.dynamodb_codec import decode_item
+
+        assert self.stack is not None
+        if not self.stack.exists("ReviewTaskTable"):
+            return []
+        pages = (
+            self.client("dynamodb")
+            .get_paginator("scan")
+            .paginate(TableName=self.stack.physical["ReviewTaskTable"])
+        )
+        return [decode_item(item) for page in pages for item in page["Items"]]
+
+    def review_count(self) -> int:
+        """Reviews opened, in either backend."""
+        return len(self.human_loops()) + len(self.review_tasks())
+
     def project_versions(self) -> list[dict[str, Any]]:
         assert self.stack is not None
         project_arn = self.stack.physical["CustomLabelsProject"]
@@ -458,7 +571,7 @@ class LocalStack:
 
     def snapshot(self) -> dict[str, int]:
         return {
-            "human_loops": len(self.human_loops()),
+            "reviews": self.review_count(),
             "label_lines": self.count_objects("labels/"),
             "predictions": self.count_objects("predictions/"),
             "trainings": len(self.project_versions()),
@@ -496,7 +609,7 @@ class LocalStack:
         after = self.snapshot()
         return ReplayReport(
             events_replayed=replayed,
-            new_human_loops=after["human_loops"] - before["human_loops"],
+            new_reviews=after["reviews"] - before["reviews"],
             new_label_lines=after["label_lines"] - before["label_lines"],
             new_trainings=after["trainings"] - before["trainings"],
             new_predictions=after["predictions"] - before["predictions"],
@@ -513,12 +626,31 @@ class LocalStack:
             "stack_name": self.stack_name,
             "region": self.region,
             "bucket": self.stack.bucket,
+            "review_backend": self.review_backend,
             "moto_url": self.moto_url,
             "services_url": self.services.base_url,
-            "portal_url": self.services.portal_url,
+            "portal_url": self.portal_url,
+            "api_url": self.api_url,
             "control_url": control_url,
+            "data_dir": str(self._data_dir) if self._data_dir else None,
             "env": self.endpoint_env(),
         }
+
+    def env_vars(self) -> dict[str, dict[str, str]]:
+        """A `sam local invoke --env-vars` file for this stack: every function's variables as the
+        template declares them (SAM sets no others), with this stack's names and endpoints."""
+        assert self.stack is not None
+        endpoints = {
+            name: value for name, value in self.endpoint_env().items() if name.startswith("AWS_ENDPOINT_URL")
+        }
+        found = {}
+        for function_id, spec in self.stack.functions().items():
+            env = self.stack.env_for(function_id)
+            for name in spec.environment:
+                if not env.get(name) and name in endpoints:
+                    env[name] = endpoints[name]
+            found[function_id] = {name: env[name] for name in spec.environment if name in env}
+        return found
 
 
 class _ResponseCollector:
@@ -565,6 +697,19 @@ class _ResponseCollector:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def check_rules(template: Any, resolver: Resolver) -> None:
+    """The template's `Rules` as CloudFormation checks them before creating anything: StackError with
+    the failed assertion's description."""
+    for name, rule in (template.document.get("Rules") or {}).items():
+        condition = rule.get("RuleCondition")
+        if condition is not None and not resolver.resolve(condition):
+            continue
+        for assertion in rule.get("Assertions") or []:
+            if not resolver.resolve(assertion["Assert"]):
+                description = assertion.get("AssertDescription") or f"rule {name} failed"
+                raise StackError(f"template rule {name}: {description}")
 
 
 def _cfn_strings(value: Any) -> Any:

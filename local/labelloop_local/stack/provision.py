@@ -1,8 +1,9 @@
 """Create the data-plane resources of template.yaml on an emulated AWS (moto, in-process or server).
 
-Only what the handlers touch is created: the bucket, buses, archives, ledger table, SSM parameters
-and SQS queues. Functions are not deployed (the local stack runs them in-process), the Rekognition
-project and the A2I custom resource get their physical ids from the local services (``resolved``).
+Only what the handlers touch is created: the bucket, buses, archives, ledger and task tables, SSM
+parameters, SQS queues and the reviewers' Cognito user pool and app client. Functions are not
+deployed (the local stack runs them in-process), the Rekognition project and the A2I custom resource
+get their physical ids from the local services (``resolved``).
 IAM roles, policies and other control-plane resources (alarms, the alarm topic and its key, log
 groups) are recorded with placeholder ids in AWS's shape so that references to them still resolve.
 """
@@ -10,6 +11,7 @@ groups) are recorded with placeholder ids in AWS's shape so that references to t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import uuid
@@ -21,6 +23,9 @@ from labelloop_local.stack.template import (
     DEFAULT_ACCOUNT,
     DEFAULT_BUS,
     NO_VALUE,
+    FunctionSpec,
+    HttpApiSpec,
+    HttpRouteSpec,
     Resolver,
     RuleSpec,
     SamTemplate,
@@ -35,6 +40,8 @@ _PROVISION_ORDER = (
     "AWS::Events::EventBus",
     "AWS::SQS::Queue",
     "AWS::DynamoDB::Table",
+    "AWS::Cognito::UserPool",
+    "AWS::Cognito::UserPoolClient",
     "AWS::Rekognition::Project",
     "AWS::SSM::Parameter",
     "AWS::Events::Archive",
@@ -130,7 +137,7 @@ class Stack:
 
     def env_for(self, function_logical_id: str) -> dict[str, str]:
         """The function's environment variables (Globals merged), intrinsics resolved, as strings."""
-        spec = self.template.functions().get(function_logical_id)
+        spec = self.functions().get(function_logical_id)
         if spec is None:
             raise TemplateError(f"no function {function_logical_id} in {self.template.path}")
         resolver = self.resolver
@@ -146,6 +153,16 @@ class Stack:
 
     def rules(self) -> list[RuleSpec]:
         return self.template.rules(self.resolver)
+
+    def functions(self) -> dict[str, FunctionSpec]:
+        """The functions that exist for this stack's parameters (their Condition holds)."""
+        return self.template.functions(self.resolver)
+
+    def http_routes(self) -> list[HttpRouteSpec]:
+        return self.template.http_routes(self.resolver)
+
+    def http_apis(self) -> dict[str, HttpApiSpec]:
+        return self.template.http_apis(self.resolver)
 
     def set_resolved(self, resolved: Mapping[str, Any]) -> None:
         """Record physical ids/attributes produced outside moto (e.g. by the local services).
@@ -282,6 +299,9 @@ def _placeholder(stack: Stack, logical_id: str, resource_type: str) -> tuple[str
     if resource_type == "AWS::CloudWatch::Alarm":
         alarm = name("AlarmName", 255)
         return alarm, {"Arn": f"{prefix.format('cloudwatch')}:alarm:{alarm}"}
+    if resource_type == "AWS::Serverless::HttpApi":  # Ref: the API id (10 characters)
+        api_id = hashlib.sha256(f"{stack.stack_name}/{logical_id}".encode()).hexdigest()[:10]
+        return api_id, {"ApiEndpoint": f"https://{api_id}.execute-api.{stack.region}.amazonaws.com"}
     return _generated_name(stack, logical_id), {
         "Arn": f"{prefix.format('cloudformation')}:placeholder/{logical_id}"
     }
@@ -309,7 +329,8 @@ def _create_bucket(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> N
     versioning = resolve(props.get("VersioningConfiguration") or {})
     if versioning.get("Status"):
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning["Status"]})
-    cors_rules = resolve((props.get("CorsConfiguration") or {}).get("CorsRules") or [])
+    cors = resolve(props.get("CorsConfiguration") or {})
+    cors_rules = (cors.get("CorsRules") if isinstance(cors, dict) else None) or []
     if cors_rules:
         s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [_cors_rule(r) for r in cors_rules]})
     notification = resolve(props.get("NotificationConfiguration") or {})
@@ -437,11 +458,14 @@ def _create_project(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> 
 
 
 def _create_parameter(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> None:
+    """Create the parameter; one that exists (a restored stack) keeps its value, as CloudFormation
+    leaves a parameter alone that a function changed since (the active model after a promotion)."""
     name = _explicit_name(stack, props, "Name") or f"CFN-{_generated_name(stack, logical_id, 200)}"
     value = as_text(stack.resolver.resolve(props.get("Value")))
     param_type = as_text(stack.resolver.resolve(props.get("Type", "String")))
     ssm = stack.session.client("ssm")
-    ssm.put_parameter(Name=name, Value=value, Type=param_type, Overwrite=True)
+    with contextlib.suppress(ssm.exceptions.ParameterAlreadyExists):
+        ssm.put_parameter(Name=name, Value=value, Type=param_type)
     stack.physical[logical_id] = name
     stack.attributes[logical_id] = {"Type": param_type, "Value": value}
 
@@ -465,6 +489,77 @@ def _create_archive(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> 
     stack.attributes[logical_id] = {"Arn": arn}
 
 
+def _create_user_pool(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> None:
+    """A Cognito user pool on moto (found again by name when it exists: a restored stack)."""
+    definition = stack.resolver.resolve(dict(props))
+    name = as_text(definition.get("UserPoolName") or _generated_name(stack, logical_id, 128))
+    cognito = stack.session.client("cognito-idp")
+    pools = cognito.list_user_pools(MaxResults=60)["UserPools"]
+    pool_id = next((pool["Id"] for pool in pools if pool["Name"] == name), None)
+    if pool_id is None:
+        kwargs: dict[str, Any] = {"PoolName": name}
+        for key in ("Policies", "AdminCreateUserConfig", "UsernameAttributes", "AutoVerifiedAttributes"):
+            if key in definition:
+                kwargs[key] = _cfn_typed(definition[key])
+        if "AccountRecoverySetting" in definition:
+            kwargs["AccountRecoverySetting"] = _cfn_typed(definition["AccountRecoverySetting"])
+        pool_id = cognito.create_user_pool(**kwargs)["UserPool"]["Id"]
+        mfa = as_text(definition.get("MfaConfiguration", "OFF"))
+        if mfa != "OFF":
+            cognito.set_user_pool_mfa_config(
+                UserPoolId=pool_id,
+                SoftwareTokenMfaConfiguration={"Enabled": True},
+                MfaConfiguration=mfa,
+            )
+    stack.physical[logical_id] = pool_id
+    stack.attributes[logical_id] = {
+        "Arn": f"arn:aws:cognito-idp:{stack.region}:{stack.account}:userpool/{pool_id}",
+        "ProviderName": f"cognito-idp.{stack.region}.amazonaws.com/{pool_id}",
+        "ProviderURL": f"https://cognito-idp.{stack.region}.amazonaws.com/{pool_id}",
+        "UserPoolId": pool_id,
+    }
+
+
+def _create_user_pool_client(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> None:
+    definition = stack.resolver.resolve(dict(props))
+    pool_id = as_text(definition["UserPoolId"])
+    name = as_text(definition.get("ClientName") or _generated_name(stack, logical_id, 128))
+    cognito = stack.session.client("cognito-idp")
+    clients = cognito.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
+    client_id = next((client["ClientId"] for client in clients if client["ClientName"] == name), None)
+    if client_id is None:
+        kwargs: dict[str, Any] = {"UserPoolId": pool_id, "ClientName": name}
+        for key in (
+            "GenerateSecret",
+            "ExplicitAuthFlows",
+            "PreventUserExistenceErrors",
+            "EnableTokenRevocation",
+        ):
+            if key in definition:
+                kwargs[key] = _cfn_typed(definition[key])
+        for key in ("AccessTokenValidity", "IdTokenValidity", "RefreshTokenValidity"):
+            if key in definition:
+                kwargs[key] = int(definition[key])
+        if "TokenValidityUnits" in definition:
+            kwargs["TokenValidityUnits"] = dict(definition["TokenValidityUnits"])
+        client_id = cognito.create_user_pool_client(**kwargs)["UserPoolClient"]["ClientId"]
+    stack.physical[logical_id] = client_id
+    stack.attributes[logical_id] = {"ClientId": client_id, "Name": name}
+
+
+def _cfn_typed(value: Any) -> Any:
+    """CloudFormation values as the API takes them: "true"/"false" as booleans, digit strings as ints."""
+    if isinstance(value, dict):
+        return {key: _cfn_typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cfn_typed(item) for item in value]
+    if value in ("true", "false"):
+        return value == "true"
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
 _CREATORS = {
     "AWS::S3::Bucket": _create_bucket,
     "AWS::Events::EventBus": _create_event_bus,
@@ -473,4 +568,6 @@ _CREATORS = {
     "AWS::Rekognition::Project": _create_project,
     "AWS::SSM::Parameter": _create_parameter,
     "AWS::Events::Archive": _create_archive,
+    "AWS::Cognito::UserPool": _create_user_pool,
+    "AWS::Cognito::UserPoolClient": _create_user_pool_client,
 }

@@ -125,6 +125,41 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class HttpRouteSpec:
+    """One `HttpApi` event of a function: a route of an `AWS::Serverless::HttpApi`."""
+
+    function: str
+    event_name: str
+    api: str  # logical id of the HttpApi
+    method: str  # upper case, or ANY
+    path: str  # e.g. /api/tasks/{taskId}
+    authorizer: str | None  # the authorizer's name, None for a route without one (Auth: NONE)
+    payload_format: str = "2.0"
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class JwtAuthorizerSpec:
+    issuer: str
+    audience: tuple[str, ...]
+    identity_source: str = "$request.header.Authorization"
+
+
+@dataclass(frozen=True)
+class HttpApiSpec:
+    """An `AWS::Serverless::HttpApi`: its JWT authorizers, default authorizer and throttling."""
+
+    logical_id: str
+    authorizers: dict[str, JwtAuthorizerSpec]
+    default_authorizer: str | None
+    rate_limit: float | None
+    burst_limit: int | None
+
+
+@dataclass(frozen=True)
 class RuleSpec:
     function: str
     event_name: str
@@ -487,9 +522,12 @@ class SamTemplate:
         global_props = (self.document.get("Globals") or {}).get("Function") or {}
         return _merge_globals(global_props, resource.get("Properties") or {})
 
-    def functions(self) -> dict[str, FunctionSpec]:
+    def functions(self, resolver: Resolver | None = None) -> dict[str, FunctionSpec]:
+        """Every function; with `resolver`, only those whose Condition holds for its parameters."""
         specs = {}
         for logical_id in self.resources_of_type("AWS::Serverless::Function"):
+            if resolver is not None and not self.condition_holds(logical_id, resolver):
+                continue
             props = self.function_properties(logical_id)
             code_uri = props.get("CodeUri")
             if not isinstance(code_uri, str):
@@ -506,6 +544,69 @@ class SamTemplate:
                 properties=props,
             )
         return specs
+
+    def condition_holds(self, logical_id: str, resolver: Resolver) -> bool:
+        """The resource exists for these parameters (no Condition, or its Condition is true)."""
+        condition = self.resource(logical_id).get("Condition")
+        return condition is None or resolver.condition(str(condition))
+
+    def http_apis(self, resolver: Resolver) -> dict[str, HttpApiSpec]:
+        """Every `AWS::Serverless::HttpApi` whose Condition holds, resolved with `resolver`."""
+        apis = {}
+        for logical_id, resource in self.resources_of_type("AWS::Serverless::HttpApi").items():
+            if not self.condition_holds(logical_id, resolver):
+                continue
+            props = resource.get("Properties") or {}
+            auth = props.get("Auth") or {}
+            authorizers = {}
+            for name, config in (auth.get("Authorizers") or {}).items():
+                jwt = resolver.resolve(config.get("JwtConfiguration") or {})
+                if not jwt:
+                    raise TemplateError(
+                        f"{logical_id}.Auth.Authorizers.{name}: only JWT authorizers are supported"
+                    )
+                audience = jwt.get("audience") or jwt.get("Audience") or []
+                authorizers[name] = JwtAuthorizerSpec(
+                    issuer=as_text(jwt.get("issuer") or jwt.get("Issuer")),
+                    audience=tuple(as_text(item) for item in audience),
+                    identity_source=as_text(config.get("IdentitySource", "$request.header.Authorization")),
+                )
+            settings = resolver.resolve(props.get("DefaultRouteSettings") or {})
+            rate, burst = settings.get("ThrottlingRateLimit"), settings.get("ThrottlingBurstLimit")
+            apis[logical_id] = HttpApiSpec(
+                logical_id,
+                authorizers,
+                auth.get("DefaultAuthorizer"),
+                float(rate) if rate is not None else None,
+                int(burst) if burst is not None else None,
+            )
+        return apis
+
+    def http_routes(self, resolver: Resolver) -> list[HttpRouteSpec]:
+        """Every `HttpApi` event of every function that exists for these parameters."""
+        apis = self.http_apis(resolver)
+        routes = []
+        for function_id, spec in self.functions(resolver).items():
+            for event_name, event in spec.events.items():
+                if event.get("Type") != "HttpApi":
+                    continue
+                props = event.get("Properties") or {}
+                api = referenced_logical_id(props.get("ApiId"))
+                if api not in apis:
+                    raise TemplateError(f"{function_id}.Events.{event_name}: ApiId must reference an HttpApi")
+                authorizer = (props.get("Auth") or {}).get("Authorizer", apis[api].default_authorizer)
+                routes.append(
+                    HttpRouteSpec(
+                        function=function_id,
+                        event_name=event_name,
+                        api=api,
+                        method=str(props.get("Method", "ANY")).upper(),
+                        path=str(props.get("Path", "/")),
+                        authorizer=None if authorizer in (None, "NONE") else str(authorizer),
+                        payload_format=str(props.get("PayloadFormatVersion", "2.0")),
+                    )
+                )
+        return routes
 
     @staticmethod
     def _function_dlq(props: Mapping[str, Any]) -> str | None:
@@ -526,7 +627,7 @@ class SamTemplate:
         """
         resolver = resolver or Resolver(self, placeholders=True)
         rules = []
-        for function_id, spec in self.functions().items():
+        for function_id, spec in self.functions(resolver).items():
             for event_name, event in spec.events.items():
                 kind = event.get("Type")
                 if kind not in ("EventBridgeRule", "Schedule"):

@@ -9,7 +9,9 @@ import pytest
 
 from labelloop_core import naming
 from labelloop_core.config import settings_from_env
+from labelloop_core.inbound import ReviewFinished
 from labelloop_core.naming import ImageRef
+from labelloop_core.schemas import validate
 from labelloop_core.services.append_labels import AppendLabelsService, AppendLabelsSettings
 from tests.support.fakes import FakePublisher, FakeReviewLedger, FakeStore
 from tests.support.flows import a2i_output
@@ -175,3 +177,101 @@ def test_a_review_of_a_version_since_replaced_writes_no_label(world: World, chan
     assert outcome.status == "SUPERSEDED" and change in str(outcome.reason)
     assert world.store.keys("labels/") == [] and world.ledger.pending_label_count() == 0
     assert world.ledger.get_image(image.image_id).status == "SUPERSEDED"  # type: ignore[union-attr]
+
+
+# -- several reviewers, and the built-in backend's ReviewCompleted -------------------------------------
+def with_reviewers(document: dict[str, Any], *answers: tuple[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """`document` with one humanAnswers entry per (worker, boxes), as A2I and the built-in backend write."""
+    (template,) = document["humanAnswers"]
+    document["humanAnswers"] = [
+        {
+            **template,
+            "workerId": worker,
+            "submissionTime": f"2024-05-01T12:2{index}:00.000Z",
+            "answerContent": {
+                "annotatedResult": {**template["answerContent"]["annotatedResult"], "boundingBoxes": boxes}
+            },
+        }
+        for index, (worker, boxes) in enumerate(answers)
+    ]
+    return document
+
+
+def test_three_reviewers_answers_are_consolidated_into_one_line_with_their_agreement(world: World) -> None:
+    image, loop_name = world.review()
+    other = {"label": "pizza", "left": 200, "top": 100, "width": 80, "height": 60}
+    stray = {"label": "crust", "left": 300, "top": 200, "width": 50, "height": 50}
+    document = with_reviewers(
+        a2i_output(image, loop_name, ["pizza", "crust"], []),
+        ("w1", [BOX, other]),
+        ("w2", [{**BOX, "left": 14}, other, stray]),
+        ("w3", [{**BOX, "left": 12}]),
+    )
+    outcome = world.service.process(world.completed(loop_name, document))
+
+    assert outcome.status == "LABELED"
+    line = world.store.document(f"labels/{loop_name}.json")
+    assert line["pizza_BB"]["annotations"] == [
+        {"left": 12, "top": 20, "width": 100, "height": 50, "class_id": 0},
+        {"left": 200, "top": 100, "width": 80, "height": 60, "class_id": 0},
+    ]
+    confidences = [item["confidence"] for item in line["pizza_BB-metadata"]["objects"]]
+    assert confidences[0] > 0.9 and round(confidences[1], 3) == round(2 / 3, 3)
+    assert line["pizza_BB-metadata"]["creation-date"] == "2024-05-01T12:22:00.000Z"  # the last answer
+    [appended] = world.publisher.of_type("LabelsAppended")
+    assert (appended["reviewers"], appended["droppedBoxes"], appended["lowAgreement"]) == (3, 1, True)
+    label = world.ledger.get_label(loop_name)
+    assert label is not None and label.consolidation == {
+        key: appended[key] for key in ("reviewers", "agreement", "droppedBoxes", "lowAgreement")
+    }
+
+
+def test_a_single_reviewer_keeps_full_confidence_and_no_consolidation_figures(world: World) -> None:
+    image, loop_name = world.review()
+    world.service.process(world.completed(loop_name, a2i_output(image, loop_name, ["pizza"], [BOX])))
+    line = world.store.document(f"labels/{loop_name}.json")
+    assert line["pizza_BB-metadata"]["objects"] == [{"confidence": 1}]
+    [appended] = world.publisher.of_type("LabelsAppended")
+    assert "reviewers" not in appended
+    assert world.ledger.get_label(loop_name).consolidation is None  # type: ignore[union-attr]
+
+
+def review_completed(loop_name: str, status: str = "Completed", **extra: Any) -> ReviewFinished:
+    detail = {
+        "schemaVersion": "1",
+        "reviewName": loop_name,
+        "status": status,
+        "answers": 1,
+        "answersNeeded": 1,
+        "finishedAt": "2024-05-01T12:29:59.123Z",
+        **extra,
+    }
+    validate("review-completed", detail)
+    return ReviewFinished.from_review_completed(detail)
+
+
+def test_a_builtin_review_completed_takes_the_same_path_as_an_a2i_one(world: World) -> None:
+    image, loop_name = world.review()
+    document = a2i_output(image, loop_name, ["pizza", "crust"], [BOX])
+    del document["flowDefinitionArn"]  # the built-in backend runs no flow definition
+    key = f"reviews/builtin/2024/05/01/12/00/00/{loop_name}/output.json"
+    world.store.put(key, json.dumps(document).encode())
+    outcome = world.service.finish(review_completed(loop_name, outputS3Uri=f"s3://images/{key}"))
+    assert (outcome.status, outcome.new_label) == ("LABELED", True)
+    line = world.store.document(f"labels/{loop_name}.json")
+    assert line["pizza_BB-metadata"]["job-name"] == "labelloop/builtin"
+    assert (
+        world.service.finish(review_completed(loop_name, outputS3Uri=f"s3://images/{key}")).status
+        == "DUPLICATE"
+    )
+
+
+def test_an_expired_builtin_review_is_recorded_like_an_expired_a2i_loop(world: World) -> None:
+    image, loop_name = world.review()
+    expired = review_completed(
+        loop_name, "Failed", failureCode="Expired", failureReason="the review expired with 0 of 1 answers"
+    )
+    outcome = world.service.finish(expired)
+    assert outcome.status == "FAILED" and outcome.reason == "Expired the review expired with 0 of 1 answers"
+    assert world.ledger.get_image(image.image_id).status == "REVIEW_FAILED"  # type: ignore[union-attr]
+    assert world.store.keys("labels/") == []

@@ -23,8 +23,9 @@ class HumanLoops:
 
     client = LazyClient("sagemaker-a2i-runtime")
 
-    def open(self, name: str, input_content: Mapping[str, Any]) -> OpenedReview:
-        """StartHumanLoop; an existing loop with that name counts as success (`created=False`)."""
+    def open(self, name: str, input_content: Mapping[str, Any], priority: float = 0.0) -> OpenedReview:
+        """StartHumanLoop; an existing loop with that name counts as success (`created=False`). A2I
+        has no priority of its own: the review budget's queue decides what is opened first."""
         content = json.dumps(input_content, ensure_ascii=False, separators=(",", ":"))
         if len(content) > MAX_INPUT_CONTENT_CHARS:
             raise ValueError(f"InputContent of {name} exceeds {MAX_INPUT_CONTENT_CHARS} characters")

@@ -90,9 +90,23 @@ def _cache_key(service: str) -> tuple[str, ...]:
     )
 
 
-def _create(service: str) -> Any:
-    import boto3
+def config_for(service: str) -> Any:
+    """The client configuration of `service`: standard retries. S3 signs with SigV4, pre-signed links
+    included (botocore would pre-sign with the legacy signature, which newer regions refuse), and on AWS
+    addresses the bucket's regional virtual host (botocore would pre-sign for the global endpoint, which
+    redirects, and so breaks the signature, for a new bucket outside us-east-1). An explicit endpoint
+    (`AWS_ENDPOINT_URL[_S3]`, e.g. the local stack's) keeps botocore's automatic addressing."""
     from botocore.config import Config
 
+    if service == "s3":
+        explicit = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        style = "auto" if explicit else "virtual"
+        return Config(retries=_RETRIES, signature_version="s3v4", s3={"addressing_style": style})
+    return Config(retries=_RETRIES)
+
+
+def _create(service: str) -> Any:
+    import boto3
+
     session = boto3.session.Session()
-    return session.client(service, config=Config(retries=_RETRIES))
+    return session.client(service, config=config_for(service))

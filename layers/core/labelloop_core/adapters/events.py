@@ -11,7 +11,14 @@ from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.errors import TransientError
 
 SOURCE = "labelloop"
-DETAIL_TYPES = ("ReviewRequested", "LabelsAppended", "RetrainingStarted", "ModelPromoted", "ModelRejected")
+DETAIL_TYPES = (
+    "ReviewRequested",
+    "ReviewCompleted",
+    "LabelsAppended",
+    "RetrainingStarted",
+    "ModelPromoted",
+    "ModelRejected",
+)
 MAX_ENTRY_BYTES = 256 * 1024  # PutEvents limit per entry
 
 

@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from labelloop_core import ledger as layout
-from labelloop_core.adapters import aws_errors
-from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.adapters.dynamodb_codec import decode_item, encode_item, encode_values
+from labelloop_core.adapters.dynamodb_table import Table
 from labelloop_core.errors import LabelloopError, TransientError
 from labelloop_core.ledger import (
     CLAIMED,
@@ -27,6 +26,9 @@ from labelloop_core.ledger import (
     PENDING_INDEX,
     PENDING_VALUE,
     TRAINING,
+    WAITING,
+    WAITING_INDEX,
+    Admission,
     ClaimResult,
     Decision,
     ImageRecord,
@@ -34,10 +36,13 @@ from labelloop_core.ledger import (
     LoopRecord,
     PendingLabel,
     TrainingLock,
+    WaitingReview,
     iso,
 )
 from labelloop_core.naming import ImageRef
+from labelloop_core.review_request import priority_rank
 
+_CONSTANTS = {**layout.STATUS_VALUES, **layout.QUEUE_VALUES}
 _TRANSACTION_ITEMS = 100  # TransactWriteItems limit
 _TRANSACTION_ATTEMPTS = 8
 
@@ -46,87 +51,11 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class _Table:
-    """Plain-Python reads and writes of one table; SDK errors translated once, here."""
-
-    def __init__(self, name: str, client: Any = None) -> None:
-        self.name = name
-        self._client = client
-
-    client = LazyClient("dynamodb")
-
-    def get(self, key: layout.Key) -> dict[str, Any] | None:
-        response = self.call("get_item", TableName=self.name, Key=encode_item(key), ConsistentRead=True)
-        item = response.get("Item")
-        return decode_item(item) if item else None
-
-    def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response: dict[str, Any] = getattr(self.client, operation)(**kwargs)
-        except Exception as error:
-            raise translate(error) from error
-        return response
-
-    def conditional(self, operation: str, **kwargs: Any) -> bool:
-        """A write with a ConditionExpression: False when the condition did not hold."""
-        try:
-            getattr(self.client, operation)(**kwargs)
-        except Exception as error:
-            if aws_errors.error_code(error) == aws_errors.CONDITION_FAILED:
-                return False
-            raise translate(error) from error
-        return True
-
-    def transact(self, actions: list[dict[str, Any]]) -> list[str] | None:
-        """Run a transaction; the per-action cancellation codes when it was cancelled, else None."""
-        try:
-            self.client.transact_write_items(TransactItems=actions)
-        except Exception as error:
-            codes = aws_errors.cancellation_codes(error)
-            if codes is None:
-                raise translate(error) from error
-            return codes
-        return None
-
-    def put_action(self, item: Mapping[str, Any], condition: str | None = None) -> dict[str, Any]:
-        action: dict[str, Any] = {"TableName": self.name, "Item": encode_item(item)}
-        if condition:
-            action.update(ConditionExpression=condition, **expression(condition, {}))
-        return {"Put": action}
-
-    def update_action(
-        self, key: layout.Key, update: str, condition: str | None, values: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        action: dict[str, Any] = {"TableName": self.name, "Key": encode_item(key), "UpdateExpression": update}
-        if condition:
-            action["ConditionExpression"] = condition
-        action.update(expression(f"{update} {condition or ''}", values))
-        return {"Update": action}
-
-
-def translate(error: Exception) -> Exception:
-    if aws_errors.is_retryable(error):
-        return TransientError(f"DynamoDB is throttling or failing: {error}")
-    return error
-
-
-def expression(text: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Names and values for an expression: only those it uses (DynamoDB rejects unused ones)."""
-    names = {name: name[1:] for name in ("#status", "#window", "#stage", "#count") if name in text}
-    used = {key: value for key, value in {**layout.STATUS_VALUES, **values}.items() if key in text}
-    result: dict[str, Any] = {}
-    if names:
-        result["ExpressionAttributeNames"] = names
-    if used:
-        result["ExpressionAttributeValues"] = encode_values(used)
-    return result
-
-
 class ReviewLedger:
     """Image versions, reviews and labels."""
 
     def __init__(self, table: str, client: Any = None) -> None:
-        self.table = _Table(table, client)
+        self.table = Table(table, client, constants=_CONSTANTS)
 
     # -- reads -------------------------------------------------------------------------------
     def get_image(self, image_id: str) -> ImageRecord | None:
@@ -193,8 +122,16 @@ class ReviewLedger:
         )
 
     # -- labels ------------------------------------------------------------------------------
-    def put_label(self, loop_name: str, label_key: str, source_ref: str, created_at: str) -> bool:
-        """Record a new label and count it as pending, atomically. False if it was already recorded."""
+    def put_label(
+        self,
+        loop_name: str,
+        label_key: str,
+        source_ref: str,
+        created_at: str,
+        agreement: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Record a new label and count it as pending, atomically. False if it was already recorded.
+        `agreement`: the consolidation of several reviewers' answers (reviewers, agreement, ...)."""
         item = {
             **layout.label_key(loop_name),
             "loop_name": loop_name,
@@ -203,22 +140,19 @@ class ReviewLedger:
             "created_at": created_at,
             "pending": PENDING_VALUE,
             "event_sent": False,
+            "consolidation": dict(agreement) if agreement else None,
         }
         actions = [
             self.table.put_action(item, layout.CREATE_ONLY),
             self.table.update_action(layout.PENDING_COUNTER_KEY, "ADD #count :one", None, {":one": 1}),
         ]
-        for attempt in range(_TRANSACTION_ATTEMPTS):
-            codes = self.table.transact(actions)
-            if codes is None:
-                return True
-            if codes and codes[0] == "ConditionalCheckFailed":
-                return False
-            if "TransactionConflict" not in codes:
-                raise TransientError(f"label {loop_name}: transaction cancelled {codes}")
-            # Concurrent labels all ADD to the one counter item: back off and try again.
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # jitter, not crypto
-        raise TransientError(f"label {loop_name}: transaction kept conflicting with concurrent writes")
+        # Concurrent labels all ADD to the one counter item: conflicts are retried.
+        codes = _transact_through_conflicts(self.table, actions, f"label {loop_name}")
+        if codes is None:
+            return True
+        if codes and codes[0] == "ConditionalCheckFailed":
+            return False
+        raise TransientError(f"label {loop_name}: transaction cancelled {codes}")
 
     def claim_label_event(self, loop_name: str) -> bool:
         """Take the right to publish LabelsAppended for this label; False if already taken."""
@@ -272,6 +206,80 @@ class ReviewLedger:
         )
 
 
+class ReviewQueue:
+    """Reviews waiting for the review budget, and the budget's day counters (`labelloop_core.ledger`)."""
+
+    def __init__(self, table: str, client: Any = None) -> None:
+        self.table = Table(table, client, constants=_CONSTANTS)
+
+    def enqueue(self, name: str, detail: Mapping[str, Any], priority: float, requested_at: datetime) -> bool:
+        """Keep a review request until the budget admits it; False when it is already kept (a replay)."""
+        at = iso(requested_at)
+        values = {
+            ":name": name,
+            ":detail": dict(detail),
+            ":priority": priority,
+            ":at": at,
+            ":waiting": WAITING,
+            ":rank": priority_rank(priority, at, name),
+        }
+        # An UpdateItem that creates (StartReview may update the ledger, never overwrite an item).
+        update = (
+            "SET review_name = :name, detail = :detail, priority = :priority, requested_at = :at,"
+            " #queue = :waiting, #rank = :rank"
+        )
+        return self.table.conditional_update(layout.waiting_key(name), update, layout.CREATE_ONLY, values)
+
+    def waiting(self, queue: str, limit: int) -> list[WaitingReview]:
+        """The first `limit` reviews of `queue` (waiting or admitted), in priority order."""
+        response = self.table.call(
+            "query",
+            TableName=self.table.name,
+            IndexName=WAITING_INDEX,
+            KeyConditionExpression="#queue = :queue",
+            Limit=limit,
+            **self.table.expression("#queue = :queue", {":queue": queue}),
+        )
+        return [WaitingReview.from_item(decode_item(item)) for item in response.get("Items", [])]
+
+    def admit(self, name: str, day: str, max_per_day: int) -> Admission:
+        """Count the review against `day` (only below `max_per_day`; 0 is no limit) and mark it admitted
+        (only if it still waits), in one transaction."""
+        budget = self.table.update_action(
+            layout.budget_key(day),
+            "ADD opened :one",
+            layout.BUDGET_LEFT if max_per_day > 0 else None,
+            {":one": 1, ":max": max_per_day},
+        )
+        admitted = self.table.update_action(
+            layout.waiting_key(name),
+            "SET #queue = :admitted, admitted_day = :day",
+            layout.STILL_WAITING,
+            {":day": day},
+        )
+        codes = _transact_through_conflicts(self.table, [budget, admitted], f"admitting review {name}")
+        if codes is None:
+            return Admission.ADMITTED
+        if codes[0] == "ConditionalCheckFailed":
+            return Admission.BUDGET_SPENT
+        if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+            return Admission.TAKEN
+        raise TransientError(f"admitting review {name} was cancelled: {codes}")
+
+    def opened(self, name: str) -> None:
+        """The admitted review is open: it leaves the queue (the item stays, as a record)."""
+        self.table.conditional_update(
+            layout.waiting_key(name),
+            "REMOVE #queue, #rank SET opened_at = :now",
+            layout.STILL_ADMITTED,
+            {":now": utc_now()},
+        )
+
+    def opened_on(self, day: str) -> int:
+        item = self.table.get(layout.budget_key(day))
+        return int(item.get("opened", 0)) if item else 0
+
+
 class TrainingLedger:
     """Pending labels, the training lock, schedule windows and promotion decisions.
 
@@ -280,7 +288,7 @@ class TrainingLedger:
     """
 
     def __init__(self, table: str, client: Any = None) -> None:
-        self.table = _Table(table, client)
+        self.table = Table(table, client, constants=_CONSTANTS)
 
     # --- the cheap retrain check: one GetItem each ---------------------------------------------
     def pending_count(self) -> int:
@@ -472,6 +480,17 @@ class TrainingLedger:
     def _update_lock(self, update: str, values: dict[str, Any]) -> bool:
         action = self.table.update_action(layout.TRAINING_LOCK_KEY, update, layout.LOCK_IN_PROMOTION, values)
         return self.table.conditional("update_item", **action["Update"])
+
+
+def _transact_through_conflicts(table: Table, actions: list[dict[str, Any]], what: str) -> list[str] | None:
+    """Run a transaction, retrying it (with jitter) while it conflicts with concurrent transactions on
+    the same items; the cancellation codes of any other cancellation, else None."""
+    for attempt in range(_TRANSACTION_ATTEMPTS):
+        codes = table.transact(actions)
+        if codes is None or "TransactionConflict" not in codes:
+            return codes
+        time.sleep(random.uniform(0, 0.05 * 2**attempt))  # jitter, not crypto
+    raise TransientError(f"{what}: the transaction kept conflicting with concurrent writes")
 
 
 class _AlreadySettled(LabelloopError):

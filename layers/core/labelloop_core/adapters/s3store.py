@@ -11,10 +11,12 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from labelloop_core.adapters import aws_errors
 from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.errors import AccessDenied, ObjectMissing, TransientError
+from labelloop_core.naming import ImageRef
 from labelloop_core.ports import ObjectHead, ObjectVersion
 
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)$")
@@ -145,6 +147,26 @@ class S3Store:
                 yield pending + "\n"
         finally:
             body.close()
+
+    def link(self, image: ImageRef, expires_in: int) -> str:
+        """A pre-signed GET of exactly this image version, valid for `expires_in` seconds. It makes no
+        call: S3 authorizes it with this function's role when the browser uses it."""
+        params = {"Bucket": image.bucket, "Key": image.key}
+        if image.version_id and image.version_id != "null":
+            params["VersionId"] = image.version_id
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=max(1, int(expires_in))
+        )
+        return url
+
+    def link_origin(self) -> str:
+        """The origin (scheme://host[:port]) of the links `link` makes for this bucket, computed without
+        signing anything: the bucket's virtual host with virtual addressing (AWS), else the endpoint
+        (path-style, e.g. the local stack's)."""
+        endpoint = urlsplit(self.client.meta.endpoint_url)
+        style = (self.client.meta.config.s3 or {}).get("addressing_style")
+        host = f"{self.bucket}.{endpoint.netloc}" if style == "virtual" else endpoint.netloc
+        return f"{endpoint.scheme}://{host}"
 
     def upload_file(self, path: str, key: str) -> None:
         self.client.upload_file(path, self.bucket, key, ExtraArgs={"ContentType": "application/x-ndjson"})

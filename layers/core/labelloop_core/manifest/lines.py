@@ -144,8 +144,12 @@ def build_line(
     job_name: str,
     creation_date: datetime | str,
     depth: int = 3,
+    confidences: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """One Ground Truth object-detection line; raises ValueError for labels outside `class_map`."""
+    """One Ground Truth object-detection line; raises ValueError for labels outside `class_map`.
+    `confidences`: each box's `objects[].confidence` (0-1; 1 when not given: one human drew it)."""
+    if confidences is not None and len(confidences) != len(boxes):
+        raise ValueError(f"{len(confidences)} confidences for {len(boxes)} boxes")
     if isinstance(creation_date, datetime):
         created = format_creation_date(creation_date)
     elif parse_creation_date(creation_date) is not None:
@@ -168,7 +172,7 @@ def build_line(
             "job-name": job_name,
             "class-map": class_map.to_metadata(),
             "human-annotated": "yes",
-            "objects": [{"confidence": 1} for _ in annotations],
+            "objects": [{"confidence": c} for c in (confidences or [1] * len(annotations))],
             "creation-date": created,
             "type": OBJECT_DETECTION_TYPE,
         },

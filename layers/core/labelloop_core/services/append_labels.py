@@ -1,4 +1,11 @@
-"""AppendLabels: turn a finished review into one Ground Truth manifest line.
+"""AppendLabels: turn a finished review into one Ground Truth manifest line, for both review backends.
+
+A finished review arrives as A2I's `HumanLoop Status Change` or as the built-in backend's
+`labelloop.ReviewCompleted` (`inbound.review_finished` reads both into one `ReviewFinished`); both
+point at an output.json in A2I's format, so everything below is one code path. Several reviewers'
+answers (`TaskCount` > 1) are consolidated (`labelloop_core.consolidation`): the agreement becomes
+each object's `confidence` in the line, and the consolidation's figures are recorded on the ledger's
+label item and in `LabelsAppended`.
 
 Completed: output.json -> `labels/<loop>.json`, created once and never overwritten; the ledger
 label item and the pending-label counter are written in one transaction that is a no-op for a
@@ -23,11 +30,25 @@ from typing import Any, ClassVar
 from labelloop_core import a2i, config, manifest, naming, observability
 from labelloop_core.config import setting
 from labelloop_core.errors import InvalidReview, ObjectMissing
-from labelloop_core.inbound import ReviewStatusChange
+from labelloop_core.inbound import ReviewFinished
 from labelloop_core.ports import EventPublisher, ObjectStore, ReviewLedger
 from labelloop_core.schemas import SchemaViolation, validate
 
 TERMINAL_STATUSES = {"Failed": ("FAILED", "REVIEW_FAILED"), "Stopped": ("STOPPED", "REVIEW_STOPPED")}
+BUILTIN = "builtin"  # the job name of labels from the built-in backend: labelloop/builtin
+
+
+def _agreement(answer: a2i.ReviewAnswer) -> dict[str, Any] | None:
+    """The consolidation's figures (as LabelsAppended and the ledger carry them), None for one reviewer."""
+    consolidation = answer.consolidation
+    if consolidation is None:
+        return None
+    return {
+        "reviewers": consolidation.reviewers,
+        "agreement": consolidation.agreement,
+        "droppedBoxes": len(consolidation.dropped),
+        "lowAgreement": consolidation.low_agreement,
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,25 +111,28 @@ class AppendLabelsService:
             EventBridgePublisher(settings.event_bus_name),
         )
 
-    def handle(self, request: ReviewStatusChange) -> AppendOutcome:
-        return self.process(request.detail)
+    def handle(self, request: ReviewFinished) -> AppendOutcome:
+        return self.finish(request)
 
     def process(self, detail: Mapping[str, Any]) -> AppendOutcome:
         """`detail` is a schema-valid A2I status-change detail."""
-        loop_name: str = detail["humanLoopName"]
-        if not str(detail["flowDefinitionArn"]).startswith(self.settings.flow_definition_arn_prefix):
+        return self.finish(ReviewFinished.from_a2i(detail))
+
+    def finish(self, review: ReviewFinished) -> AppendOutcome:
+        loop_name = review.review_name
+        flow = review.flow_definition_arn
+        if flow is not None and not flow.startswith(self.settings.flow_definition_arn_prefix):
             # The rule filters on our flow definitions; anything else is not ours to record.
             self.log.warning(
                 "status change of another flow definition ignored", extra={"loop_name": loop_name}
             )
             observability.count("ForeignLoopsIgnored")
             return AppendOutcome("IGNORED", loop_name, reason="another flow definition")
-        status = detail["humanLoopStatus"]
-        if status in TERMINAL_STATUSES:
-            return self._record_unfinished(loop_name, status, detail)
-        return self._append(loop_name, detail)
+        if review.status in TERMINAL_STATUSES:
+            return self._record_unfinished(loop_name, review)
+        return self._append(loop_name, review)
 
-    def _append(self, loop_name: str, detail: Mapping[str, Any]) -> AppendOutcome:
+    def _append(self, loop_name: str, review: ReviewFinished) -> AppendOutcome:
         label_key = naming.label_key(loop_name)
         known = self.ledger.get_label(loop_name)
         if known is not None and known.event_sent:
@@ -116,7 +140,7 @@ class AppendLabelsService:
             observability.count("DuplicateCompletions")
             return AppendOutcome("DUPLICATE", loop_name, label_key)
         try:
-            answer, line = self._read_answer(loop_name, detail)
+            answer, line = self._read_answer(loop_name, review)
         except InvalidReview as invalid:
             return self._record_invalid(loop_name, invalid)
         image_id = answer.image.image_id
@@ -126,10 +150,18 @@ class AppendLabelsService:
                 return self._record_superseded(loop_name, image_id, changed)
         created_object = self.store.create_json(label_key, line)
         creation_date = line[self.settings.label_attribute + "-metadata"]["creation-date"]
-        new_label = self.ledger.put_label(loop_name, label_key, answer.source_ref, creation_date)
+        agreement = _agreement(answer)
+        new_label = self.ledger.put_label(
+            loop_name, label_key, answer.source_ref, creation_date, agreement=agreement
+        )
         self.ledger.record_loop(loop_name, "COMPLETED", image_id=image_id, label_key=label_key)
         self.ledger.record_image_status(image_id, "LABELED")
-        published = self._publish_once(loop_name, image_id, label_key, answer.source_ref, len(answer.boxes))
+        if agreement and agreement["lowAgreement"]:
+            self.log.warning("reviewers disagree", extra={"loop_name": loop_name, **agreement})
+            observability.count("LowAgreementReviews")
+        published = self._publish_once(
+            loop_name, image_id, label_key, answer.source_ref, len(answer.boxes), agreement
+        )
         if new_label:
             observability.count("LabelsAppended")
         self.log.info(
@@ -140,13 +172,11 @@ class AppendLabelsService:
             "LABELED" if new_label else "DUPLICATE", loop_name, label_key, new_label, published
         )
 
-    def _read_answer(
-        self, loop_name: str, detail: Mapping[str, Any]
-    ) -> tuple[a2i.ReviewAnswer, dict[str, Any]]:
-        """The reviewer's answer and its manifest line; InvalidReview for anything unusable."""
-        output_uri = (detail.get("humanLoopOutput") or {}).get("outputS3Uri")
+    def _read_answer(self, loop_name: str, review: ReviewFinished) -> tuple[a2i.ReviewAnswer, dict[str, Any]]:
+        """The reviewers' answer and its manifest line; InvalidReview for anything unusable."""
+        output_uri = review.output_uri
         if not output_uri:
-            raise InvalidReview("NO_OUTPUT", "the Completed event has no humanLoopOutput.outputS3Uri")
+            raise InvalidReview("NO_OUTPUT", "the Completed event names no output.json")
         try:
             bucket, key = naming.parse_s3_uri(output_uri)
             document = self.store.get_json(key, bucket=bucket)
@@ -171,9 +201,10 @@ class AppendLabelsService:
             answer.height,
             self.class_map,
             self.settings.label_attribute,
-            job_name=f"labelloop/{str(detail['flowDefinitionArn']).rsplit('/', 1)[-1]}",
+            job_name=f"labelloop/{(review.flow_definition_arn or BUILTIN).rsplit('/', 1)[-1]}",
             creation_date=answer.submitted_at,
             depth=answer.depth,
+            confidences=answer.confidences,
         )
         problems = manifest.validate_line(line, self.class_map, self.settings.label_attribute)
         if problems:
@@ -185,7 +216,13 @@ class AppendLabelsService:
         return answer, line
 
     def _publish_once(
-        self, loop_name: str, image_id: str, label_key: str, source_ref: str, boxes: int
+        self,
+        loop_name: str,
+        image_id: str,
+        label_key: str,
+        source_ref: str,
+        boxes: int,
+        agreement: Mapping[str, Any] | None,
     ) -> bool:
         if not self.ledger.claim_label_event(loop_name):
             return False
@@ -196,6 +233,7 @@ class AppendLabelsService:
             "labelKey": label_key,
             "sourceRef": source_ref,
             "boxCount": boxes,
+            **(agreement or {}),
         }
         try:
             self.publisher.publish("LabelsAppended", detail)
@@ -235,10 +273,11 @@ class AppendLabelsService:
         observability.count("InvalidReviews")
         return AppendOutcome("INVALID_REVIEW", loop_name, reason=reason)
 
-    def _record_unfinished(self, loop_name: str, status: str, detail: Mapping[str, Any]) -> AppendOutcome:
+    def _record_unfinished(self, loop_name: str, review: ReviewFinished) -> AppendOutcome:
+        status = review.status
         loop_status, image_status = TERMINAL_STATUSES[status]
-        failure = " ".join(part for part in (detail.get("failureCode"), detail.get("failureReason")) if part)
-        reason = failure or f"human loop {status.lower()}"
+        failure = " ".join(part for part in (review.failure_code, review.failure_reason) if part)
+        reason = failure or f"review {status.lower()}"
         loop = self.ledger.get_loop(loop_name)
         image_id = loop.image_id if loop else None
         self.ledger.record_loop(loop_name, loop_status, image_id=image_id, failure_reason=reason)
