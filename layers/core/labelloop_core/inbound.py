@@ -5,6 +5,7 @@ entry point, then retried by the platform and kept in the function's dead-letter
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +55,66 @@ def object_created(event: Mapping[str, Any], context: Any = None) -> ObjectCreat
         etag=s3_object.get("etag"),
     )
     return ObjectCreated(image, _replay_name(event))
+
+
+# The message attribute that counts how often a message was put back to wait for the model.
+WAITED_ATTRIBUTE = "labelloopWaited"
+
+
+@dataclass(frozen=True)
+class QueuedUpload:
+    """One DetectQueue message: an S3 `Object Created` event, or why its body is not one."""
+
+    message_id: str
+    body: str
+    receive_count: int  # SQS ApproximateReceiveCount, this receive included
+    waited: int  # times it was sent back to wait for the model (WAITED_ATTRIBUTE)
+    upload: ObjectCreated | None
+    problem: str | None = None  # set when `upload` is None
+
+    @property
+    def event_id(self) -> str | None:
+        try:
+            event = json.loads(self.body)
+        except ValueError:
+            return None
+        return str(event["id"]) if isinstance(event, dict) and event.get("id") else None
+
+
+@dataclass(frozen=True)
+class QueuedUploads:
+    """A batch of the DetectQueue's event source mapping."""
+
+    records: tuple[QueuedUpload, ...]
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"batch_size": len(self.records)}
+
+
+def queued_uploads(event: Mapping[str, Any], context: Any = None) -> QueuedUploads:
+    """An SQS batch whose bodies are S3 `Object Created` events. A body that is not one does not fail
+    the batch: that record carries the problem (Detect dead-letters it with the reason)."""
+    require_valid("sqs-batch-event", event)
+    records = []
+    for record in event["Records"]:
+        attributes = record.get("messageAttributes") or {}
+        waited = str((attributes.get(WAITED_ATTRIBUTE) or {}).get("stringValue") or "0")
+        common = {
+            "message_id": str(record["messageId"]),
+            "body": str(record["body"]),
+            "receive_count": int(record["attributes"]["ApproximateReceiveCount"]),
+            "waited": int(waited) if waited.isdigit() else 0,
+        }
+        try:
+            body = json.loads(record["body"])
+            if not isinstance(body, dict):
+                raise InvalidEvent("the message body is not a JSON object")
+            records.append(QueuedUpload(**common, upload=object_created(body)))
+        except ValueError as error:  # json.JSONDecodeError; InvalidEvent is not a ValueError
+            records.append(QueuedUpload(**common, upload=None, problem=f"the body is not JSON: {error}"))
+        except InvalidEvent as error:
+            records.append(QueuedUpload(**common, upload=None, problem=str(error)))
+    return QueuedUploads(tuple(records))
 
 
 @dataclass(frozen=True)
@@ -116,6 +177,30 @@ def schedule_tick(event: Mapping[str, Any], context: Any = None) -> ScheduleTick
     return ScheduleTick(
         text, moment if moment.tzinfo else moment.replace(tzinfo=UTC), event_id and str(event_id)
     )
+
+
+@dataclass(frozen=True)
+class ControlTick:
+    """Why the ModelController runs: its schedule, or on demand (a promotion just switched models)."""
+
+    trigger: str  # "schedule" | "ModelPromoted"
+    event_id: str | None = None
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"trigger": self.trigger}
+
+
+def control_tick(event: Mapping[str, Any], context: Any = None) -> ControlTick:
+    """A Scheduled Event, or a labelloop `ModelPromoted` event from the app bus."""
+    event_id = str(event.get("id")) if isinstance(event, Mapping) and event.get("id") else None
+    if isinstance(event, Mapping) and event.get("source") == "labelloop":
+        require_valid("app-event", event)
+        if event.get("detail-type") != "ModelPromoted":
+            raise InvalidEvent(f"expected detail-type 'ModelPromoted', got {event.get('detail-type')!r}")
+        require_valid("model-promoted", event["detail"], what="ModelPromoted detail")
+        return ControlTick("ModelPromoted", event_id)
+    schedule_tick(event)
+    return ControlTick("schedule", event_id)
 
 
 @dataclass(frozen=True)

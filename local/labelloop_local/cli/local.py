@@ -1,4 +1,4 @@
-"""`labelloop local demo|up|upload|replay|dlq`: the local stack from the command line."""
+"""`labelloop local demo|up|upload|replay|dlq|status`: the local stack from the command line."""
 
 from __future__ import annotations
 
@@ -100,6 +100,17 @@ def register(subparsers: Any) -> None:
         "`labelloop local up` runs.",
     )
     dlq.add_commands(dead_letters, stack_argument=False, wrap=_on_running_stack)
+
+    from labelloop_local.cli import status
+
+    state = add_command(
+        commands,
+        "status",
+        "`labelloop status` of the running local stack (its endpoints from the state file)",
+        "The model, images waiting, reviews open, labels, trainings and this month's inference-unit hours "
+        "and cost of the stack `labelloop local up` runs.",
+    )
+    status.add_arguments(state, stack_argument=False, wrap=_on_running_stack)
 
 
 # -- demo ---------------------------------------------------------------------------------------------
