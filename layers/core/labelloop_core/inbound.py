@@ -99,21 +99,23 @@ def queued_uploads(event: Mapping[str, Any], context: Any = None) -> QueuedUploa
     for record in event["Records"]:
         attributes = record.get("messageAttributes") or {}
         waited = str((attributes.get(WAITED_ATTRIBUTE) or {}).get("stringValue") or "0")
-        common = {
-            "message_id": str(record["messageId"]),
-            "body": str(record["body"]),
-            "receive_count": int(record["attributes"]["ApproximateReceiveCount"]),
-            "waited": int(waited) if waited.isdigit() else 0,
-        }
+        message_id = str(record["messageId"])
+        body_text = str(record["body"])
+        receive_count = int(record["attributes"]["ApproximateReceiveCount"])
+        waits = int(waited) if waited.isdigit() else 0
+
+        upload: ObjectCreated | None = None
+        problem: str | None = None
         try:
-            body = json.loads(record["body"])
+            body = json.loads(body_text)
             if not isinstance(body, dict):
                 raise InvalidEvent("the message body is not a JSON object")
-            records.append(QueuedUpload(**common, upload=object_created(body)))
+            upload = object_created(body)
         except ValueError as error:  # json.JSONDecodeError; InvalidEvent is not a ValueError
-            records.append(QueuedUpload(**common, upload=None, problem=f"the body is not JSON: {error}"))
+            problem = f"the body is not JSON: {error}"
         except InvalidEvent as error:
-            records.append(QueuedUpload(**common, upload=None, problem=str(error)))
+            problem = str(error)
+        records.append(QueuedUpload(message_id, body_text, receive_count, waits, upload, problem))
     return QueuedUploads(tuple(records))
 
 

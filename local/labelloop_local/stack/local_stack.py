@@ -185,7 +185,9 @@ class LocalStack:
             data_dir=data_dir / "services",
             transition_seconds=self._transition_seconds,
             detector=self._detector,
-            **self._model_timing,
+            model_start_seconds=self._model_timing["model_start_seconds"],
+            model_stop_seconds=self._model_timing["model_stop_seconds"],
+            inference_tps_per_unit=self._model_timing["inference_tps_per_unit"],
         )
         self.services.start(host=self.host, port=self._services_port)
         _reset_layer_state()
