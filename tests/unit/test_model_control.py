@@ -17,6 +17,7 @@ from labelloop_core.model_control import (
     decide,
     idle_limit,
     month_of,
+    throttle_delay_seconds,
     usage,
     wait_delay_seconds,
 )
@@ -121,6 +122,12 @@ def test_waiting_delays_double_with_jitter_and_stay_within_sqs_limits() -> None:
     low, high = wait_delay_seconds(2, lambda: 0.0), wait_delay_seconds(2, lambda: 0.999)
     assert (low, high) == (15, 25)  # 20 s ± 25 %: a throttled burst does not come back at once
     assert wait_delay_seconds(-3, lambda: 0.0) >= 1
+
+
+def test_throttled_delays_stay_short_so_a_burst_drains_at_the_model_capacity() -> None:
+    middle = [throttle_delay_seconds(n, lambda: 0.5) for n in range(12)]
+    assert middle[:4] == [1, 2, 4, 8] and max(middle) == 8
+    assert throttle_delay_seconds(-1, lambda: 0.0) == 1
 
 
 START_OF_DECEMBER = datetime(2026, 12, 1, tzinfo=UTC)

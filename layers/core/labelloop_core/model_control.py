@@ -52,6 +52,11 @@ FAILED_START_RETRY = timedelta(minutes=10)  # a model that failed to start is tr
 # a delay: WAIT_BASE_SECONDS doubling per wait, with jitter, at most SQS's 900 s.
 WAIT_BASE_SECONDS = 5
 MAX_DELAY_SECONDS = 900
+# A throttled message (the model runs, over its throughput) comes back soon: a burst must drain at the
+# model's capacity, so its backoff stays short (THROTTLE_BASE_SECONDS doubling, at most
+# MAX_THROTTLE_DELAY_SECONDS). Detect's SDK client already backs off within the call.
+THROTTLE_BASE_SECONDS = 1
+MAX_THROTTLE_DELAY_SECONDS = 8
 
 
 class Action(Enum):
@@ -141,6 +146,14 @@ def wait_delay_seconds(waited: int, rng: Callable[[], float] = random.random) ->
     base = WAIT_BASE_SECONDS * 2 ** min(max(waited, 0), 10)
     jittered = base * (0.75 + 0.5 * rng())
     return int(min(MAX_DELAY_SECONDS, max(1, round(jittered))))
+
+
+def throttle_delay_seconds(waited: int, rng: Callable[[], float] = random.random) -> int:
+    """DelaySeconds for a throttled message after `waited` earlier waits: THROTTLE_BASE_SECONDS ×
+    2^waited ± 25 %, at most MAX_THROTTLE_DELAY_SECONDS."""
+    base = THROTTLE_BASE_SECONDS * 2 ** min(max(waited, 0), 10)
+    jittered = base * (0.75 + 0.5 * rng())
+    return int(min(MAX_THROTTLE_DELAY_SECONDS, max(1, round(jittered))))
 
 
 # --- running intervals and what they cost ----------------------------------------------------

@@ -288,21 +288,42 @@ def test_an_image_the_model_cannot_take_now_is_sent_back_to_wait_without_countin
     assert outcome.to_dict() == {"batchItemFailures": []}  # the original is deleted...
     [again] = world.queue.sent  # ...because an identical copy waits in the DetectQueue
     assert json.loads(again.body) == event
-    assert again.delay_seconds == 5  # WAIT_BASE_SECONDS, the first time
+    # the first time: WAIT_BASE_SECONDS for a model not running, THROTTLE_BASE_SECONDS when throttled
+    assert again.delay_seconds == (1 if isinstance(error, Throttled) else 5)
     assert again.attributes == {inbound.WAITED_ATTRIBUTE: "1"}
     assert world.dead_letters.sent == []
     assert world.store.keys("predictions/") == []
 
 
-def test_waiting_longer_each_time_is_never_dead_lettered_and_stays_within_sqs_delays(world: World) -> None:
+@pytest.mark.parametrize(
+    ("error", "first", "most"),
+    [(ModelNotReady("model STOPPED"), 5, 900), (Throttled("over capacity"), 1, 8)],
+)
+def test_waiting_longer_each_time_is_never_dead_lettered_and_stays_within_sqs_delays(
+    world: World, error: Exception, first: int, most: int
+) -> None:
     event = upload_event(world, "incoming/patient.png", png_bytes())
-    world.detector.answers["incoming/patient.png"] = Throttled("over capacity")
+    world.detector.answers["incoming/patient.png"] = error
     delays = []
     for waited in range(12):  # far more receives than MAX_RECEIVE_COUNT: they are new messages
         world.service.handle(batch(record(event, f"m-{waited}", receives=5, waited=waited)))
         delays.append(world.queue.sent[-1].delay_seconds)
-    assert delays == sorted(delays) and delays[0] == 5 and delays[-1] == 900
+    assert delays == sorted(delays) and delays[0] == first and delays[-1] == most
     assert world.dead_letters.sent == []
+
+
+def test_after_the_model_refuses_one_image_the_rest_of_the_batch_waits_without_calling_it(
+    world: World,
+) -> None:
+    events = [upload_event(world, f"incoming/{n}.png", png_bytes()) for n in range(4)]
+    world.detector.answers["incoming/1.png"] = Throttled("ProvisionedThroughputExceededException")
+
+    outcome = world.service.handle(batch(*(record(e, f"m-{n}") for n, e in enumerate(events))))
+
+    assert outcome.to_dict() == {"batchItemFailures": []}
+    assert (outcome.done, outcome.waiting, outcome.dead_lettered) == (1, 3, 0)
+    assert [message.id for message in world.queue.sent] == ["m-1", "m-2", "m-3"]
+    assert world.store.keys("predictions/") == ["predictions/0.png.json"]
 
 
 def test_a_failing_image_is_retried_by_sqs_until_its_last_receive_then_dead_lettered_with_the_reason(

@@ -36,7 +36,7 @@ from labelloop_core.errors import InvalidImage, ModelNotReady, ObjectMissing, Th
 from labelloop_core.geometry import PixelBox, clamp, ratio_to_pixels
 from labelloop_core.inbound import WAITED_ATTRIBUTE, QueuedUpload, QueuedUploads
 from labelloop_core.ledger import ImageRecord
-from labelloop_core.model_control import wait_delay_seconds
+from labelloop_core.model_control import throttle_delay_seconds, wait_delay_seconds
 from labelloop_core.naming import ImageRef
 from labelloop_core.policy import (
     NO_MODEL,
@@ -203,6 +203,7 @@ class DetectService:
         waiting: list[OutgoingMessage] = []
         dead: list[OutgoingMessage] = []
         outcomes: list[DetectOutcome] = []
+        blocked: ModelNotReady | Throttled | None = None  # the model refused an image of this batch
         for record in batch.records:
             self.log.set_correlation_id(record.event_id)
             if record.upload is None:
@@ -210,9 +211,13 @@ class DetectService:
                 observability.count("InvalidEvents")
                 dead.append(self._dead_letter(record, "InvalidEvent", record.problem or "invalid body"))
                 continue
+            if blocked is not None:  # the rest of the batch waits too: no call the model would refuse
+                waiting.append(self._wait(record, blocked))
+                continue
             try:
                 outcomes.append(self.process(record.upload.image))
             except (ModelNotReady, Throttled) as wait:
+                blocked = wait
                 waiting.append(self._wait(record, wait))
             except Exception as error:  # this record's failure, never the whole batch's
                 if record.receive_count < self.settings.max_receive_count:
@@ -236,8 +241,12 @@ class DetectService:
         return BatchOutcome(tuple(failures), len(outcomes), len(waiting), len(dead), tuple(outcomes))
 
     def _wait(self, record: QueuedUpload, reason: Exception) -> OutgoingMessage:
-        """The message again, delayed: waiting for the model is never a failed attempt."""
-        delay = wait_delay_seconds(record.waited, self.rng)
+        """The message again, delayed: waiting for the model is never a failed attempt. Throttled: a
+        short backoff (the model runs, the burst drains at its capacity); not running: a longer one."""
+        if isinstance(reason, Throttled):
+            delay = throttle_delay_seconds(record.waited, self.rng)
+        else:
+            delay = wait_delay_seconds(record.waited, self.rng)
         self.log.info(
             "the model cannot take the image now: sent back to wait",
             extra={"message_id": record.message_id, "delay_seconds": delay, "reason": str(reason)},
