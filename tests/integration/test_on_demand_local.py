@@ -122,11 +122,11 @@ def test_a_burst_over_the_models_throughput_waits_in_the_queue_and_never_reaches
     world = on_demand
     wait_until(lambda: world.status() == "STOPPED", "a stopped model")
     throughput = world.stack.services.rekognition.throughput
-    throughput.tps_per_unit = 3.0
+    throughput.tps_per_unit = 1.0  # one image per second: five uploads at once cannot all pass
     try:
         before = _predictions(world)
-        world.upload(10)
-        wait_until(lambda: _predictions(world) == before + 10, "ten more predictions", timeout=30)
+        world.upload(5)
+        wait_until(lambda: _predictions(world) == before + 5, "five more predictions", timeout=30)
     finally:
         throughput.tps_per_unit = None
     assert throughput.throttled > 0  # the model was the bottleneck...
