@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from labelloop_core.adapters.ledger import ModelLedger
+from labelloop_local.cli.status import _Clients, read_status, status_text
 from labelloop_local.demo import sampledata
 from labelloop_local.demo.run import DemoOptions, DemoResult, _DemoRun
 from labelloop_local.stack.local_stack import LocalStack
@@ -135,3 +136,29 @@ def test_a_burst_over_the_models_throughput_waits_in_the_queue_and_never_reaches
     assert world.stack.dispatcher.stats.function_errors.get("DetectFunction", 0) == 0
     wait_until(lambda: world.status() == "STOPPED", "the idle stop")
     assert world.version["runs"] == 2  # exactly one more start for the whole burst
+
+
+def test_labelloop_status_reports_the_model_the_queue_and_this_months_running_time(
+    on_demand: OnDemand,
+) -> None:
+    """What `labelloop local status` prints, through the same CloudFormation, Lambda, SQS, DynamoDB,
+    SSM and Rekognition calls as `labelloop status --stack NAME` on AWS."""
+    world = on_demand
+    wait_until(lambda: world.status() == "STOPPED", "a stopped model")
+    services = ("cloudformation", "lambda", "sqs", "dynamodb", "ssm", "rekognition")
+    assert world.stack.stack is not None
+    status = read_status(world.stack.stack.stack_name, _Clients(*(world.stack.client(s) for s in services)))
+
+    assert (status.model_arn, status.model_status, status.consuming) == (
+        world.model_arn,
+        "STOPPED",
+        "Disabled",
+    )
+    assert (status.images_waiting, status.in_flight) == (0, 0)
+    assert status.idle_minutes == pytest.approx(IDLE_SECONDS / 60)
+    assert status.model_starts >= 1 and status.running_hours > 0
+    assert status.inference_unit_hours == pytest.approx(status.running_hours)  # one unit
+    assert status.estimated_cost == round(status.inference_unit_hours * 4.0, 2)  # the default price
+    assert [training.status for training in status.trainings] == ["STOPPED"]
+    text = status_text(status)
+    assert "STOPPED" in text and "inference-unit hours" in text and "dead letters      0" in text
