@@ -30,6 +30,7 @@ from tests.support.flows import (
     png_header_only,
     read_json,
     s3_event,
+    sqs_batch,
     stubbed,
     upload,
 )
@@ -71,24 +72,6 @@ class Detect:
         if "outcome" in self._seen:
             return dict(self._seen["outcome"].to_dict())
         return self.last
-
-
-def sqs_batch(event: dict[str, Any], receives: int = 1, message_id: str = "m-1") -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": message_id,
-                "receiptHandle": f"receipt-{message_id}",
-                "body": json.dumps(event),
-                "attributes": {"ApproximateReceiveCount": str(receives), "SentTimestamp": "1714564800000"},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DetectQueue",
-                "awsRegion": "us-east-1",
-            }
-        ]
-    }
 
 
 def queue_messages(stack: Stack, logical_id: str) -> list[dict[str, Any]]:

@@ -14,7 +14,16 @@ from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import ReviewLedger
 from labelloop_core.errors import InvalidEvent, TransientError
 from labelloop_local.stack.provision import Stack
-from tests.support.flows import EventSpy, app_event, ledger_item, png_bytes, s3_event, stubbed, upload
+from tests.support.flows import (
+    EventSpy,
+    app_event,
+    ledger_item,
+    png_bytes,
+    s3_event,
+    sqs_batch,
+    stubbed,
+    upload,
+)
 from tests.support.moto_stack import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, Invoke
 
 pytestmark = pytest.mark.integration
@@ -88,7 +97,7 @@ def test_detect_then_start_review_predraws_the_model_boxes(
             "detect_custom_labels",
             {"CustomLabels": [{"Name": labels[0], "Confidence": 42.0, "Geometry": {"BoundingBox": box}}]},
         )
-        invoke(DETECT, s3_event(aws_stack, uploaded))
+        invoke(DETECT, sqs_batch(s3_event(aws_stack, uploaded)))  # as the DetectQueue delivers it
     [review_requested] = spy.events("ReviewRequested")
 
     image = image_ref(aws_stack, uploaded)

@@ -296,3 +296,22 @@ def serialize_moto(monkeypatch: Any) -> None:
             return original(self, request)
 
     monkeypatch.setattr(BotocoreStubber, "process_request", process_request)
+
+
+def sqs_batch(event: dict[str, Any], receives: int = 1, message_id: str = "m-1") -> dict[str, Any]:
+    """`event` as the body of a one-record batch of the DetectQueue's event source mapping."""
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": f"receipt-{message_id}",
+                "body": json.dumps(event),
+                "attributes": {"ApproximateReceiveCount": str(receives), "SentTimestamp": "1714564800000"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DetectQueue",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
