@@ -184,6 +184,17 @@ def test_throttled_start_raises_and_writes_nothing(aws_stack: Stack, invoke: Inv
         assert invoke(START_REVIEW, event)["started"] is True
 
 
+def test_an_image_deleted_since_detection_is_not_reviewed(aws_stack: Stack, invoke: Invoke) -> None:
+    """HeadObject of the deleted key answers 404 (with s3:ListBucket; 403 without): no loop opens."""
+    uploaded = upload(aws_stack, "incoming/gone.png", png_bytes(400, 300))
+    event = app_event("ReviewRequested", review_detail(aws_stack, uploaded, []))
+    clients.s3().delete_object(Bucket=aws_stack.bucket, Key="incoming/gone.png")
+    with stubbed("sagemaker-a2i-runtime"):  # no StartHumanLoop
+        result = invoke(START_REVIEW, event)
+    assert (result["started"], result["status"]) == (False, "SUPERSEDED")
+    assert "deleted" in result["reason"]
+
+
 def test_replay_after_labeling_changes_nothing(aws_stack: Stack, invoke: Invoke) -> None:
     uploaded = upload(aws_stack, "incoming/done.png", png_bytes(400, 300))
     image = image_ref(aws_stack, uploaded)
