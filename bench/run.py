@@ -1,6 +1,6 @@
 """Run every benchmark in bench/ and print their figures (the budgets of docs/ARCHITECTURE.md).
 
-Usage: python bench/run.py [name ...]   (names: handlers, cold_import, merge, detector, local_stack)
+Usage: python bench/run.py [name ...]   (names: handlers, cold_import, merge, detector, local_stack, burst)
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ BENCHES = {
     "merge": "bench_merge.py",
     "detector": "bench_detector.py",
     "local_stack": "bench_local_stack.py",
+    "burst": "bench_burst.py",
 }
 
 

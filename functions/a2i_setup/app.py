@@ -8,6 +8,4 @@ from labelloop_core import inbound
 from labelloop_core.entrypoint import lambda_entrypoint
 from labelloop_core.services.a2i_setup import A2ISetupService
 
-lambda_handler = lambda_entrypoint(
-    inbound.custom_resource_request, A2ISetupService, correlation_id_path="RequestId"
-)
+lambda_handler = lambda_entrypoint(inbound.custom_resource_request, A2ISetupService)

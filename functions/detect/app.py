@@ -1,7 +1,8 @@
-"""Detect: S3 `Object Created` under incoming/ -> prediction document, ledger, ReviewRequested."""
+"""Detect: batches of the DetectQueue (S3 `Object Created` events under incoming/) -> prediction
+documents, ledger, ReviewRequested; returns the partial batch response (`batchItemFailures`)."""
 
 from labelloop_core import inbound
 from labelloop_core.entrypoint import lambda_entrypoint
 from labelloop_core.services.detect import DetectService
 
-lambda_handler = lambda_entrypoint(inbound.object_created, DetectService)
+lambda_handler = lambda_entrypoint(inbound.queued_uploads, DetectService)

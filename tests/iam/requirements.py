@@ -269,13 +269,47 @@ def _ssm_parameter(call: Call) -> Iterator[Any]:
     yield f"ssm:{call.operation}", resource, {}, ""
 
 
-@maps(
-    "sqs", "SendMessage", "ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility"
-)
-def _sqs(call: Call) -> Iterator[Any]:
+def _queue_arn(call: Call) -> str:
     parsed = urlparse(call.params["QueueUrl"])
     account, name = parsed.path.strip("/").split("/", 1)
-    yield f"sqs:{call.operation}", f"arn:aws:sqs:{call.region}:{account}:{name}", {}, ""
+    return f"arn:aws:sqs:{call.region}:{account}:{name}"
+
+
+@maps(
+    "sqs",
+    "SendMessage",
+    "ReceiveMessage",
+    "DeleteMessage",
+    "GetQueueAttributes",
+    "ChangeMessageVisibility",
+    "ListDeadLetterSourceQueues",
+)
+def _sqs(call: Call) -> Iterator[Any]:
+    yield f"sqs:{call.operation}", _queue_arn(call), {}, ""
+
+
+# The batch APIs have no actions of their own: each entry needs the single message's action.
+_SQS_BATCH_ACTIONS = {
+    "SendMessageBatch": "sqs:SendMessage",
+    "DeleteMessageBatch": "sqs:DeleteMessage",
+    "ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+@maps("sqs", *_SQS_BATCH_ACTIONS)
+def _sqs_batch(call: Call) -> Iterator[Any]:
+    yield (
+        _SQS_BATCH_ACTIONS[call.operation],
+        _queue_arn(call),
+        {},
+        f"{call.operation} is authorized per entry",
+    )
+
+
+@maps("lambda", "GetEventSourceMapping", "UpdateEventSourceMapping")
+def _event_source_mapping(call: Call) -> Iterator[Any]:
+    uuid = str(call.params["UUID"])
+    yield f"lambda:{call.operation}", _arn(call, "lambda", f"event-source-mapping:{uuid}"), {}, ""
 
 
 @maps("lambda", "GetFunctionConfiguration")

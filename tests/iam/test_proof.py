@@ -28,6 +28,7 @@ OPERATIONS = {
         "dynamodb.GetItem",
         "dynamodb.UpdateItem",
         "events.PutEvents",
+        "sqs.SendMessageBatch",  # back to the DetectQueue to wait, or to the DLQ with the reason
     },
     "StartReviewFunction": {
         "s3.HeadObject",
@@ -67,12 +68,26 @@ OPERATIONS = {
         "dynamodb.PutItem",
         "dynamodb.UpdateItem",
         "s3.GetObject",
+        "rekognition.DescribeProjects",  # the project of the model the stack started with
         "rekognition.DescribeProjectVersions",
         "rekognition.StartProjectVersion",
         "rekognition.StopProjectVersion",
         "ssm.GetParameter",
         "ssm.PutParameter",
         "events.PutEvents",
+    },
+    "ModelControllerFunction": {
+        "ssm.GetParameter",
+        "sqs.GetQueueAttributes",
+        "lambda.GetEventSourceMapping",
+        "lambda.UpdateEventSourceMapping",
+        "rekognition.DescribeProjects",
+        "rekognition.DescribeProjectVersions",
+        "rekognition.StartProjectVersion",
+        "rekognition.StopProjectVersion",
+        "dynamodb.GetItem",
+        "dynamodb.PutItem",
+        "dynamodb.UpdateItem",
     },
     "ModelRollbackPolicy": {
         "cloudformation.DescribeStackResource",

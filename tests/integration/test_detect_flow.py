@@ -1,8 +1,13 @@
-"""Detect on moto, provisioned from template.yaml: upload -> prediction, ledger, ReviewRequested."""
+"""Detect on moto, provisioned from template.yaml: upload -> prediction, ledger, ReviewRequested.
+
+Detect consumes the DetectQueue: each test's event is the body of a one-record SQS batch, as the event
+source mapping delivers it (`detect`); the image's outcome is what the service made of that record.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +18,8 @@ from labelloop_core import naming
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import ReviewLedger
 from labelloop_core.adapters.models import SsmModelRegistry
-from labelloop_core.errors import AccessDenied, InvalidEvent, TransientError
+from labelloop_core.errors import AccessDenied, ModelNotReady, Throttled, TransientError
+from labelloop_core.services.detect import DetectService
 from labelloop_local.stack.provision import Stack
 from tests.support.flows import (
     EventSpy,
@@ -24,6 +30,7 @@ from tests.support.flows import (
     png_header_only,
     read_json,
     s3_event,
+    sqs_batch,
     stubbed,
     upload,
 )
@@ -32,6 +39,52 @@ from tests.support.moto_stack import FAKE_MODEL_ARN, Invoke
 pytestmark = pytest.mark.integration
 
 DETECT = "DetectFunction"
+DETECT_DLQ = "DetectFunctionDeadLetterQueue"
+
+
+class Detect:
+    """Detect as its event source mapping invokes it. `detect(event)` returns the image's outcome
+    (`DetectOutcome.to_dict()`), or raises the error its processing raised (the record then is a
+    batch item failure, or was sent back to wait); `last` is the partial batch response."""
+
+    def __init__(self, invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.invoke = invoke
+        self.last: dict[str, Any] = {}
+        self._seen: dict[str, Any] = {}
+        original = DetectService.process
+        seen = self._seen
+
+        def process(service: DetectService, image: naming.ImageRef) -> Any:
+            try:
+                seen["outcome"] = original(service, image)
+            except Exception as error:
+                seen["error"] = error
+                raise
+            return seen["outcome"]
+
+        monkeypatch.setattr(DetectService, "process", process)
+
+    def __call__(self, event: dict[str, Any], receives: int = 1) -> dict[str, Any]:
+        self._seen.clear()
+        self.last = self.invoke(DETECT, sqs_batch(event, receives))
+        if "error" in self._seen:
+            raise self._seen["error"]
+        if "outcome" in self._seen:
+            return dict(self._seen["outcome"].to_dict())
+        return self.last
+
+
+def queue_messages(stack: Stack, logical_id: str) -> list[dict[str, Any]]:
+    sqs = clients.client("sqs")
+    response = sqs.receive_message(
+        QueueUrl=stack.queue_url(logical_id), MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )
+    return list(response.get("Messages", []))
+
+
+@pytest.fixture
+def detect(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> Detect:
+    return Detect(invoke, monkeypatch)
 
 
 @pytest.fixture
@@ -83,12 +136,12 @@ def without_timestamp(document: dict[str, Any]) -> dict[str, Any]:
     ],
 )
 def test_url_encoded_keys_are_decoded_once_and_predicted(
-    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy, key: str
+    aws_stack: Stack, detect: Detect, labels: list[str], spy: EventSpy, key: str
 ) -> None:
     uploaded = upload(aws_stack, key, png_bytes(400, 300))
     with stubbed("rekognition") as rekognition:
         expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 97.5)])
-        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+        result = detect(s3_event(aws_stack, uploaded))
 
     assert result["status"] == "PREDICTED"
     document = read_json(aws_stack, "predictions/" + key.removeprefix("incoming/") + ".json")
@@ -105,14 +158,14 @@ def test_url_encoded_keys_are_decoded_once_and_predicted(
 
 
 def test_low_confidence_requests_review_with_pixel_boxes(
-    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy
+    aws_stack: Stack, detect: Detect, labels: list[str], spy: EventSpy
 ) -> None:
     uploaded = upload(aws_stack, "incoming/low.jpg", jpeg_bytes(640, 480))
     with stubbed("rekognition") as rekognition:
         expect_detect(
             rekognition, aws_stack, uploaded, [detection(labels[0], 41.0), detection(labels[0], 99.0)]
         )
-        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+        result = detect(s3_event(aws_stack, uploaded))
 
     image = image_of(aws_stack, uploaded)
     loop_name = naming.human_loop_name(image, FAKE_MODEL_ARN)
@@ -140,25 +193,25 @@ def test_low_confidence_requests_review_with_pixel_boxes(
     assert detail["predictionKey"] == "predictions/low.jpg.json"
 
 
-def test_nothing_detected_is_reviewed(aws_stack: Stack, invoke: Invoke, spy: EventSpy) -> None:
+def test_nothing_detected_is_reviewed(aws_stack: Stack, detect: Detect, spy: EventSpy) -> None:
     uploaded = upload(aws_stack, "incoming/empty-plate.png", png_bytes(128, 128))
     with stubbed("rekognition") as rekognition:
         expect_detect(rekognition, aws_stack, uploaded, [])
-        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+        result = detect(s3_event(aws_stack, uploaded))
     assert result["status"] == "REVIEW_REQUESTED"
     [event] = spy.events("ReviewRequested")
     assert [reason["code"] for reason in event["detail"]["reasons"]] == ["NO_DETECTIONS"]
 
 
 def test_jpeg_with_a_long_header_is_read_with_a_second_ranged_get(
-    aws_stack: Stack, invoke: Invoke, labels: list[str]
+    aws_stack: Stack, detect: Detect, labels: list[str]
 ) -> None:
     body = jpeg_bytes(300, 200, icc_profile_bytes=150_000)
     assert body.find(b"\xff\xc0") > 65536  # the frame header is beyond the first ranged GET
     uploaded = upload(aws_stack, "incoming/icc-heavy.jpg", body)
     with stubbed("rekognition") as rekognition:
         expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 88.0)])
-        invoke(DETECT, s3_event(aws_stack, uploaded))
+        detect(s3_event(aws_stack, uploaded))
     document = read_json(aws_stack, "predictions/icc-heavy.jpg.json")
     assert document["imageInfo"] == {"format": "JPEG", "width": 300, "height": 200}
 
@@ -178,11 +231,11 @@ EXPECTED_CODES = {"wrong magic (GIF)": "NOT_AN_IMAGE"}
 
 @pytest.mark.parametrize("kind", sorted(BAD_IMAGES))
 def test_bad_images_are_rejected_and_recorded_without_retry(
-    aws_stack: Stack, invoke: Invoke, spy: EventSpy, kind: str
+    aws_stack: Stack, detect: Detect, spy: EventSpy, kind: str
 ) -> None:
     uploaded = upload(aws_stack, f"incoming/bad/{kind}.png", BAD_IMAGES[kind]())
     with stubbed("rekognition"):  # any DetectCustomLabels call would fail the test
-        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+        result = detect(s3_event(aws_stack, uploaded))
 
     code = EXPECTED_CODES.get(kind, kind)
     assert result["status"] == "REJECTED"
@@ -202,21 +255,21 @@ def test_bad_images_are_rejected_and_recorded_without_retry(
     [("InvalidImageFormatException", "INVALID_IMAGE_FORMAT"), ("ImageTooLargeException", "IMAGE_TOO_LARGE")],
 )
 def test_images_rekognition_refuses_are_rejected(
-    aws_stack: Stack, invoke: Invoke, spy: EventSpy, error_code: str, rejection: str
+    aws_stack: Stack, detect: Detect, spy: EventSpy, error_code: str, rejection: str
 ) -> None:
     uploaded = upload(aws_stack, "incoming/refused.png", png_bytes(200, 200))
     with stubbed("rekognition") as rekognition:
         rekognition.add_client_error(
             "detect_custom_labels", service_error_code=error_code, http_status_code=400
         )
-        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+        result = detect(s3_event(aws_stack, uploaded))
     assert result["status"] == "REJECTED"
     assert read_json(aws_stack, "predictions/refused.png.json")["rejection"]["code"] == rejection
     assert spy.events() == []
 
 
 def test_an_image_rekognition_cannot_read_is_an_access_problem_retried_into_the_dlq_with_the_reason(
-    aws_stack: Stack, invoke: Invoke, spy: EventSpy
+    aws_stack: Stack, detect: Detect, spy: EventSpy
 ) -> None:
     """InvalidS3ObjectException: Rekognition read the image with the function's rights and could not.
     Rejecting it would quietly drop every image of a misconfigured stack; raising keeps the event."""
@@ -227,24 +280,32 @@ def test_an_image_rekognition_cannot_read_is_an_access_problem_retried_into_the_
             "detect_custom_labels", service_error_code="InvalidS3ObjectException", http_status_code=400
         )
         with pytest.raises(AccessDenied, match="s3:GetObject and s3:GetObjectVersion"):
-            invoke(DETECT, s3_event(aws_stack, uploaded))
+            detect(s3_event(aws_stack, uploaded))
     assert keys_under(aws_stack, "predictions/") == []
     assert ledger_item(aws_stack, f"IMAGE#{image.image_id}") is None
     assert spy.events() == []
 
 
 @pytest.mark.parametrize(
-    ("error_code", "status"),
+    ("error_code", "status", "waits"),
     [
-        ("ResourceNotReadyException", 400),
-        ("ThrottlingException", 400),
-        ("ProvisionedThroughputExceededException", 400),
-        ("InternalServerError", 500),
+        ("ResourceNotReadyException", 400, ModelNotReady),
+        ("ThrottlingException", 400, Throttled),
+        ("ProvisionedThroughputExceededException", 400, Throttled),
+        ("InternalServerError", 500, None),
     ],
 )
-def test_transient_rekognition_errors_raise_and_leave_nothing_behind(
-    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy, error_code: str, status: int
+def test_transient_rekognition_errors_leave_nothing_behind_and_waiting_is_not_a_failure(
+    aws_stack: Stack,
+    detect: Detect,
+    labels: list[str],
+    spy: EventSpy,
+    error_code: str,
+    status: int,
+    waits: type[Exception] | None,
 ) -> None:
+    """The model not running or throttled: the message goes back to the DetectQueue with a delay (not
+    a failed receive, never the DLQ). A service fault: a batch item failure, received again."""
     uploaded = upload(aws_stack, "incoming/later.png", png_bytes(200, 200))
     event = s3_event(aws_stack, uploaded)
     image = image_of(aws_stack, uploaded)
@@ -252,21 +313,32 @@ def test_transient_rekognition_errors_raise_and_leave_nothing_behind(
         rekognition.add_client_error(
             "detect_custom_labels", service_error_code=error_code, http_status_code=status
         )
-        with pytest.raises(TransientError, match=error_code if status < 500 else "500|InternalServerError"):
-            invoke(DETECT, event)
+        with pytest.raises(
+            waits or TransientError, match=error_code if status < 500 else "500|InternalServerError"
+        ):
+            detect(event)
 
+    if waits is None:
+        assert detect.last == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    else:
+        assert detect.last == {"batchItemFailures": []}
+        attributes = clients.client("sqs").get_queue_attributes(
+            QueueUrl=aws_stack.queue_url("DetectQueue"), AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # a copy waits, delayed
+    assert queue_messages(aws_stack, DETECT_DLQ) == []
     assert keys_under(aws_stack, "predictions/") == []
     assert ledger_item(aws_stack, f"IMAGE#{image.image_id}") is None
     assert spy.events() == []
 
-    with stubbed("rekognition") as rekognition:  # the platform's retry of the same event succeeds
+    with stubbed("rekognition") as rekognition:  # the next delivery of the same event succeeds
         expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 30.0)])
-        assert invoke(DETECT, event)["status"] == "REVIEW_REQUESTED"
+        assert detect(event)["status"] == "REVIEW_REQUESTED"
     assert len(spy.events("ReviewRequested")) == 1
 
 
 def test_duplicate_and_replayed_deliveries_give_the_same_outputs(
-    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy
+    aws_stack: Stack, detect: Detect, labels: list[str], spy: EventSpy
 ) -> None:
     uploaded = upload(aws_stack, "incoming/twice.png", png_bytes(300, 300))
     event = s3_event(aws_stack, uploaded)
@@ -275,7 +347,7 @@ def test_duplicate_and_replayed_deliveries_give_the_same_outputs(
     with stubbed("rekognition") as rekognition:  # one DetectCustomLabels call: the rest are duplicates
         expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 50.0)])
         for delivery in (event, event, replay):
-            result = invoke(DETECT, delivery)
+            result = detect(delivery)
             outputs.append((result, without_timestamp(read_json(aws_stack, "predictions/twice.png.json"))))
 
     assert outputs[0] == outputs[1] == outputs[2]
@@ -285,14 +357,14 @@ def test_duplicate_and_replayed_deliveries_give_the_same_outputs(
 
 
 def test_replay_after_a_promotion_names_the_same_model_and_loop(
-    aws_stack: Stack, invoke: Invoke, labels: list[str], spy: EventSpy
+    aws_stack: Stack, detect: Detect, labels: list[str], spy: EventSpy
 ) -> None:
     confident = upload(aws_stack, "incoming/confident.png", png_bytes(300, 300))
     doubtful = upload(aws_stack, "incoming/doubtful.png", png_bytes(300, 300))
     with stubbed("rekognition") as rekognition:
         expect_detect(rekognition, aws_stack, confident, [detection(labels[0], 95.0)])
         expect_detect(rekognition, aws_stack, doubtful, [detection(labels[0], 20.0)])
-        first = [invoke(DETECT, s3_event(aws_stack, item)) for item in (confident, doubtful)]
+        first = [detect(s3_event(aws_stack, item)) for item in (confident, doubtful)]
     assert [result["status"] for result in first] == ["PREDICTED", "REVIEW_REQUESTED"]
 
     newer_model = FAKE_MODEL_ARN.replace("pizza.v1", "pizza.v2")
@@ -301,8 +373,7 @@ def test_replay_after_a_promotion_names_the_same_model_and_loop(
     )
     with stubbed("rekognition"):  # a replay must not detect again with the newer model
         replayed = [
-            invoke(DETECT, s3_event(aws_stack, item, replay_name="after-promotion"))
-            for item in (confident, doubtful)
+            detect(s3_event(aws_stack, item, replay_name="after-promotion")) for item in (confident, doubtful)
         ]
     assert [result["status"] for result in replayed] == ["ALREADY_PROCESSED", "REVIEW_REQUESTED"]
     requests = spy.events("ReviewRequested")
@@ -312,13 +383,13 @@ def test_replay_after_a_promotion_names_the_same_model_and_loop(
 
 
 def test_image_already_in_review_is_not_detected_again(
-    aws_stack: Stack, invoke: Invoke, spy: EventSpy
+    aws_stack: Stack, detect: Detect, spy: EventSpy
 ) -> None:
     uploaded = upload(aws_stack, "incoming/reviewed.png", png_bytes(300, 300))
     image = image_of(aws_stack, uploaded)
     ReviewLedger(aws_stack.table).record_image(image, "LABELED")
     with stubbed("rekognition"):  # no DetectCustomLabels call for a reviewed image
-        result = invoke(DETECT, s3_event(aws_stack, uploaded, replay_name="late-replay"))
+        result = detect(s3_event(aws_stack, uploaded, replay_name="late-replay"))
     assert result["status"] == "ALREADY_REVIEWED"
     item = ledger_item(aws_stack, f"IMAGE#{image.image_id}")
     assert item is not None
@@ -327,28 +398,28 @@ def test_image_already_in_review_is_not_detected_again(
 
 
 def test_new_version_of_the_same_key_is_a_new_image(
-    aws_stack: Stack, invoke: Invoke, labels: list[str]
+    aws_stack: Stack, detect: Detect, labels: list[str]
 ) -> None:
     first = upload(aws_stack, "incoming/same.png", png_bytes(200, 200, (1, 2, 3)))
     second = upload(aws_stack, "incoming/same.png", png_bytes(200, 200, (4, 5, 6)))
     with stubbed("rekognition") as rekognition:
         for uploaded in (first, second):
             expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 90.0)])
-            invoke(DETECT, s3_event(aws_stack, uploaded))
+            detect(s3_event(aws_stack, uploaded))
     assert image_of(aws_stack, first).image_id != image_of(aws_stack, second).image_id
     for uploaded in (first, second):
         assert ledger_item(aws_stack, f"IMAGE#{image_of(aws_stack, uploaded).image_id}") is not None
 
 
 def test_cold_start_without_a_model_sends_images_to_review(
-    aws_stack: Stack, invoke: Invoke, spy: EventSpy
+    aws_stack: Stack, detect: Detect, spy: EventSpy
 ) -> None:
     clients.ssm().put_parameter(
         Name=aws_stack.physical["ActiveModelParameter"], Value="none", Type="String", Overwrite=True
     )
     uploaded = upload(aws_stack, "incoming/first.png", png_bytes(256, 256))
     with stubbed("rekognition"):  # no model, no DetectCustomLabels
-        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+        result = detect(s3_event(aws_stack, uploaded))
 
     project_arn = aws_stack.env_for(DETECT)["PROJECT_ARN"]
     image = image_of(aws_stack, uploaded)
@@ -362,23 +433,23 @@ def test_cold_start_without_a_model_sends_images_to_review(
     assert [reason["code"] for reason in event["detail"]["reasons"]] == ["NO_MODEL"]
 
 
-def test_objects_outside_incoming_are_ignored(aws_stack: Stack, invoke: Invoke, spy: EventSpy) -> None:
+def test_objects_outside_incoming_are_ignored(aws_stack: Stack, detect: Detect, spy: EventSpy) -> None:
     uploaded = upload(aws_stack, "predictions/sneaky.png", png_bytes(100, 100))
     with stubbed("rekognition"):
-        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+        result = detect(s3_event(aws_stack, uploaded))
     assert result["status"] == "IGNORED"
     assert keys_under(aws_stack, "predictions/") == ["predictions/sneaky.png"]
     assert ledger_item(aws_stack, f"IMAGE#{image_of(aws_stack, uploaded).image_id}") is None
     assert spy.events() == []
 
 
-def test_deleted_object_is_recorded_as_rejected(aws_stack: Stack, invoke: Invoke) -> None:
+def test_deleted_object_is_recorded_as_rejected(aws_stack: Stack, detect: Detect) -> None:
     uploaded = upload(aws_stack, "incoming/gone.png", png_bytes(100, 100))
     clients.s3().delete_object(
         Bucket=aws_stack.bucket, Key="incoming/gone.png", VersionId=uploaded["version_id"]
     )
     with stubbed("rekognition"):
-        result = invoke(DETECT, s3_event(aws_stack, uploaded))
+        result = detect(s3_event(aws_stack, uploaded))
     assert (result["status"], read_json(aws_stack, "predictions/gone.png.json")["rejection"]["code"]) == (
         "REJECTED",
         "OBJECT_MISSING",
@@ -405,22 +476,28 @@ def _without(event: dict[str, Any], *path: str) -> dict[str, Any]:
         (lambda e: _without(e, "detail", "object", "etag") | {"detail": {}}, "detail"),
     ],
 )
-def test_schema_invalid_events_raise_invalid_event(
-    aws_stack: Stack, invoke: Invoke, spy: EventSpy, mutation: Any, message: str
+def test_schema_invalid_events_are_dead_lettered_at_once_with_the_reason(
+    aws_stack: Stack, detect: Detect, spy: EventSpy, mutation: Any, message: str
 ) -> None:
     uploaded = upload(aws_stack, "incoming/ok.png", png_bytes(100, 100))
-    with stubbed("rekognition"), pytest.raises(InvalidEvent, match=message):
-        invoke(DETECT, mutation(s3_event(aws_stack, uploaded)))
+    event = mutation(s3_event(aws_stack, uploaded))
+    with stubbed("rekognition"):
+        assert detect(event) == {"batchItemFailures": []}  # retrying cannot change the body
+    [letter] = queue_messages(aws_stack, DETECT_DLQ)
+    assert json.loads(letter["Body"]) == event
+    assert letter["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "InvalidEvent"
+    assert message in letter["MessageAttributes"]["ERROR_MESSAGE"]["StringValue"]
     assert keys_under(aws_stack, "predictions/") == []
     assert spy.events() == []
 
 
-def test_event_without_version_or_etag_is_refused(aws_stack: Stack, invoke: Invoke) -> None:
+def test_event_without_version_or_etag_is_refused(aws_stack: Stack, detect: Detect) -> None:
     uploaded = upload(aws_stack, "incoming/anonymous.png", png_bytes(100, 100))
     event = s3_event(aws_stack, {**uploaded, "version_id": None})
     del event["detail"]["object"]["etag"]
-    with pytest.raises(InvalidEvent, match="neither a version id nor an ETag"):
-        invoke(DETECT, event)
+    assert detect(event) == {"batchItemFailures": []}
+    [letter] = queue_messages(aws_stack, DETECT_DLQ)
+    assert "neither a version id nor an ETag" in letter["MessageAttributes"]["ERROR_MESSAGE"]["StringValue"]
 
 
 def test_active_model_is_cached_at_most_model_cache_seconds(aws_stack: Stack) -> None:

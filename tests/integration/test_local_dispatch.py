@@ -137,26 +137,23 @@ def test_app_bus_rule_delivers_only_its_detail_type(local_stack: LocalStack) -> 
     assert [event["detail"] for event in start_review.events] == [{"n": 1}]
 
 
-def test_failing_handler_is_retried_then_dead_lettered_with_the_invocation_record(
+def test_failing_handler_is_received_again_until_the_queues_redrive_policy_dead_letters_it(
     local_stack: LocalStack,
 ) -> None:
-    assert local_stack.dispatcher is not None
+    """Detect consumes the DetectQueue: a batch that fails is received again until SQS moves the message
+    to Detect's dead-letter queue after the queue's maxReceiveCount receives (its redrive policy)."""
+    assert local_stack.dispatcher is not None and local_stack.stack is not None
     failing = Recorder(fail=True)
     local_stack.dispatcher.replace_handler("DetectFunction", failing)
+    before = local_stack.dlq_messages()["DetectFunctionDeadLetterQueue"]
     _upload(local_stack, "incoming/always-fails.png")
     assert local_stack.drain(60)
 
-    assert len(failing.events) == 3  # first attempt + MaximumRetryAttempts 2
-    assert len({event["id"] for event in failing.events}) == 1
-    letters = local_stack.read_dlq("DetectFunctionDeadLetterQueue")
-    (record,) = [m["body"] for m in letters if "requestContext" in m["body"]]
-    assert record["version"] == "1.0"
-    assert record["requestContext"]["condition"] == "RetriesExhausted"
-    assert record["requestContext"]["approximateInvokeCount"] == 3
-    assert record["requestContext"]["functionArn"].endswith(
-        ":function:labelloop-local-DetectFunction:$LATEST"
-    )
-    assert record["requestPayload"]["detail"]["object"]["key"] == "incoming/always-fails.png"
-    assert record["responseContext"]["functionError"] == "Unhandled"
-    assert record["responsePayload"]["errorType"] == "RuntimeError"
-    assert "simulated failure #3" in record["responsePayload"]["errorMessage"]
+    policy = local_stack.client("sqs").get_queue_attributes(
+        QueueUrl=local_stack.stack.queue_url("DetectQueue"), AttributeNames=["RedrivePolicy"]
+    )["Attributes"]["RedrivePolicy"]
+    assert len(failing.events) == json.loads(policy)["maxReceiveCount"]  # every receive counts
+    bodies = {record["body"] for event in failing.events for record in event["Records"]}
+    (body,) = bodies  # the same message each time
+    assert json.loads(body)["detail"]["object"]["key"] == "incoming/always-fails.png"
+    assert local_stack.dlq_messages()["DetectFunctionDeadLetterQueue"] == before + 1

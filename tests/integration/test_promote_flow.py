@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 ACTIVE_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/pizza.v1/1"  # conftest's model
+PIZZA_PROJECT = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/1690000000000"
 LABEL = "pepperoni pizza slice"
 
 
@@ -109,6 +110,25 @@ class World:
             {"ProjectArn": self.project_arn, "VersionNames": [name]},
         )
 
+    def expect_active_status(self, status: str, arn: str = ACTIVE_ARN) -> None:
+        """Whether the active model runs (Promote replaces a running one without downtime, switches
+        a stopped one at once): found in whichever project it lives (DescribeProjects by name, for a
+        model of another project: the stack's own project is known)."""
+        project = self.project_arn
+        if arn == ACTIVE_ARN:
+            project = PIZZA_PROJECT
+            self.rekognition.add_response(
+                "describe_projects",
+                {"ProjectDescriptions": [{"ProjectArn": project, "Status": "CREATED"}]},
+                {"ProjectNames": ["pizza"]},
+            )
+        name = arn.split("/version/")[1].split("/")[0]
+        self.rekognition.add_response(
+            "describe_project_versions",
+            {"ProjectVersionDescriptions": [{"ProjectVersionArn": arn, "Status": status}]},
+            {"ProjectArn": project, "VersionNames": [name]},
+        )
+
     def parameter(self, key: str) -> str:
         ssm = boto3.client("ssm", region_name="us-east-1")
         return str(ssm.get_parameter(Name=self.env[key])["Parameter"]["Value"])
@@ -154,6 +174,7 @@ def test_better_model_is_started_then_switched_and_the_old_one_stopped(world: Wo
     candidate = world.training_started(name)
     world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.9, 0.88))
     world.expect_describe(ACTIVE_ARN, "RUNNING", world.put_summary("pizza.v1", 0.8, 0.79))
+    world.expect_active_status("RUNNING")
     world.rekognition.add_response(
         "start_project_version",
         {"Status": "STARTING"},
@@ -220,6 +241,7 @@ def test_promoting_over_a_model_trained_here_stops_that_model(world: World, invo
     name = "labelloop-20240502T100000Z"
     candidate = world.training_started(name)
     world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.9, 0.9))
+    world.expect_active_status("RUNNING", old_arn)
     world.rekognition.add_response("start_project_version", {"Status": "STARTING"})
     assert invoke("PromoteFunction", schedule_event("2024-05-02T11:00:00Z"))["action"] == "starting"
     world.expect_describe(candidate, "RUNNING")
@@ -235,24 +257,45 @@ def test_promoting_over_a_model_trained_here_stops_that_model(world: World, invo
     assert world.parameter("PREVIOUS_MODEL_PARAMETER") == old_arn
 
 
-def test_first_model_is_promoted_when_none_is_active(world: World, invoke: Invoke) -> None:
+def test_first_model_is_switched_to_at_once_and_not_started(world: World, invoke: Invoke) -> None:
+    """No model runs: the parameter is switched and nothing started (the model controller starts the
+    model when images arrive)."""
     ssm = boto3.client("ssm", region_name="us-east-1")
     ssm.put_parameter(Name=world.env["ACTIVE_MODEL_PARAMETER"], Value="none", Type="String", Overwrite=True)
     name = "labelloop-20240501T100000Z"
     candidate = world.training_started(name)
     world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.72, 0.72))
-    world.rekognition.add_response("start_project_version", {"Status": "STARTING"})
-    assert invoke("PromoteFunction", schedule_event("2024-05-01T11:00:00Z"))["action"] == "starting"
-    world.expect_describe(candidate, "RUNNING")
 
-    result = invoke("PromoteFunction", schedule_event("2024-05-01T11:05:00Z"))
+    result = invoke("PromoteFunction", schedule_event("2024-05-01T11:00:00Z"))
 
-    world.rekognition.assert_no_pending_responses()  # nothing to stop
+    world.rekognition.assert_no_pending_responses()  # no StartProjectVersion, nothing to stop
     assert result["action"] == "promoted"
     assert world.parameter("ACTIVE_MODEL_PARAMETER") == candidate
     assert world.parameter("PREVIOUS_MODEL_PARAMETER") == "none"
     [event] = world.published()
     assert (event["detail"]["previousArn"], event["detail"]["previousF1"]) == (None, None)
+
+
+def test_a_promotion_while_the_model_is_idle_stopped_switches_the_parameter_without_starting(
+    world: World, invoke: Invoke
+) -> None:
+    name = "labelloop-20240501T100000Z"
+    candidate = world.training_started(name)
+    world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.9, 0.88))
+    world.expect_describe(ACTIVE_ARN, "STOPPED", world.put_summary("pizza.v1", 0.8, 0.79))
+    world.expect_active_status("STOPPED")  # the model controller stopped it: no work
+
+    result = invoke("PromoteFunction", schedule_event("2024-05-01T11:00:00Z"))
+
+    world.rekognition.assert_no_pending_responses()  # neither StartProjectVersion nor StopProjectVersion
+    assert result["action"] == "promoted" and "switched without starting" in result["reason"]
+    assert world.parameter("ACTIVE_MODEL_PARAMETER") == candidate
+    assert world.parameter("PREVIOUS_MODEL_PARAMETER") == ACTIVE_ARN
+    assert world.lock_status() == "PROMOTED"
+    [event] = world.published()
+    assert (event["detail-type"], event["detail"]["versionArn"]) == ("ModelPromoted", candidate)
+    # A replay changes nothing (no Rekognition call is stubbed).
+    assert invoke("PromoteFunction", schedule_event("2024-05-01T11:00:00Z"))["action"] == "idle"
 
 
 def test_a_first_model_below_the_minimum_f1_is_rejected_and_nothing_starts(
@@ -315,6 +358,7 @@ def test_candidate_that_fails_to_start_is_rejected(world: World, invoke: Invoke)
     candidate = world.training_started(name)
     world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.9, 0.9))
     world.expect_describe(ACTIVE_ARN, "RUNNING", world.put_summary("pizza.v1", 0.8, 0.8))
+    world.expect_active_status("RUNNING")
     world.rekognition.add_response("start_project_version", {"Status": "STARTING"})
     invoke("PromoteFunction", schedule_event("2024-05-01T11:00:00Z"))
     world.expect_describe(candidate, "FAILED", StatusMessage="Not enough capacity")
@@ -334,6 +378,7 @@ def test_next_candidate_is_compared_with_the_recorded_metrics_of_the_active_mode
     first_arn = world.training_started(first)
     world.expect_describe(first_arn, "TRAINING_COMPLETED", world.put_summary(first, 0.9, 0.9))
     world.expect_describe(ACTIVE_ARN, "RUNNING", world.put_summary("pizza.v1", 0.8, 0.8))
+    world.expect_active_status("RUNNING")
     world.rekognition.add_response("start_project_version", {"Status": "STARTING"})
     invoke("PromoteFunction", schedule_event("2024-05-01T11:00:00Z"))
     world.expect_describe(first_arn, "RUNNING")
@@ -385,6 +430,7 @@ def test_old_model_that_cannot_be_stopped_does_not_block_the_switch(world: World
     candidate = world.training_started(name)
     world.expect_describe(candidate, "TRAINING_COMPLETED", world.put_summary(name, 0.9, 0.9))
     world.expect_describe(ACTIVE_ARN, "RUNNING", world.put_summary("pizza.v1", 0.8, 0.8))
+    world.expect_active_status("RUNNING")
     world.rekognition.add_response("start_project_version", {"Status": "STARTING"})
     invoke("PromoteFunction", schedule_event("2024-05-01T11:00:00Z"))
     world.expect_describe(candidate, "RUNNING")

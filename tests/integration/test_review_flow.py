@@ -14,7 +14,16 @@ from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import ReviewLedger
 from labelloop_core.errors import InvalidEvent, TransientError
 from labelloop_local.stack.provision import Stack
-from tests.support.flows import EventSpy, app_event, ledger_item, png_bytes, s3_event, stubbed, upload
+from tests.support.flows import (
+    EventSpy,
+    app_event,
+    ledger_item,
+    png_bytes,
+    s3_event,
+    sqs_batch,
+    stubbed,
+    upload,
+)
 from tests.support.moto_stack import FAKE_FLOW_DEFINITION_ARN, FAKE_MODEL_ARN, Invoke
 
 pytestmark = pytest.mark.integration
@@ -94,7 +103,7 @@ def test_detect_then_start_review_predraws_the_model_boxes(
             "detect_custom_labels",
             {"CustomLabels": [{"Name": labels[0], "Confidence": 42.0, "Geometry": {"BoundingBox": box}}]},
         )
-        invoke(DETECT, s3_event(aws_stack, uploaded))
+        invoke(DETECT, sqs_batch(s3_event(aws_stack, uploaded)))  # as the DetectQueue delivers it
     [review_requested] = spy.events("ReviewRequested")
 
     image = image_ref(aws_stack, uploaded)
@@ -179,6 +188,17 @@ def test_throttled_start_raises_and_writes_nothing(aws_stack: Stack, invoke: Inv
     with stubbed("sagemaker-a2i-runtime") as a2i:
         expect_start(a2i, loop_name)
         assert invoke(START_REVIEW, event)["started"] is True
+
+
+def test_an_image_deleted_since_detection_is_not_reviewed(aws_stack: Stack, invoke: Invoke) -> None:
+    """HeadObject of the deleted key answers 404 (with s3:ListBucket; 403 without): no loop opens."""
+    uploaded = upload(aws_stack, "incoming/gone.png", png_bytes(400, 300))
+    event = app_event("ReviewRequested", review_detail(aws_stack, uploaded, []))
+    clients.s3().delete_object(Bucket=aws_stack.bucket, Key="incoming/gone.png")
+    with stubbed("sagemaker-a2i-runtime"):  # no StartHumanLoop
+        result = invoke(START_REVIEW, event)
+    assert (result["started"], result["status"]) == (False, "SUPERSEDED")
+    assert "deleted" in result["reason"]
 
 
 def test_replay_after_labeling_changes_nothing(aws_stack: Stack, invoke: Invoke) -> None:

@@ -30,18 +30,30 @@ from labelloop_core.ledger import (
     TRAINING,
     Admission,
     ClaimResult,
+    ControlState,
     Decision,
     ImageRecord,
     LabelRecord,
     LoopRecord,
+    OpenRun,
     PendingLabel,
     TrainingLock,
     WaitingReview,
     iso,
 )
+from labelloop_core.model_control import RunInterval
 from labelloop_core.naming import ImageRef, version_name_from_arn
 from labelloop_core.policy import Detection
-from labelloop_core.ports import ObjectHead, ObjectVersion, OpenedReview, ProjectVersion, S3Location
+from labelloop_core.ports import (
+    MappingState,
+    ObjectHead,
+    ObjectVersion,
+    OpenedReview,
+    OutgoingMessage,
+    ProjectVersion,
+    QueueDepth,
+    S3Location,
+)
 from labelloop_core.review_request import priority_rank
 from labelloop_core.review_tasks import Task, iso_time
 from labelloop_core.schemas import validate
@@ -570,6 +582,8 @@ class FakeVersion:
     summary: S3Location | None = None
     training: S3Location | None = None
     test: S3Location | None = None
+    min_units: int | None = None
+    max_units: int | None = None
 
 
 class FakeCustomLabels:
@@ -623,14 +637,28 @@ class FakeCustomLabels:
         if version is None:
             return None
         return ProjectVersion(
-            version_arn, version.status, version.status_message, version.f1, version.summary
+            version_arn,
+            version.status,
+            version.status_message,
+            version.f1,
+            version.summary,
+            version.min_units,
+            version.max_units,
         )
 
-    def start_version(self, version_arn: str, min_inference_units: int) -> str:
+    def status_of(self, version_arn: str) -> ProjectVersion | None:
+        """Any project's version (the fake keeps them all in one place)."""
+        return self.describe_version(version_arn)
+
+    def start_version(
+        self, version_arn: str, min_inference_units: int, max_inference_units: int | None = None
+    ) -> str:
         self.starts.append((version_arn, min_inference_units))
+        self.max_units_requested = max_inference_units
         version = self.versions[version_arn]
         if version.status not in ("STARTING", "RUNNING"):
             version.status = "STARTING"
+            version.min_units, version.max_units = min_inference_units, max_inference_units
         return version.status
 
     def stop_version(self, version_arn: str) -> str:
@@ -653,3 +681,90 @@ class FakeCustomLabels:
 
     def name_of(self, version_arn: str) -> str:
         return version_name_from_arn(version_arn)
+
+
+class FakeQueue:
+    """An SQS queue: its depth is set by the test, sent messages are kept."""
+
+    def __init__(self, depth: QueueDepth | None = None) -> None:
+        self.current = depth or QueueDepth(0, 0, 0)
+        self.sent: list[OutgoingMessage] = []
+        self.refuse: set[str] = set()  # message ids SQS does not accept
+
+    def depth(self) -> QueueDepth:
+        return self.current
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        failed = [message.id for message in messages if message.id in self.refuse]
+        self.sent.extend(message for message in messages if message.id not in self.refuse)
+        return failed
+
+
+class FakeMapping:
+    """An event source mapping that settles at once (or stays in `busy` while set)."""
+
+    def __init__(self, enabled: bool = False) -> None:
+        self.current = MappingState("Enabled" if enabled else "Disabled")
+        self.changes: list[bool] = []
+        self.busy: str | None = None
+
+    def state(self) -> MappingState:
+        return MappingState(self.busy) if self.busy else self.current
+
+    def set_enabled(self, enabled: bool) -> MappingState:
+        self.changes.append(enabled)
+        self.current = MappingState("Enabled" if enabled else "Disabled")
+        return self.current
+
+    @property
+    def enabled(self) -> bool:
+        return self.current.enabled
+
+
+@dataclass
+class FakeModelLedger:
+    """The controller's state item and the running intervals, as `ModelLedger` keeps them."""
+
+    control: ControlState = field(default_factory=ControlState)
+    intervals: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (arn, running_at)
+    detections: list[datetime] = field(default_factory=list)
+
+    def read_control(self) -> ControlState:
+        return self.control
+
+    def save_control(self, state: ControlState) -> None:
+        # Detect's attribute is not the controller's to write.
+        self.control = dataclasses.replace(state, last_detection_at=self.control.last_detection_at)
+
+    def record_detection(self, now: datetime) -> None:
+        self.detections.append(now)
+        if self.control.last_detection_at is None or self.control.last_detection_at < iso(now):
+            self.control = dataclasses.replace(self.control, last_detection_at=iso(now))
+
+    def open_run(self, version_arn: str, run: OpenRun) -> bool:
+        key = (version_arn, run.running_at)
+        if key in self.intervals:
+            return False
+        self.intervals[key] = {"run": run, "stopped_at": None, "reason": None}
+        return True
+
+    def close_run(self, version_arn: str, running_at: str, stopped_at: str, reason: str) -> bool:
+        interval = self.intervals.get((version_arn, running_at))
+        if interval is None or interval["stopped_at"] is not None:
+            return False
+        interval.update(stopped_at=stopped_at, reason=reason)
+        return True
+
+    def runs(self) -> Iterator[RunInterval]:
+        from labelloop_core.ledger import parse_iso
+
+        for (arn, running_at), interval in sorted(self.intervals.items(), key=lambda item: item[0][1]):
+            run: OpenRun = interval["run"]
+            stopped = interval["stopped_at"]
+            yield RunInterval(
+                arn,
+                parse_iso(running_at),
+                parse_iso(stopped) if stopped else None,
+                run.min_units,
+                run.max_units,
+            )

@@ -83,6 +83,27 @@ def s3_event(
     stack: Stack, uploaded: dict[str, Any], replay_name: str | None = None, event_id: str | None = None
 ) -> dict[str, Any]:
     """`Object Created` as S3 sends it to EventBridge: the key URL-encoded (space as '+')."""
+    return s3_event_for(
+        stack.bucket,
+        uploaded["key"],
+        uploaded.get("version_id"),
+        uploaded["etag"],
+        size=uploaded["size"],
+        replay_name=replay_name,
+        event_id=event_id,
+    )
+
+
+def s3_event_for(
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    etag: str,
+    size: int = 1234,
+    replay_name: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """`Object Created` for any bucket and key (as EventBridge delivers it, also as an SQS body)."""
     event: dict[str, Any] = {
         "version": "0",
         "id": event_id or str(uuid.uuid4()),
@@ -91,23 +112,19 @@ def s3_event(
         "account": "123456789012",
         "time": "2024-05-01T12:00:00Z",
         "region": "us-east-1",
-        "resources": [f"arn:aws:s3:::{stack.bucket}"],
+        "resources": [f"arn:aws:s3:::{bucket}"],
         "detail": {
             "version": "0",
-            "bucket": {"name": stack.bucket},
-            "object": {
-                "key": quote_plus(uploaded["key"]),
-                "size": uploaded["size"],
-                "etag": uploaded["etag"],
-            },
+            "bucket": {"name": bucket},
+            "object": {"key": quote_plus(key), "size": size, "etag": etag},
             "request-id": "C3D13FE58DE4C810",
             "requester": "123456789012",
             "source-ip-address": "203.0.113.15",
             "reason": "PutObject",
         },
     }
-    if uploaded.get("version_id"):
-        event["detail"]["object"]["version-id"] = uploaded["version_id"]
+    if version_id:
+        event["detail"]["object"]["version-id"] = version_id
     if replay_name:
         event["replay-name"] = replay_name
     return event
@@ -279,3 +296,22 @@ def serialize_moto(monkeypatch: Any) -> None:
             return original(self, request)
 
     monkeypatch.setattr(BotocoreStubber, "process_request", process_request)
+
+
+def sqs_batch(event: dict[str, Any], receives: int = 1, message_id: str = "m-1") -> dict[str, Any]:
+    """`event` as the body of a one-record batch of the DetectQueue's event source mapping."""
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": f"receipt-{message_id}",
+                "body": json.dumps(event),
+                "attributes": {"ApproximateReceiveCount": str(receives), "SentTimestamp": "1714564800000"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DetectQueue",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }

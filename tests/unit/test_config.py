@@ -12,6 +12,7 @@ from labelloop_core import state
 from labelloop_core.config import ConfigError, load_settings, settings_from_env, variables
 from labelloop_core.services.append_labels import AppendLabelsSettings
 from labelloop_core.services.detect import DetectSettings
+from labelloop_core.services.model_controller import ModelControllerSettings
 from labelloop_core.services.promote import PromoteSettings
 from labelloop_core.services.retrain import RetrainSettings
 from labelloop_core.services.start_review import StartReviewSettings
@@ -28,6 +29,9 @@ ENV = {
     "FLOW_DEFINITION_ARN": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/pizza-review",
     "FLOW_DEFINITION_ARN_PREFIX": "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/pizza-",
     "TASK_TABLE": "labelloop-review-tasks",
+    "DETECT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/detect",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/detect-dlq",
+    "EVENT_SOURCE_MAPPING_UUID": "a1b2c3d4-0000-4000-8000-000000000001",
 }
 SETTINGS_TYPES: list[type[Any]] = [
     DetectSettings,
@@ -35,6 +39,7 @@ SETTINGS_TYPES: list[type[Any]] = [
     AppendLabelsSettings,
     RetrainSettings,
     PromoteSettings,
+    ModelControllerSettings,
 ]
 
 
@@ -193,3 +198,34 @@ def test_settings_are_frozen() -> None:
     loaded = detect()
     with pytest.raises(dataclasses.FrozenInstanceError):
         loaded.bucket_name = "other"  # type: ignore[misc]
+
+
+def test_inference_on_demand_settings_read_minutes_units_and_price() -> None:
+    loaded = settings_from_env(ModelControllerSettings, ENV)
+    assert (loaded.model_idle_minutes, loaded.min_inference_units, loaded.max_inference_units) == (
+        15.0,
+        1,
+        None,
+    )
+    assert loaded.inference_unit_hour_price == 4.0
+    tuned = settings_from_env(
+        ModelControllerSettings,
+        {**ENV, "MODEL_IDLE_MINUTES": "0.5", "MIN_INFERENCE_UNITS": "2", "MAX_INFERENCE_UNITS": "6"},
+    )
+    assert (tuned.model_idle_minutes, tuned.min_inference_units, tuned.max_inference_units) == (0.5, 2, 6)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MAX_INFERENCE_UNITS", "1", "below MIN_INFERENCE_UNITS 2"),
+        ("MODEL_IDLE_MINUTES", "-1", "between 0 and 1440"),
+        ("MAX_INFERENCE_UNITS", "many", "integer"),
+    ],
+)
+def test_inference_on_demand_settings_refuse_what_cannot_work(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        settings_from_env(ModelControllerSettings, {**ENV, "MIN_INFERENCE_UNITS": "2", variable: value})
+    assert raised.value.variable == variable

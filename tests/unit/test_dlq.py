@@ -1,5 +1,6 @@
-"""`labelloop dlq`: reading both dead-letter formats, and the AWS path (CloudFormation, SQS, Lambda)
-with botocore Stubbers: what is invoked, when a message is deleted, what stays."""
+"""`labelloop dlq`: reading the dead-letter formats (EventBridge's, Lambda's destination records, and the
+dead letters of a queue's consumer), and the AWS path (CloudFormation, SQS, Lambda) with botocore
+Stubbers: what is invoked or sent back, when a message is deleted, what stays."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ ACCOUNT = "123456789012"
 DETECT = "labelloop-DetectFunction-AbC123"
 DETECT_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{DETECT}"
 QUEUE_URL = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/labelloop-DetectFunctionDeadLetterQueue-Xyz"
+DETECT_QUEUE_URL = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/labelloop-DetectQueue-Xyz"
 RULE_ARN = f"arn:aws:events:us-east-1:{ACCOUNT}:rule/labelloop-DetectFunctionObjectCreated-1"
 EVENT = {
     "version": "0",
@@ -179,7 +181,7 @@ class Aws:
         self.sqs = Stubber(self.clients.sqs)
         self.lambda_ = Stubber(self.clients.lambda_)
 
-    def stack(self, name: str = "labelloop") -> None:
+    def stack(self, name: str = "labelloop", sources: list[str] | None = None) -> None:
         summaries = [
             ("DetectFunction", DETECT, "AWS::Lambda::Function"),
             ("DetectFunctionRole", "labelloop-DetectFunctionRole-1", "AWS::IAM::Role"),
@@ -201,6 +203,9 @@ class Aws:
                 ]
             },
             {"StackName": name},
+        )
+        self.sqs.add_response(
+            "list_dead_letter_source_queues", {"queueUrls": sources or []}, {"QueueUrl": QUEUE_URL}
         )
 
     def queue_holds(self, *messages: dict[str, Any], visibility: int) -> None:
@@ -233,6 +238,13 @@ class Aws:
             "invoke",
             {"StatusCode": status},
             {"FunctionName": DETECT, "InvocationType": "Event", "Payload": json.dumps(event)},
+        )
+
+    def sent_back(self, event: Any) -> None:
+        self.sqs.add_response(
+            "send_message",
+            {"MessageId": "new", "MD5OfMessageBody": "x"},
+            {"QueueUrl": DETECT_QUEUE_URL, "MessageBody": json.dumps(event)},
         )
 
     def deleted(self, receipt: str) -> None:
@@ -407,3 +419,66 @@ def test_missing_credentials_are_one_line(
     assert main(["dlq", "list", "--stack", "labelloop"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("dlq list failed: no AWS credentials")
+
+
+# -- the dead letters of a queue's consumer (Detect's: the DetectQueue's redrive target) ----------
+
+
+def test_a_message_detect_gave_up_on_carries_the_reason_and_goes_back_to_the_detect_queue() -> None:
+    attributes = {"ERROR_CODE": "AccessDenied", "ERROR_MESSAGE": "cannot read", "RETRY_ATTEMPTS": "5"}
+    letter = parse_dead_letter(
+        "DetectFunctionDeadLetterQueue", sqs_message(EVENT, attributes), DETECT_QUEUE_URL
+    )
+
+    assert isinstance(letter, DeadLetter)
+    assert (letter.kind, letter.source_queue, letter.event) == ("queue", DETECT_QUEUE_URL, EVENT)
+    assert letter.reason == "AccessDenied: cannot read (after 5 attempts)"
+    assert letter.event_id == EVENT["id"]
+
+
+def test_a_message_sqs_moved_after_max_receive_count_says_where_to_look() -> None:
+    letter = parse_dead_letter("DetectFunctionDeadLetterQueue", sqs_message(EVENT), DETECT_QUEUE_URL)
+    assert isinstance(letter, DeadLetter)
+    assert "maxReceiveCount" in letter.reason and "log group" in letter.reason
+
+
+def test_an_older_destination_record_in_a_queue_consumers_dlq_goes_back_as_its_event() -> None:
+    """Recorded while Detect was still invoked by EventBridge: its event now belongs in the queue."""
+    letter = parse_dead_letter(
+        "DetectFunctionDeadLetterQueue", sqs_message(lambda_record()), DETECT_QUEUE_URL
+    )
+    assert isinstance(letter, DeadLetter)
+    assert (letter.kind, letter.event) == ("queue", EVENT)
+
+
+def test_redrive_sends_a_queue_consumers_dead_letters_back_into_its_queue(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aws.stack(sources=[DETECT_QUEUE_URL])
+    given_up = sqs_message(
+        EVENT, {"ERROR_CODE": "AccessDenied", "ERROR_MESSAGE": "x"}, message_id="m-given-up"
+    )
+    undelivered = sqs_message(
+        EVENT, eventbridge_attributes(TARGET_ARN="arn:aws:sqs:x"), message_id="m-undelivered"
+    )
+    aws.queue_holds(given_up, undelivered, visibility=dlq.REDRIVE_VISIBILITY_SECONDS)
+    aws.sent_back(EVENT)
+    aws.deleted("receipt-m-given-up")
+    aws.sent_back(EVENT)
+    aws.deleted("receipt-m-undelivered")
+
+    assert main(["dlq", "redrive", "--stack", "labelloop", "--function", "DetectFunction"]) == 0
+    aws.done()
+    out = capsys.readouterr().out
+    assert f"sent event {EVENT['id']} (message m-given-up) to labelloop-DetectQueue-Xyz" in out
+
+
+def test_a_dead_letter_sqs_does_not_take_back_stays(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
+    aws.stack(sources=[DETECT_QUEUE_URL])
+    aws.queue_holds(sqs_message(EVENT), visibility=dlq.REDRIVE_VISIBILITY_SECONDS)
+    aws.sqs.add_client_error("send_message", "AWS.SimpleQueueService.NonExistentQueue", "gone", 400)
+    aws.released("receipt-m-1")
+
+    assert main(["dlq", "redrive", "--stack", "labelloop"]) == 1
+    aws.done()
+    assert "kept m-1: SQS did not accept the message" in capsys.readouterr().out

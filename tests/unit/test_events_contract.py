@@ -17,15 +17,17 @@ from tests.support.template import template_document
 
 EVENTS = REPO / "events"
 
-# sample file -> (function logical id, schema of the whole event, schema of its detail or None)
+# sample file -> (function logical id, schema of the whole event, schema of its detail, or of each
+# message body of an SQS batch, or None)
 SAMPLES = {
-    "detect-object-created.json": ("DetectFunction", "s3-object-created-event", None),
-    "detect-key-with-spaces.json": ("DetectFunction", "s3-object-created-event", None),
+    "detect-object-created.json": ("DetectFunction", "sqs-batch-event", "s3-object-created-event"),
+    "detect-key-with-spaces.json": ("DetectFunction", "sqs-batch-event", "s3-object-created-event"),
     "start-review.json": ("StartReviewFunction", "app-event", "review-requested"),
     "append-labels-completed.json": ("AppendLabelsFunction", "a2i-status-change-event", None),
     "append-labels-failed.json": ("AppendLabelsFunction", "a2i-status-change-event", None),
     "retrain-schedule.json": ("RetrainFunction", "scheduled-event", None),
     "promote-schedule.json": ("PromoteFunction", "scheduled-event", None),
+    "model-controller-schedule.json": ("ModelControllerFunction", "scheduled-event", None),
     "a2i-setup-create.json": ("A2ISetupFunction", "cfn-custom-resource-request", None),
     "a2i-setup-update.json": ("A2ISetupFunction", "cfn-custom-resource-request", None),
     "a2i-setup-delete.json": ("A2ISetupFunction", "cfn-custom-resource-request", None),
@@ -45,6 +47,13 @@ def _load(name: str) -> dict[str, Any]:
     return document
 
 
+def _upload(name: str) -> dict[str, Any]:
+    """The S3 event in the (only) message of a Detect sample batch."""
+    (record,) = _load(name)["Records"]
+    body: dict[str, Any] = json.loads(record["body"])
+    return body
+
+
 def _valid_in_both_engines(schema_name: str, document: Any) -> None:
     schemas.validate(schema_name, document)
     jsonschema.Draft202012Validator(schemas.load_schema(schema_name)).validate(document)
@@ -60,7 +69,10 @@ def test_sample_event_is_valid(name: str) -> None:
     function, event_schema, detail_schema = SAMPLES[name]
     event = _load(name)
     _valid_in_both_engines(event_schema, event)
-    if detail_schema:
+    if detail_schema and "Records" in event:
+        for record in event["Records"]:
+            _valid_in_both_engines(detail_schema, json.loads(record["body"]))
+    elif detail_schema:
         _valid_in_both_engines(detail_schema, event["detail"])
     assert function in _template()["Resources"]
 
@@ -72,7 +84,7 @@ def test_every_function_has_a_sample_event() -> None:
 
 
 def test_url_encoded_key_sample_decodes_to_a_key_with_spaces() -> None:
-    raw = _load("detect-key-with-spaces.json")["detail"]["object"]["key"]
+    raw = _upload("detect-key-with-spaces.json")["detail"]["object"]["key"]
     assert " " not in raw and "+" in raw
     assert unquote_plus(raw) == "incoming/pizza/my pizza slice (1).jpg"
 
@@ -101,7 +113,7 @@ def test_a2i_samples_use_the_values_aws_documents() -> None:
 
 def test_samples_use_the_bucket_in_env_json() -> None:
     bucket = _load("env.json")["DetectFunction"]["BUCKET_NAME"]
-    assert _load("detect-object-created.json")["detail"]["bucket"]["name"] == bucket
+    assert _upload("detect-object-created.json")["detail"]["bucket"]["name"] == bucket
     assert _load("start-review.json")["detail"]["bucket"] == bucket
 
 

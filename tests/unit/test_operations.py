@@ -46,9 +46,16 @@ def _props(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dead_letter_queues(template: SamTemplate) -> set[str]:
-    """Every queue a function's failures or a rule's undeliverable events go to."""
+    """Every queue a function's failures, a rule's undeliverable events or a queue's messages received
+    maxReceiveCount times go to."""
     queues = {spec.dead_letter_queue for spec in template.functions().values() if spec.dead_letter_queue}
-    return queues | {rule.dlq for rule in template.rules() if rule.dlq}
+    queues |= {rule.dlq for rule in template.rules() if rule.dlq}
+    queues |= {rule.dlq for rule in template.queue_rules() if rule.dlq}
+    for queue in template.resources_of_type("AWS::SQS::Queue").values():
+        target = ((queue.get("Properties") or {}).get("RedrivePolicy") or {}).get("deadLetterTargetArn")
+        if target is not None:
+            queues.add(target["Fn::GetAtt"][0])
+    return queues
 
 
 def _alarms(resources: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -227,18 +234,31 @@ def test_scheduled_functions_are_singletons(
         assert _props(resources[function])["ReservedConcurrentExecutions"] == 1, function
 
 
-@pytest.mark.parametrize(
-    "trigger",
-    [
-        pytest.param(lambda p: p.get("source") == ["aws.s3"], id="uploads"),
-        pytest.param(lambda p: p.get("detail-type") == ["ReviewRequested"], id="review-requests"),
-    ],
-)
-def test_flood_driven_functions_are_capped_by_a_parameter(template: SamTemplate, trigger: Any) -> None:
+def _consumer_of_uploads(template: SamTemplate) -> str:
+    """The function that consumes the queue the upload rule delivers to."""
+    (rule,) = [r for r in template.queue_rules() if r.pattern.get("source") == ["aws.s3"]]
+    (mapping,) = [m for m in template.event_source_mappings() if m.queue == rule.queue]
+    return mapping.function
+
+
+@pytest.mark.parametrize("trigger", ["uploads", "review-requests"])
+def test_flood_driven_functions_are_capped_by_a_parameter(template: SamTemplate, trigger: str) -> None:
     """A burst of uploads (or of the review requests they cause) must not fan out into as many billed
     detections and human reviews at once: the cap is a described parameter with a sane default."""
-    (rule,) = [r for r in template.rules() if r.pattern and trigger(r.pattern)]
-    reserved = _props(template.resource(rule.function))["ReservedConcurrentExecutions"]
+    if trigger == "uploads":
+        function = _consumer_of_uploads(template)
+        (mapping,) = template.resources_of_type("AWS::Lambda::EventSourceMapping").values()
+        # The mapping's concurrency and the function's reserved concurrency are the same parameter.
+        assert (
+            mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+            == _props(template.resource(function))["ReservedConcurrentExecutions"]
+        )
+    else:
+        (rule,) = [
+            r for r in template.rules() if r.pattern and r.pattern.get("detail-type") == ["ReviewRequested"]
+        ]
+        function = rule.function
+    reserved = _props(template.resource(function))["ReservedConcurrentExecutions"]
     spec = template.document["Parameters"][reserved["Ref"]]
     assert spec["Type"] == "Number" and spec["Description"]
     assert 1 <= spec["MinValue"] <= spec["Default"] <= spec["MaxValue"]
@@ -309,7 +329,7 @@ def test_custom_metric_alarms_watch_exactly_what_powertools_emits(
         for f in template.functions()
     }
     custom = [a for a in _alarms(resources) if not a["Namespace"].startswith("AWS/")]
-    assert {a["MetricName"] for a in custom} >= {"TrainingsFailed"}
+    assert {a["MetricName"] for a in custom} >= {"TrainingsFailed", "ModelCannotRun"}
     for alarm in custom:
         assert alarm["MetricName"] in counted, f"{alarm['MetricName']} is never counted by the layer"
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
@@ -370,3 +390,13 @@ def test_readme_payload_for_a_manual_run_is_a_valid_scheduled_event() -> None:
     event = json.loads(payload.replace("'\"$NOW\"'", "2026-12-01T12:00:00Z"))
     validate("scheduled-event", event)
     assert event["time"] == "2026-12-01T12:00:00Z" and event["id"].endswith(event["time"])
+
+
+def test_images_waiting_too_long_in_the_detect_queue_alarm(resources: dict[str, Any]) -> None:
+    """While the model starts images wait minutes; an hour means it cannot start or Detect falls behind."""
+    (alarm,) = _alarms_on(resources, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DetectQueue", "QueueName"]}}
+    ]
+    assert alarm["Threshold"] >= 3600 and alarm["Statistic"] == "Maximum"
+    assert alarm["TreatMissingData"] == "notBreaching"

@@ -26,6 +26,7 @@ CONTRACT_NAMES = {  # docs/ARCHITECTURE.md, "Contracts"
     "model-rejected",
     "app-event",
     "s3-object-created-event",
+    "sqs-batch-event",
     "a2i-status-change-event",
     "scheduled-event",
     "prediction",
@@ -95,6 +96,22 @@ VALID: dict[str, list[dict[str, Any]]] = {
             "f1": 0.91,
             "previousF1": None,
             "perLabelF1": {"slice": 0.91},
+        }
+    ],
+    "sqs-batch-event": [
+        {
+            "Records": [
+                {
+                    "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+                    "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+                    "body": '{"source": "aws.s3"}',
+                    "attributes": {"ApproximateReceiveCount": "2", "SentTimestamp": "1709296200000"},
+                    "messageAttributes": {"labelloopWaited": {"stringValue": "1", "dataType": "Number"}},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:labelloop-DetectQueue",
+                    "awsRegion": "us-east-1",
+                }
+            ]
         }
     ],
     "model-rejected": [
@@ -303,6 +320,9 @@ def test_examples_are_valid_and_both_engines_agree_on_every_mutation(name: str) 
         ("model-promoted", lambda d: d["perLabelF1"].update(slice=1.2)),
         ("manifest-line", lambda d: d["attr-metadata"].update(type="groundtruth/image-classification")),
         ("a2i-input-content", lambda d: d["initialValue"][0].update(width=0)),
+        ("sqs-batch-event", lambda d: d["Records"][0]["attributes"].update(ApproximateReceiveCount="two")),
+        ("sqs-batch-event", lambda d: d["Records"][0].update(eventSource="aws:kinesis")),
+        ("sqs-batch-event", lambda d: d.update(Records=[])),
     ],
 )
 def test_typical_mistakes_are_rejected_by_both_engines(name: str, change: Any) -> None:
@@ -313,7 +333,8 @@ def test_typical_mistakes_are_rejected_by_both_engines(name: str, change: Any) -
 
 
 def test_aws_event_schemas_allow_extra_fields() -> None:
-    event = json.loads((REPO / "events/detect-object-created.json").read_text())
+    (record,) = json.loads((REPO / "events/detect-object-created.json").read_text())["Records"]
+    event = json.loads(record["body"])
     event["detail"]["object"]["checksum"] = "new field AWS may add"
     event["new-top-level"] = {"x": 1}
     schemas.validate("s3-object-created-event", event)

@@ -14,14 +14,17 @@ from tests.support.paths import REPO_ROOT as REPO
 from tests.support.paths import TEMPLATE_PATH
 from tests.support.template import template_document
 
+# Invoked by EventBridge (rules, schedules): retries and dead-letter queues of asynchronous invocation.
 EVENT_FUNCTIONS = {
-    "DetectFunction": "functions/detect/",
     "StartReviewFunction": "functions/start_review/",
     "AppendLabelsFunction": "functions/append_labels/",
     "RetrainFunction": "functions/retrain/",
     "PromoteFunction": "functions/promote/",
+    "ModelControllerFunction": "functions/model_controller/",
 }
-ALL_FUNCTIONS = {**EVENT_FUNCTIONS, "A2ISetupFunction": "functions/a2i_setup/"}
+# Consumes the DetectQueue through its SQS event source mapping.
+QUEUE_FUNCTIONS = {"DetectFunction": "functions/detect/"}
+ALL_FUNCTIONS = {**EVENT_FUNCTIONS, **QUEUE_FUNCTIONS, "A2ISetupFunction": "functions/a2i_setup/"}
 
 # Read by Powertools itself, not by a settings class.
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
@@ -75,7 +78,13 @@ def test_contract_logical_ids_have_the_agreed_types(resources: dict[str, Any]) -
         "DefaultBusArchive": "AWS::Events::Archive",
         "CoreLayer": "AWS::Serverless::LayerVersion",
         **{function: "AWS::Serverless::Function" for function in ALL_FUNCTIONS},
-        **{f"{function}DeadLetterQueue": "AWS::SQS::Queue" for function in EVENT_FUNCTIONS},
+        **{
+            f"{function}DeadLetterQueue": "AWS::SQS::Queue"
+            for function in {**EVENT_FUNCTIONS, **QUEUE_FUNCTIONS}
+        },
+        "DetectQueue": "AWS::SQS::Queue",
+        "DetectQueueMapping": "AWS::Lambda::EventSourceMapping",
+        "ImageUploadedRule": "AWS::Events::Rule",
     }
     actual = {logical_id: resources.get(logical_id, {}).get("Type") for logical_id in expected}
     assert actual == expected
@@ -124,7 +133,8 @@ def test_function_errors_go_to_its_own_dead_letter_queue(resources: dict[str, An
     assert queue_properties["MessageRetentionPeriod"] == 14 * 24 * 3600
     assert queue_properties["SqsManagedSseEnabled"] is True
     invoke_config = resources[function]["Properties"]["EventInvokeConfig"]
-    assert invoke_config["MaximumRetryAttempts"] == 2
+    # A failed controller tick is not retried: the next tick, a minute later, decides afresh.
+    assert invoke_config["MaximumRetryAttempts"] == (0 if function == "ModelControllerFunction" else 2)
     assert invoke_config["DestinationConfig"]["OnFailure"] == {
         "Type": "SQS",
         "Destination": get_att(queue, "Arn"),
@@ -177,18 +187,106 @@ FLOW_PREFIX = {
 }
 
 
-def test_detect_is_triggered_only_by_uploads_under_incoming(resources: dict[str, Any]) -> None:
-    event = _only_event(resources, "DetectFunction")
-    assert event["Type"] == "EventBridgeRule"
-    assert "EventBusName" not in event["Properties"]  # S3 notifications arrive on the default bus
-    assert event["Properties"]["Pattern"] == {
-        "source": ["aws.s3"],
-        "detail-type": ["Object Created"],
-        "detail": {
-            "bucket": {"name": [{"Ref": "ImageBucket"}]},
-            "object": {"key": [{"prefix": "incoming/"}]},
-        },
+UPLOAD_PATTERN = {
+    "source": ["aws.s3"],
+    "detail-type": ["Object Created"],
+    "detail": {
+        "bucket": {"name": [{"Ref": "ImageBucket"}]},
+        "object": {"key": [{"prefix": "incoming/"}]},
+    },
+}
+
+
+def test_uploads_under_incoming_wait_in_the_detect_queue(resources: dict[str, Any]) -> None:
+    rule = resources["ImageUploadedRule"]["Properties"]
+    assert "EventBusName" not in rule  # S3 notifications arrive on the default bus
+    assert rule["EventPattern"] == UPLOAD_PATTERN
+    (target,) = rule["Targets"]
+    assert target["Arn"] == get_att("DetectQueue", "Arn")
+    assert target["DeadLetterConfig"] == {"Arn": get_att("DetectFunctionDeadLetterQueue", "Arn")}
+    assert 60 <= target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86400
+    for queue in ("DetectQueue", "DetectFunctionDeadLetterQueue"):  # only this rule may send there
+        (statement,) = resources[f"{queue}Policy"]["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Action"] == "sqs:SendMessage"
+        assert statement["Resource"] == get_att(queue, "Arn")
+        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == get_att("ImageUploadedRule", "Arn")
+    assert "Events" not in resources["DetectFunction"]["Properties"]  # the queue is its only trigger
+    assert "EventInvokeConfig" not in resources["DetectFunction"]["Properties"]
+
+
+def test_the_detect_queue_dead_letters_after_max_receive_count_and_keeps_uploads_14_days(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    queue = resources["DetectQueue"]["Properties"]
+    settings = template["Mappings"]["DetectQueue"]["Settings"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": get_att("DetectFunctionDeadLetterQueue", "Arn"),
+        "maxReceiveCount": {"Fn::FindInMap": ["DetectQueue", "Settings", "MaxReceiveCount"]},
     }
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600  # waiting for a stopped model expires nothing
+    assert queue["SqsManagedSseEnabled"] is True
+    # Lambda: the visibility timeout must be at least six times the function's timeout.
+    assert queue["VisibilityTimeout"] == {"Fn::FindInMap": ["DetectQueue", "Settings", "VisibilityTimeout"]}
+    assert settings["VisibilityTimeout"] >= 6 * resources["DetectFunction"]["Properties"]["Timeout"]
+    # Detect dead-letters a failing message itself on the last receive SQS allows (with the reason).
+    detect_env = function_environment(template, "DetectFunction")
+    assert detect_env["MAX_RECEIVE_COUNT"] == {
+        "Fn::FindInMap": ["DetectQueue", "Settings", "MaxReceiveCount"]
+    }
+    assert detect_env["DETECT_QUEUE_URL"] == {"Ref": "DetectQueue"}
+    assert detect_env["DEAD_LETTER_QUEUE_URL"] == {"Ref": "DetectFunctionDeadLetterQueue"}
+
+
+def test_detect_consumes_the_queue_in_batches_with_partial_failures_and_bounded_concurrency(
+    resources: dict[str, Any],
+) -> None:
+    mapping = resources["DetectQueueMapping"]["Properties"]
+    assert mapping["FunctionName"] == {"Ref": "DetectFunction"}
+    assert mapping["EventSourceArn"] == get_att("DetectQueue", "Arn")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "DetectConcurrency"}}
+    assert mapping["BatchSize"] == {"Fn::FindInMap": ["DetectQueue", "Settings", "BatchSize"]}
+    # Created paused: the model controller enables it once the model runs.
+    assert mapping["Enabled"] is False
+    # Reserved concurrency equal to the mapping's maximum: Lambda never throttles the mapping itself.
+    assert resources["DetectFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
+        "Ref": "DetectConcurrency"
+    }
+
+
+def test_the_model_controller_runs_every_minute_and_after_each_promotion(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    events = resources["ModelControllerFunction"]["Properties"]["Events"]
+    assert events["ControlSchedule"]["Properties"]["Schedule"] == "rate(1 minute)"
+    promoted = events["ModelPromoted"]["Properties"]
+    assert promoted["EventBusName"] == {"Ref": "AppEventBus"}
+    assert promoted["Pattern"] == {"source": ["labelloop"], "detail-type": ["ModelPromoted"]}
+    environment = function_environment(template, "ModelControllerFunction")
+    assert environment["EVENT_SOURCE_MAPPING_UUID"] == {"Ref": "DetectQueueMapping"}
+    assert environment["DETECT_QUEUE_URL"] == {"Ref": "DetectQueue"}
+    for variable, parameter in (
+        ("MODEL_IDLE_MINUTES", "ModelIdleMinutes"),
+        ("MIN_INFERENCE_UNITS", "MinInferenceUnits"),
+        ("MAX_INFERENCE_UNITS", "MaxInferenceUnits"),
+        ("INFERENCE_UNIT_HOUR_PRICE", "InferenceUnitHourPrice"),
+    ):
+        assert environment[variable] == {"Ref": parameter}, variable
+    assert function_environment(template, "PromoteFunction")["MAX_INFERENCE_UNITS"] == {
+        "Ref": "MaxInferenceUnits"
+    }
+
+
+def test_inference_on_demand_parameters_say_what_they_cost(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    assert parameters["ModelIdleMinutes"]["Default"] == 15 and parameters["ModelIdleMinutes"]["MinValue"] == 0
+    assert "0" in parameters["ModelIdleMinutes"]["Description"]
+    assert parameters["MaxInferenceUnits"]["Default"] == ""  # no auto-scaling unless asked for
+    assert re.fullmatch(parameters["MaxInferenceUnits"]["AllowedPattern"], "4")
+    assert not re.fullmatch(parameters["MaxInferenceUnits"]["AllowedPattern"], "0")
+    assert parameters["DetectConcurrency"]["MinValue"] == 2  # SQS mappings' MaximumConcurrency minimum
+    assert parameters["InferenceUnitHourPrice"]["Default"] == 4  # us-east-1, README "Costs"
 
 
 def test_start_review_listens_to_review_requests_on_the_app_bus(resources: dict[str, Any]) -> None:
@@ -227,7 +325,7 @@ def test_archives_cover_the_app_bus_and_only_our_default_bus_events(resources: d
     default = resources["DefaultBusArchive"]["Properties"]
     assert default["SourceArn"]["Fn::Sub"].endswith(":event-bus/default")
     s3_pattern, a2i_pattern = default["EventPattern"]["$or"]
-    assert s3_pattern == _only_event(resources, "DetectFunction")["Properties"]["Pattern"]
+    assert s3_pattern == resources["ImageUploadedRule"]["Properties"]["EventPattern"] == UPLOAD_PATTERN
     assert a2i_pattern["source"] == ["aws.sagemaker"]
     assert a2i_pattern["detail"]["flowDefinitionArn"] == [{"prefix": FLOW_PREFIX}]
 
@@ -434,7 +532,8 @@ def test_outputs_tell_the_user_where_things_are(template: dict[str, Any]) -> Non
         "LedgerTableName",
         "ActiveModelParameterName",
         "RollbackHint",
-        *(f"{function}DeadLetterQueueUrl" for function in EVENT_FUNCTIONS),
+        *(f"{function}DeadLetterQueueUrl" for function in {**EVENT_FUNCTIONS, **QUEUE_FUNCTIONS}),
+        "DetectQueueUrl",
     }
     assert expected <= set(template["Outputs"])
     assert template["Outputs"]["UploadPrefix"]["Value"] == {"Fn::Sub": "s3://${ImageBucket}/incoming/"}

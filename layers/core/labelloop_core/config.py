@@ -175,6 +175,11 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def optional_positive_int(raw: str) -> int | None:
+    """A positive integer, or None for an empty value (an optional CloudFormation parameter)."""
+    return positive_int(raw) if raw.strip() else None
+
+
 def boolean(raw: str) -> bool:
     lowered = raw.lower()
     if lowered in _TRUE:
@@ -264,3 +269,23 @@ def task_table() -> Any:
 
 
 REVIEW_BACKENDS = ("builtin", "a2i")
+
+
+def detect_queue_url() -> Any:
+    return setting("DETECT_QUEUE_URL", text)
+
+
+def min_inference_units() -> Any:
+    return setting("MIN_INFERENCE_UNITS", positive_int, 1)
+
+
+def max_inference_units() -> Any:
+    return setting("MAX_INFERENCE_UNITS", optional_positive_int, None)
+
+
+def check_inference_units(minimum: int, maximum: int | None) -> None:
+    if maximum is not None and maximum < minimum:
+        raise ConfigError(
+            "MAX_INFERENCE_UNITS",
+            f"{maximum} is below MIN_INFERENCE_UNITS {minimum}: auto-scaling needs max ≥ min",
+        )

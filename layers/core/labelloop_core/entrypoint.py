@@ -5,7 +5,8 @@
 gives the function, in this order:
 1. one observability stack: Powertools Metrics (flushed per invocation), Tracer (built at the first
    invocation, see `observability`), Logger with the correlation id taken from the event
-   (`correlation_id_path`, the EventBridge event id by default: stable across retries and replays);
+   (`correlation_id_path`, the EventBridge event id by default: stable across retries and replays;
+   a batch consumer sets the id of each event of the batch itself);
 2. edge validation inside the error boundary: `parse(event, context)` turns the event into a typed
    request or raises `InvalidEvent`, which is logged and counted (`InvalidEvents`) before it
    propagates, exactly like an `InvalidEvent` raised later by the service;
@@ -78,14 +79,11 @@ def forget_built_services() -> None:
 def lambda_entrypoint(
     parse: Callable[[Mapping[str, Any], Any], Request],
     service_type: ServiceType[Request],
-    *,
-    correlation_id_path: str | None = None,
 ) -> LambdaHandler:
     """The Lambda handler of a function: parse → settings → service → outcome, observed. The
-    correlation id is where the parser says its events keep one (`parse.correlation_id_path`), by
-    default the EventBridge event id."""
-    if correlation_id_path is None:
-        correlation_id_path = getattr(parse, "correlation_id_path", EVENTBRIDGE_EVENT_ID)
+    correlation id is where the parser says its events keep one (`parse.correlation_id_path`; None for
+    an SQS batch, whose service sets each event's id itself), by default the EventBridge event id."""
+    correlation_id_path = getattr(parse, "correlation_id_path", EVENTBRIDGE_EVENT_ID)
     logger = observability.logger()
     metrics = observability.metrics()
     service = _Built(service_type)

@@ -19,6 +19,17 @@ class TransientError(LabelloopError):
     """A temporary condition (throttling, model not ready yet): retry later."""
 
 
+class Throttled(TransientError):
+    """AWS asked the caller to slow down (throttling, provisioned throughput exceeded): wait and try
+    again. Not a failure of the work item: a queue consumer puts it back with a delay instead of
+    counting it as a failed attempt."""
+
+
+class ModelNotReady(TransientError):
+    """The Custom Labels model is not RUNNING (stopped, starting or stopping): the work waits for it,
+    and that is not a failed attempt either."""
+
+
 class CodedError(LabelloopError):
     """An error with a stable machine-readable `code` and a human-readable `message`."""
 

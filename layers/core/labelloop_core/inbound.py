@@ -6,6 +6,7 @@ entry point, then retried by the platform and kept in the function's dead-letter
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,6 +56,72 @@ def object_created(event: Mapping[str, Any], context: Any = None) -> ObjectCreat
         etag=s3_object.get("etag"),
     )
     return ObjectCreated(image, _replay_name(event))
+
+
+# The message attribute that counts how often a message was put back to wait for the model.
+WAITED_ATTRIBUTE = "labelloopWaited"
+
+
+@dataclass(frozen=True)
+class QueuedUpload:
+    """One DetectQueue message: an S3 `Object Created` event, or why its body is not one."""
+
+    message_id: str
+    body: str
+    receive_count: int  # SQS ApproximateReceiveCount, this receive included
+    waited: int  # times it was sent back to wait for the model (WAITED_ATTRIBUTE)
+    upload: ObjectCreated | None
+    problem: str | None = None  # set when `upload` is None
+
+    @property
+    def event_id(self) -> str | None:
+        try:
+            event = json.loads(self.body)
+        except ValueError:
+            return None
+        return str(event["id"]) if isinstance(event, dict) and event.get("id") else None
+
+
+@dataclass(frozen=True)
+class QueuedUploads:
+    """A batch of the DetectQueue's event source mapping."""
+
+    records: tuple[QueuedUpload, ...]
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"batch_size": len(self.records)}
+
+
+def queued_uploads(event: Mapping[str, Any], context: Any = None) -> QueuedUploads:
+    """An SQS batch whose bodies are S3 `Object Created` events. A body that is not one does not fail
+    the batch: that record carries the problem (Detect dead-letters it with the reason)."""
+    require_valid("sqs-batch-event", event)
+    records = []
+    for record in event["Records"]:
+        attributes = record.get("messageAttributes") or {}
+        waited = str((attributes.get(WAITED_ATTRIBUTE) or {}).get("stringValue") or "0")
+        message_id = str(record["messageId"])
+        body_text = str(record["body"])
+        receive_count = int(record["attributes"]["ApproximateReceiveCount"])
+        waits = int(waited) if waited.isdigit() else 0
+
+        upload: ObjectCreated | None = None
+        problem: str | None = None
+        try:
+            body = json.loads(body_text)
+            if not isinstance(body, dict):
+                raise InvalidEvent("the message body is not a JSON object")
+            upload = object_created(body)
+        except ValueError as error:  # json.JSONDecodeError; InvalidEvent is not a ValueError
+            problem = f"the body is not JSON: {error}"
+        except InvalidEvent as error:
+            problem = str(error)
+        records.append(QueuedUpload(message_id, body_text, receive_count, waits, upload, problem))
+    return QueuedUploads(tuple(records))
+
+
+# A batch has no one correlation id: Detect sets each upload's own (see `entrypoint`).
+queued_uploads.correlation_id_path = None  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -217,6 +284,30 @@ http_request.correlation_id_path = "requestContext.requestId"  # type: ignore[at
 
 
 @dataclass(frozen=True)
+class ControlTick:
+    """Why the ModelController runs: its schedule, or on demand (a promotion just switched models)."""
+
+    trigger: str  # "schedule" | "ModelPromoted"
+    event_id: str | None = None
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"trigger": self.trigger}
+
+
+def control_tick(event: Mapping[str, Any], context: Any = None) -> ControlTick:
+    """A Scheduled Event, or a labelloop `ModelPromoted` event from the app bus."""
+    event_id = str(event.get("id")) if isinstance(event, Mapping) and event.get("id") else None
+    if isinstance(event, Mapping) and event.get("source") == "labelloop":
+        require_valid("app-event", event)
+        if event.get("detail-type") != "ModelPromoted":
+            raise InvalidEvent(f"expected detail-type 'ModelPromoted', got {event.get('detail-type')!r}")
+        require_valid("model-promoted", event["detail"], what="ModelPromoted detail")
+        return ControlTick("ModelPromoted", event_id)
+    schedule_tick(event)
+    return ControlTick("schedule", event_id)
+
+
+@dataclass(frozen=True)
 class CustomResourceRequest:
     """A CloudFormation custom resource request. Only its ResponseURL is checked here: everything
     else is validated by the service, which must answer CloudFormation even for a malformed request."""
@@ -236,3 +327,7 @@ def custom_resource_request(event: Mapping[str, Any], context: Any) -> CustomRes
     if not isinstance(event, Mapping) or not isinstance(event.get("ResponseURL"), str):
         raise InvalidEvent("not a CloudFormation custom resource request: no ResponseURL to answer")
     return CustomResourceRequest(event, context.get_remaining_time_in_millis)
+
+
+# CloudFormation's request id: the same for every retry of one request.
+custom_resource_request.correlation_id_path = "RequestId"  # type: ignore[attr-defined]

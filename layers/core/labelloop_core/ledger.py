@@ -15,6 +15,8 @@ training stands. This module is the one home of its layout (no boto3 here); the 
 | promotion decision | `VERSION#<versionName>` | `DECISION` | Promote |
 | review budget of a UTC day | `BUDGET#<YYYY-MM-DD>` | `OPENED` | StartReview (+1 per review opened) |
 | review waiting for budget | `WAITING#<reviewName>` | `REQUEST` | StartReview |
+| model control state | `MODEL` | `CONTROL` | ModelController (state), Detect (`last_detection_at`) |
+| running interval | `MODELRUN` | `<runningAt>#<versionName>` | ModelController (open, close) |
 
 Statuses carry a `stage` number and writes are conditional on it, so duplicate, replayed or
 out-of-order events never move an item backwards (a late Detect duplicate cannot turn a LABELED
@@ -28,6 +30,11 @@ the day's counter goes up only while it is below the budget, and the item moves 
 "admitted" only if it was still waiting, so no review is counted twice and none beyond the budget.
 An admitted item leaves the index once its review is open; one still admitted (a crash in between)
 is opened by the next scheduled run. Nothing waiting is ever dropped: it waits for the next day.
+
+Running intervals are what inference-unit hours are billed on (`model_control.usage`): the controller
+opens one when it first sees a version RUNNING (the active model, the candidate Promote starts, a
+previous model until it stops) and closes it when it sees it no longer RUNNING, or at once when it
+stops the model itself. One partition holds them all (a few per day), so a report is one Query.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from enum import Enum
 from typing import Any
 
 from labelloop_core.evaluation import EvaluationMetrics
+from labelloop_core.model_control import RunInterval
 
 Key = dict[str, str]
 
@@ -78,6 +86,8 @@ WAITING_INDEX = "WaitingReviews"
 WAITING, ADMITTED = "waiting", "admitted"  # `queue` of a waiting review (the index's partition key)
 PENDING_COUNTER_KEY: Key = {"pk": "COUNTER#labels", "sk": "PENDING"}
 TRAINING_LOCK_KEY: Key = {"pk": "TRAINING", "sk": "CURRENT"}
+MODEL_CONTROL_KEY: Key = {"pk": "MODEL", "sk": "CONTROL"}
+MODEL_RUNS_PK = "MODELRUN"
 
 
 def image_key(image_id: str) -> Key:
@@ -115,6 +125,12 @@ def decision_key(version_name: str) -> Key:
     return {"pk": f"VERSION#{version_name}", "sk": "DECISION"}
 
 
+def run_key(running_at: str, version_arn: str) -> Key:
+    from labelloop_core.naming import version_name_from_arn
+
+    return {"pk": MODEL_RUNS_PK, "sk": f"{running_at}#{version_name_from_arn(version_arn)}"}
+
+
 # --- conditions -----------------------------------------------------------------------------------
 CREATE_ONLY = "attribute_not_exists(pk)"
 STAGE_NOT_BEHIND = "attribute_not_exists(#stage) OR #stage <= :stage"
@@ -130,6 +146,8 @@ OWN_CLAIM = "#window = :window AND #status IN (:claimed, :training)"
 CLAIMED_FOR_WINDOW = "#status = :claimed AND #window = :window"
 STILL_CLAIMED = "#status = :claimed"
 LOCK_IN_PROMOTION = "version_arn = :arn AND #status IN (:training, :starting)"
+RUN_OPEN = "attribute_exists(pk) AND attribute_not_exists(stopped_at)"
+DETECTION_NEWER = "attribute_not_exists(last_detection_at) OR last_detection_at < :now"
 STATUS_VALUES = {":claimed": CLAIMED, ":training": TRAINING, ":starting": STARTING, ":released": RELEASED}
 # The review budget: a day's counter below the budget; a waiting item not yet admitted.
 BUDGET_LEFT = "attribute_not_exists(opened) OR opened < :max"
@@ -141,6 +159,11 @@ QUEUE_VALUES = {":waiting": WAITING, ":admitted": ADMITTED}
 def iso(moment: datetime) -> str:
     """The ledger's time format: ISO-8601 UTC with `Z` (sorts as text)."""
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    """The inverse of `iso`."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _text(item: Mapping[str, Any], name: str) -> str | None:
@@ -378,4 +401,90 @@ def metrics_from_item(item: Mapping[str, Any]) -> EvaluationMetrics | None:
         item.get("precision"),
         item.get("recall"),
         {label: float(score) for label, score in per_label.items()},
+    )
+
+
+# --- inference on demand --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A running interval the controller has not closed yet (kept in the control state)."""
+
+    running_at: str
+    min_units: int
+    max_units: int | None = None
+    metered_until: str | None = None  # inference-unit hours are published up to here
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"running_at": self.running_at, "min_units": self.min_units}
+        if self.max_units is not None:
+            item["max_units"] = self.max_units
+        if self.metered_until is not None:
+            item["metered_until"] = self.metered_until
+        return item
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> OpenRun:
+        max_units = item.get("max_units")
+        return cls(
+            running_at=str(item["running_at"]),
+            min_units=int(item.get("min_units", 1)),
+            max_units=int(max_units) if max_units is not None else None,
+            metered_until=_text(item, "metered_until"),
+        )
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """The ModelController's memory between ticks (`MODEL`/`CONTROL`).
+
+    `last_detection_at` is written by Detect after each batch, everything else by the controller
+    (one writer each: the controller is a singleton and never writes Detect's attribute)."""
+
+    last_work_at: str | None = None  # the last tick that saw messages waiting
+    last_detection_at: str | None = None
+    open_runs: Mapping[str, OpenRun] = field(default_factory=dict)  # by version ARN
+    start_requested: Mapping[str, str] = field(default_factory=dict)  # version ARN -> when
+    last_decision: Mapping[str, Any] = field(default_factory=dict)  # what the last tick saw and did
+
+    CONTROLLER_ATTRIBUTES = ("last_work_at", "open_runs", "start_requested", "last_decision")
+
+    def to_item(self) -> dict[str, Any]:
+        """The controller's attributes (not `last_detection_at`, which is Detect's)."""
+        return {
+            "last_work_at": self.last_work_at,
+            "open_runs": {arn: run.to_item() for arn, run in self.open_runs.items()},
+            "start_requested": dict(self.start_requested),
+            "last_decision": dict(self.last_decision),
+        }
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any] | None) -> ControlState:
+        if not item:
+            return cls()
+        return cls(
+            last_work_at=_text(item, "last_work_at"),
+            last_detection_at=_text(item, "last_detection_at"),
+            open_runs={arn: OpenRun.from_item(run) for arn, run in (item.get("open_runs") or {}).items()},
+            start_requested={arn: str(at) for arn, at in (item.get("start_requested") or {}).items()},
+            last_decision=dict(item.get("last_decision") or {}),
+        )
+
+
+def run_item(version_arn: str, run: OpenRun) -> dict[str, Any]:
+    item = {**run_key(run.running_at, version_arn), "version_arn": version_arn, **run.to_item()}
+    item.pop("metered_until", None)
+    return item
+
+
+def run_from_item(item: Mapping[str, Any]) -> RunInterval:
+    max_units = item.get("max_units")
+    stopped = _text(item, "stopped_at")
+    return RunInterval(
+        version_arn=str(item["version_arn"]),
+        running_at=parse_iso(str(item["running_at"])),
+        stopped_at=parse_iso(stopped) if stopped else None,
+        min_units=int(item.get("min_units", 1)),
+        max_units=int(max_units) if max_units is not None else None,
     )

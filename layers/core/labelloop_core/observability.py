@@ -85,3 +85,10 @@ def count(name: str, value: int = 1) -> None:
     from aws_lambda_powertools.metrics import MetricUnit
 
     metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def measure(name: str, value: float) -> None:
+    """Add a metric value (a gauge or an amount, e.g. inference-unit hours) flushed like `count`."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)

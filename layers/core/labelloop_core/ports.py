@@ -9,21 +9,24 @@ translate AWS errors into `TransientError` (retry later), `ObjectMissing`, `Acce
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol
 
 from labelloop_core.ledger import (
     Admission,
     ClaimResult,
+    ControlState,
     Decision,
     ImageRecord,
     LabelRecord,
     LoopRecord,
+    OpenRun,
     PendingLabel,
     TrainingLock,
     WaitingReview,
 )
+from labelloop_core.model_control import RunInterval
 from labelloop_core.naming import ImageRef, version_name_from_arn
 from labelloop_core.policy import Detection
 from labelloop_core.review_tasks import Task
@@ -73,10 +76,51 @@ class ProjectVersion:
     status_message: str
     f1_score: float | None
     summary: S3Location | None
+    min_units: int | None = None  # while starting or running: MinInferenceUnits
+    max_units: int | None = None  # MaxInferenceUnits (auto-scaling), if any
 
     @property
     def name(self) -> str:
         return version_name_from_arn(self.arn)
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """Messages of a queue: visible, received but not deleted yet (in flight), and delayed."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+
+    @property
+    def total(self) -> int:
+        return self.visible + self.in_flight + self.delayed
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message to send: `id` names it in the answer, `attributes` are String message attributes."""
+
+    id: str
+    body: str
+    delay_seconds: int = 0
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MappingState:
+    """An event source mapping: its State (Enabled, Disabled, Enabling, Disabling, Updating, ...)."""
+
+    state: str
+
+    @property
+    def enabled(self) -> bool:
+        return self.state == "Enabled"
+
+    @property
+    def settled(self) -> bool:
+        """Enabled or Disabled, not in the middle of a change."""
+        return self.state in ("Enabled", "Disabled")
 
 
 @dataclass(frozen=True)
@@ -233,5 +277,38 @@ class CustomLabels(Protocol):
     ) -> str: ...
     def describe_versions(self, version_names: Sequence[str]) -> dict[str, ProjectVersion]: ...
     def describe_version(self, version_arn: str) -> ProjectVersion | None: ...
-    def start_version(self, version_arn: str, min_inference_units: int) -> str: ...
+    def status_of(self, version_arn: str) -> ProjectVersion | None: ...
+    def start_version(
+        self, version_arn: str, min_inference_units: int, max_inference_units: int | None = None
+    ) -> str: ...
     def stop_version(self, version_arn: str) -> str: ...
+
+
+class MessageQueue(Protocol):
+    """One SQS queue."""
+
+    def depth(self) -> QueueDepth: ...
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[str]: ...  # ids of those NOT sent
+
+
+class EventSourceMapping(Protocol):
+    """The event source mapping through which a function consumes a queue."""
+
+    def state(self) -> MappingState: ...
+    def set_enabled(self, enabled: bool) -> MappingState: ...
+
+
+class ModelActivity(Protocol):
+    """Where Detect notes that it just worked (the controller's idle clock)."""
+
+    def record_detection(self, now: datetime) -> None: ...
+
+
+class ModelLedger(ModelActivity, Protocol):
+    """The controller's state and the running intervals (`labelloop_core.ledger`)."""
+
+    def read_control(self) -> ControlState: ...
+    def save_control(self, state: ControlState) -> None: ...
+    def open_run(self, version_arn: str, run: OpenRun) -> bool: ...
+    def close_run(self, version_arn: str, running_at: str, stopped_at: str, reason: str) -> bool: ...
+    def runs(self) -> Iterator[RunInterval]: ...

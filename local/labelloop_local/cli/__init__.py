@@ -60,7 +60,7 @@ def add_command(
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `labelloop --help` stays fast and one broken group cannot hide the others.
-    from labelloop_local.cli import dlq, local, manifest, model, reviewers
+    from labelloop_local.cli import dlq, local, manifest, model, reviewers, status
 
     parser = argparse.ArgumentParser(
         prog="labelloop",
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.register(subparsers)
     dlq.register(subparsers)
     reviewers.register(subparsers)
+    status.register(subparsers)
     local.register(subparsers)
     return parser
 

@@ -1,7 +1,7 @@
 """`labelloop dlq list|redrive --stack NAME`: the dead letters of a stack, and sending them back.
 
 Every function of the stack has a dead-letter queue (`<Function>DeadLetterQueue`, docs/ARCHITECTURE.md).
-Two kinds of message land there:
+Two kinds of message land in the queue of a function invoked by EventBridge:
 
 * EventBridge could not deliver an event to its target: the body is the event, the message
   attributes say why (`ERROR_CODE`, `ERROR_MESSAGE`) and where it was going (`RULE_ARN`, `TARGET_ARN`);
@@ -9,14 +9,24 @@ Two kinds of message land there:
   destination record (`requestContext.functionArn`/`condition`, `requestPayload` = the event,
   `responsePayload.errorType`/`errorMessage`).
 
-`list` shows each one with its function, reason, time and event id. `redrive` sends each event back to
-the function it failed in, as an asynchronous invocation (Lambda `Invoke`, `InvocationType=Event`, so
-the function's retries and its dead-letter queue apply again), and deletes the message only once Lambda
-accepted the invocation: nothing is lost. A message it cannot interpret stays, and is reported.
+A dead-letter queue that is the redrive target of another queue of the stack (Detect's: the
+DetectQueue's, found with `ListDeadLetterSourceQueues`) holds the events of that queue: uploads
+EventBridge could not put in it (EventBridge's attributes), messages Detect gave up on (the reason in
+`ERROR_CODE`, `ERROR_MESSAGE`, `RETRY_ATTEMPTS`), or messages SQS moved after `maxReceiveCount`
+receives (no reason recorded: the function crashed or timed out; see its log group).
 
-The stack is read through CloudFormation (`ListStackResources`: queue URLs and function names); besides
-reading the queues, the only writes are `Invoke` and `DeleteMessage` (and `ChangeMessageVisibility`,
-which makes a message read but not redriven visible again at once). The same code runs against the
+`list` shows each one with its function, reason, time and event id. `redrive` sends each event back
+where it failed: to the function, as an asynchronous invocation (Lambda `Invoke`,
+`InvocationType=Event`, so the function's retries and its dead-letter queue apply again), or into the
+source queue (SQS `SendMessage` of the original event: the consumer's receives start again from
+zero; chosen over `StartMessageMoveTask`, which moves a whole queue at once, so that `--message-id`
+and `--function` select single dead letters). A message is deleted only once Lambda or SQS accepted
+it: nothing is lost. A message it cannot interpret stays, and is reported.
+
+The stack is read through CloudFormation (`ListStackResources`: queue URLs and function names) and
+SQS (`ListDeadLetterSourceQueues`); besides reading the queues, the only writes are `Invoke`,
+`SendMessage` and `DeleteMessage` (and `ChangeMessageVisibility`, which makes a message read but not
+redriven visible again at once). The same code runs against the
 local stack, which answers these APIs: `labelloop local dlq ...`, or this command after the `export`
 lines `labelloop local up` prints.
 """
@@ -49,17 +59,20 @@ class DeadLetter:
 
     queue: str  # logical id of the queue
     message_id: str
-    kind: str  # "eventbridge" (undeliverable event) | "lambda" (on-failure destination record)
-    function_arn: str  # the function it failed in: where a redrive sends it
+    kind: str  # "eventbridge" (undeliverable event) | "lambda" (destination record) | "queue"
+    function_arn: str  # the function it failed in ("" for a queue's dead letter)
     reason: str
     failed_at: str  # ISO 8601, UTC
     event_id: str | None
     event: Any = field(repr=False)
     receipt_handle: str = field(default="", repr=False)
+    source_queue: str = ""  # "queue" kind: the URL of the queue a redrive sends the event back to
 
     @property
     def function_name(self) -> str:
         """The function name of `function_arn` (without a version or alias qualifier)."""
+        if not self.function_arn:
+            return ""
         return self.function_arn.split(":function:", 1)[1].split(":", 1)[0]
 
 
@@ -73,8 +86,11 @@ class Unreadable:
     receipt_handle: str = field(default="", repr=False)
 
 
-def parse_dead_letter(queue: str, message: Mapping[str, Any]) -> DeadLetter | Unreadable:
-    """Interpret one SQS message (as ReceiveMessage returns it) of the dead-letter queue `queue`."""
+def parse_dead_letter(
+    queue: str, message: Mapping[str, Any], source_queue: str | None = None
+) -> DeadLetter | Unreadable:
+    """Interpret one SQS message (as ReceiveMessage returns it) of the dead-letter queue `queue`;
+    `source_queue`: the URL of the queue `queue` is the redrive target of, if any."""
     message_id = str(message.get("MessageId", ""))
     receipt = str(message.get("ReceiptHandle", ""))
     attributes = {
@@ -90,6 +106,8 @@ def parse_dead_letter(queue: str, message: Mapping[str, Any]) -> DeadLetter | Un
         body = json.loads(message.get("Body") or "")
     except ValueError:
         return unreadable("the body is not JSON")
+    if source_queue:
+        return _queue_dead_letter(queue, message, source_queue, body, attributes)
     if any(name in attributes for name in _EVENTBRIDGE_ATTRIBUTES):
         target = attributes.get("TARGET_ARN", "")
         if not _is_function_arn(target):
@@ -145,6 +163,38 @@ def parse_dead_letter(queue: str, message: Mapping[str, Any]) -> DeadLetter | Un
     )
 
 
+def _queue_dead_letter(
+    queue: str, message: Mapping[str, Any], source_queue: str, body: Any, attributes: Mapping[str, str]
+) -> DeadLetter:
+    """A dead letter of a queue's consumer: the event goes back into `source_queue`."""
+    event = body
+    if isinstance(body, dict) and "requestPayload" in body and "requestContext" in body:
+        event = body["requestPayload"]  # recorded before the function consumed a queue
+    if attributes.get("ERROR_CODE") or attributes.get("ERROR_MESSAGE"):
+        reason = (
+            f"{attributes.get('ERROR_CODE') or 'failed'}: {attributes.get('ERROR_MESSAGE') or 'no message'}"
+        )
+        if attributes.get("RETRY_ATTEMPTS"):
+            reason += f" (after {attributes['RETRY_ATTEMPTS']} attempts)"
+    else:
+        reason = (
+            "received maxReceiveCount times without a recorded reason (the function crashed or timed out "
+            "on each receive): see its log group"
+        )
+    return DeadLetter(
+        queue=queue,
+        message_id=str(message.get("MessageId", "")),
+        kind="queue",
+        function_arn="",
+        reason=reason,
+        failed_at=_from_epoch_millis((message.get("Attributes") or {}).get("SentTimestamp")),
+        event_id=_event_id(event),
+        event=event,
+        receipt_handle=str(message.get("ReceiptHandle", "")),
+        source_queue=source_queue,
+    )
+
+
 def _is_function_arn(arn: str) -> bool:
     return arn.startswith("arn:") and ":lambda:" in arn and ":function:" in arn
 
@@ -185,13 +235,16 @@ class StackQueues:
     stack: str
     queues: dict[str, str]
     functions: dict[str, str]
+    sources: dict[str, str] = field(default_factory=dict)  # dead-letter queue -> URL of its source queue
 
     def function_of_queue(self, queue: str) -> str:
         owner = queue.removesuffix(DLQ_SUFFIX)
         return owner if owner in self.functions.values() else "?"
 
 
-def stack_queues(cloudformation: Any, stack: str) -> StackQueues:
+def stack_queues(cloudformation: Any, stack: str, sqs: Any = None) -> StackQueues:
+    """The stack's dead-letter queues and functions; with `sqs`, also the queue each dead-letter
+    queue is the redrive target of (SQS ListDeadLetterSourceQueues)."""
     queues, functions = {}, {}
     for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack):
         for resource in page["StackResourceSummaries"]:
@@ -202,7 +255,12 @@ def stack_queues(cloudformation: Any, stack: str) -> StackQueues:
                 functions[physical_id] = logical_id
     if not queues:
         raise DlqError(f"stack {stack} has no dead-letter queues (resources named *{DLQ_SUFFIX})")
-    return StackQueues(stack, queues, functions)
+    sources = {}
+    for logical_id, url in queues.items() if sqs is not None else ():
+        found = sqs.list_dead_letter_source_queues(QueueUrl=url).get("queueUrls") or []
+        if found:
+            sources[logical_id] = str(found[0])
+    return StackQueues(stack, queues, functions, sources)
 
 
 def _receive_all(sqs: Any, url: str, visibility: int) -> list[dict[str, Any]]:
@@ -260,7 +318,7 @@ class Selection:
             return False
         if self.function is None:
             return True
-        if isinstance(letter, Unreadable):
+        if isinstance(letter, Unreadable) or letter.kind == "queue":
             return stack.function_of_queue(letter.queue) == self.function
         return self.function in (letter.function_name, stack.functions.get(letter.function_name))
 
@@ -270,7 +328,9 @@ def read_dead_letters(
 ) -> Iterator[tuple[str, list[DeadLetter | Unreadable], list[str]]]:
     """Per selected queue: (URL, the selected letters, receipt handles of the others, to release)."""
     for logical_id, url in selection.queues(stack).items():
-        letters = [parse_dead_letter(logical_id, m) for m in _receive_all(clients.sqs, url, visibility)]
+        source = stack.sources.get(logical_id)
+        received = _receive_all(clients.sqs, url, visibility)
+        letters = [parse_dead_letter(logical_id, m, source) for m in received]
         chosen = [letter for letter in letters if selection.wants(stack, letter)]
         others = [letter.receipt_handle for letter in letters if letter not in chosen]
         yield url, chosen, others
@@ -334,6 +394,8 @@ def _redrive_one(
 
     if isinstance(letter, Unreadable):
         return letter.problem
+    if letter.kind == "queue":
+        return letter if dry_run else _send_back(clients, letter)
     if letter.function_name not in stack.functions:
         return f"it failed in {letter.function_name}, which is not a function of stack {stack.stack}"
     if dry_run:
@@ -349,8 +411,21 @@ def _redrive_one(
     return letter
 
 
+def _send_back(clients: Clients, letter: DeadLetter) -> DeadLetter | str:
+    """The event into its source queue again, as the original message body (a new message: its
+    receive count starts from zero)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        clients.sqs.send_message(QueueUrl=letter.source_queue, MessageBody=json.dumps(letter.event))
+    except (BotoCoreError, ClientError) as error:
+        return f"SQS did not accept the message: {_one_line(error)}"
+    return letter
+
+
 def _describe(letter: DeadLetter) -> str:
-    return f"event {letter.event_id or '(no id)'} (message {letter.message_id}) to {letter.function_name}"
+    where = letter.source_queue.rsplit("/", 1)[-1] if letter.kind == "queue" else letter.function_name
+    return f"event {letter.event_id or '(no id)'} (message {letter.message_id}) to {where}"
 
 
 def _one_line(error: BaseException) -> str:
@@ -377,10 +452,10 @@ def add_commands(parser: argparse.ArgumentParser, stack_argument: bool, wrap: An
     redriving = add_command(
         actions,
         "redrive",
-        "send dead letters back to their function (async Invoke), then delete them",
+        "send dead letters back where they failed (async Invoke, or the source queue), then delete them",
         "Each dead letter's event goes back to the function it failed in as an asynchronous invocation "
-        "(its retries and dead-letter queue apply again); the message is deleted only once Lambda "
-        "accepted the invocation.",
+        "(its retries and dead-letter queue apply again), or, for a queue's dead-letter queue (Detect's), "
+        "into that queue as a new message; the message is deleted only once Lambda or SQS accepted it.",
     )
     for sub in (listing, redriving):
         if stack_argument:
@@ -406,7 +481,7 @@ def _guarded(
 
     try:
         clients = Clients.default()
-        return command(args, clients, stack_queues(clients.cloudformation, args.stack))
+        return command(args, clients, stack_queues(clients.cloudformation, args.stack, clients.sqs))
     except DlqError as error:
         message = str(error)
     except NoCredentialsError:
@@ -448,6 +523,7 @@ def _print_list(args: argparse.Namespace, clients: Clients, stack: StackQueues) 
     for letter in letters:
         if isinstance(letter, DeadLetter):
             function = stack.functions.get(letter.function_name, letter.function_name)
+            function = function or stack.function_of_queue(letter.queue)
             rows.append(
                 (
                     letter.queue,

@@ -1,4 +1,5 @@
-"""`labelloop local demo|up|upload|status|replay|dlq|reviewers`: the local stack from the command line.
+"""`labelloop local demo|up|upload|status|replay|dlq|reviewers`: the local stack from the command line
+(`status` as `labelloop status`, `reviewers` as `labelloop reviewers`).
 
 `up` keeps its work: the stack's AWS state and the local services' state live in a per-user data
 directory (`labelloop_local.stack.state`) and are restored at the next `up`, so reviews, labels,
@@ -116,10 +117,6 @@ def register(subparsers: Any) -> None:
     upload.add_argument("files", nargs="+", type=Path, help="PNG or JPEG files")
     upload.set_defaults(func=_upload)
 
-    status = add_command(commands, "status", "where the running stack's loop stands")
-    status.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    status.set_defaults(func=_status)
-
     replay = add_command(
         commands,
         "replay",
@@ -150,6 +147,17 @@ def register(subparsers: Any) -> None:
         "`add` prints the temporary password)",
     )
     reviewers.add_commands(local_reviewers, stack_argument=False, wrap=_local_reviewers)
+
+    from labelloop_local.cli import status
+
+    state = add_command(
+        commands,
+        "status",
+        "`labelloop status` of the running local stack (its endpoints from the state file)",
+        "The model, images waiting, reviews open, labels, trainings and this month's inference-unit hours "
+        "and cost of the stack `labelloop local up` runs.",
+    )
+    status.add_arguments(state, stack_argument=False, wrap=_with_local_stack)
 
 
 # -- demo ---------------------------------------------------------------------------------------------
@@ -363,6 +371,25 @@ def _on_running_stack(command: Callable[[argparse.Namespace], int]) -> Callable[
     return run
 
 
+def _with_local_stack(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`labelloop status` of the running local stack, with where that stack runs (its process, review
+    backend, portal and data directory)."""
+
+    def run(args: argparse.Namespace) -> int:
+        state = _running_state()
+        if state is None:
+            return 1
+        args.local_stack = {
+            "pid": state["pid"],
+            "review_backend": state.get("review_backend"),
+            "portal_url": state["portal_url"],
+            "data_dir": state.get("data_dir"),
+        }
+        return _on_running_stack(command)(args)
+
+    return run
+
+
 def _running_state() -> dict[str, Any] | None:
     """The state file `labelloop local up` writes, or None once the reason there is none is printed."""
     try:
@@ -445,63 +472,3 @@ def _replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _status(args: argparse.Namespace) -> int:
-    """Where the running stack's loop stands: its endpoints and what is in its bucket and queues."""
-    state = _running_state()
-    if state is None:
-        return 1
-    from labelloop_local.stack.handlers import environment
-
-    with environment(state["env"], remove=("AWS_PROFILE", "AWS_SESSION_TOKEN")):
-        report = {
-            "stack": state["stack_name"],
-            "pid": state["pid"],
-            "review_backend": state.get("review_backend"),
-            "portal_url": state["portal_url"],
-            "data_dir": state.get("data_dir"),
-            **_counts(state),
-        }
-    if args.json:
-        print(json.dumps(report, sort_keys=True))
-        return 0
-    for name, value in report.items():
-        print(f"{name.replace('_', ' '):22} {value}")
-    return 0
-
-
-def _counts(state: dict[str, Any]) -> dict[str, Any]:
-    import boto3
-
-    s3 = boto3.client("s3")
-    counts: dict[str, Any] = {}
-    for prefix in ("incoming/", "predictions/", "labels/"):
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=state["bucket"], Prefix=prefix)
-        counts[f"{prefix.rstrip('/')}"] = sum(page.get("KeyCount", 0) for page in pages)
-    cloudformation = boto3.client("cloudformation")
-    resources = cloudformation.list_stack_resources(StackName=state["stack_name"])["StackResourceSummaries"]
-    physical = {item["LogicalResourceId"]: item["PhysicalResourceId"] for item in resources}
-    if "ReviewTaskTable" in physical:
-        table = physical["ReviewTaskTable"]
-        scan = boto3.client("dynamodb").scan(
-            TableName=table,
-            FilterExpression="#status = :open",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":open": {"S": "OPEN"}},
-            Select="COUNT",
-        )
-        counts["open_review_tasks"] = scan["Count"]
-    sqs = boto3.client("sqs")
-    waiting = 0
-    for logical_id, url in physical.items():
-        if logical_id.endswith("DeadLetterQueue"):
-            attributes = sqs.get_queue_attributes(
-                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-            )
-            waiting += int(attributes["Attributes"]["ApproximateNumberOfMessages"])
-    counts["dead_letters"] = waiting
-    if "ActiveModelParameter" in physical:
-        parameter = boto3.client("ssm").get_parameter(Name=physical["ActiveModelParameter"])
-        counts["active_model"] = parameter["Parameter"]["Value"]
-    return counts

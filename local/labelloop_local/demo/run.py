@@ -301,14 +301,11 @@ class _DemoRun:
                 f"base training {version_name} failed: {version.get('StatusMessage', 'no reason')}"
             )
         self.result.f1_before = _f1(version)
-        self.say(f"base model trained (F1 {format_f1(self.result.f1_before)}); starting it")
-        self.rekognition.start_project_version(ProjectVersionArn=arn, MinInferenceUnits=1)
-        self._wait_for(
-            lambda: self._version(project_arn, version_name)["Status"] == "RUNNING",
-            "base model to be RUNNING",
-        )
         self.ssm.put_parameter(Name=self.active_model_parameter, Value=arn, Type="String", Overwrite=True)
-        self.say(f"active model: {arn}")
+        self.say(
+            f"base model trained (F1 {format_f1(self.result.f1_before)}) and made active, not started: "
+            "the model controller starts it when images arrive"
+        )
 
     # -- the loop -----------------------------------------------------------------------------------
     def upload(self, names: list[str]) -> None:

@@ -1,14 +1,18 @@
 """The Lambda and CloudFormation APIs of the local stack, so operator commands run unchanged against it.
 
-`labelloop dlq ...` and `labelloop model rollback` read a deployed stack through CloudFormation
-(`DescribeStacks`, `DescribeStackResource(s)`, `ListStackResources`) and Lambda
-(`GetFunctionConfiguration`, `Invoke`). Here those calls are answered from the provisioned local
-stack (a `StackView`, attached once it exists), in the real wire protocols:
+`labelloop dlq ...`, `labelloop status` and `labelloop model rollback` read a deployed stack through
+CloudFormation (`DescribeStacks`, `DescribeStackResource(s)`, `ListStackResources`) and Lambda
+(`GetFunctionConfiguration`, `Invoke`, and the event source mappings the model controller switches:
+`GetEventSourceMapping`, `UpdateEventSourceMapping` (its `Enabled` state), `ListEventSourceMappings`).
+Here those calls are answered from the provisioned local stack (a `StackView`, attached once it
+exists), in the real wire protocols:
 
 * Lambda, REST-JSON: `GET /2015-03-31/functions/{name}/configuration`, `POST
   /2015-03-31/functions/{name}/invocations` with `X-Amz-Invocation-Type` `Event` (202: the event joins
   the stack's asynchronous queue, so Lambda's retries and the on-failure queue apply),
   `RequestResponse` (200, the handler's result, `X-Amz-Function-Error` when it raised) or `DryRun` (204);
+* Lambda event source mappings, REST-JSON: `GET|PUT /2015-03-31/event-source-mappings/{UUID}`, `GET
+  /2015-03-31/event-source-mappings/` (the mappings of template.yaml, run by the dispatcher);
 * CloudFormation, query protocol: a form `POST /` with `Action=...`, answered in XML.
 """
 
@@ -28,6 +32,7 @@ from labelloop_local.emulators.common import AwsError
 from labelloop_local.emulators.portal import Response
 
 LAMBDA_PREFIX = "/2015-03-31/functions/"
+MAPPINGS_PATH = "/2015-03-31/event-source-mappings"
 CFN_NAMESPACE = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
 LIST_PAGE_SIZE = 100  # ListStackResources answers up to 100 summaries a page, as CloudFormation does
 
@@ -61,6 +66,10 @@ class StackView(Protocol):
 
     def invoke(self, function_id: str, event: Any) -> Any: ...
 
+    def event_source_mappings(self) -> Sequence[dict[str, Any]]: ...  # GetEventSourceMapping answers
+
+    def update_event_source_mapping(self, uuid: str, enabled: bool | None) -> dict[str, Any]: ...
+
 
 class ControlPlane:
     """Answers the Lambda and CloudFormation requests of one local stack."""
@@ -83,6 +92,54 @@ class ControlPlane:
             return self._invoke(function_id, headers.get("X-Amz-Invocation-Type") or "RequestResponse", body)
         raise AwsError(
             "ResourceNotFoundException", f"{method} {path} is not supported by the local Lambda", 404
+        )
+
+    def mappings_request(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> Response:
+        """`GetEventSourceMapping`, `UpdateEventSourceMapping`, `ListEventSourceMappings`."""
+        uuid = unquote(path[len(MAPPINGS_PATH) :].strip("/"))
+        mappings = {m["UUID"]: m for m in self._view().event_source_mappings()}
+        if not uuid and method == "GET":
+            found = [
+                m
+                for m in mappings.values()
+                if query.get("EventSourceArn") in (None, m["EventSourceArn"])
+                and self._function_matches(query.get("FunctionName"), m["FunctionArn"])
+            ]
+            return _json(200, {"EventSourceMappings": found})
+        if uuid not in mappings:
+            raise AwsError(
+                "ResourceNotFoundException", f"The resource you requested does not exist: {uuid}", 404
+            )
+        if method == "GET":
+            return _json(200, mappings[uuid])
+        if method == "PUT":
+            try:
+                update = json.loads(body or b"{}")
+            except ValueError as error:
+                raise AwsError(
+                    "InvalidRequestContentException", f"Could not parse request body: {error}"
+                ) from error
+            unsupported = sorted(set(update) - {"Enabled", "FunctionName"})
+            if unsupported:
+                raise AwsError(
+                    "InvalidParameterValueException",
+                    f"the local stack changes only Enabled (template.yaml sets the rest), not {unsupported}",
+                )
+            enabled = update.get("Enabled")
+            return _json(
+                202,
+                self._view().update_event_source_mapping(uuid, None if enabled is None else bool(enabled)),
+            )
+        raise AwsError(
+            "ResourceNotFoundException", f"{method} {path} is not supported by the local Lambda", 404
+        )
+
+    def _function_matches(self, name: str | None, function_arn: str) -> bool:
+        if not name:
+            return True
+        return (
+            name == function_arn
+            or name.rsplit(":function:", 1)[-1] == function_arn.rsplit(":function:", 1)[-1]
         )
 
     def _function(self, name: str, qualifier: str | None) -> str:

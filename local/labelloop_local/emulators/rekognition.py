@@ -5,6 +5,11 @@ CPU detector (`labelloop_local.emulators.detector`), evaluation summaries in Rek
 written to the version's OutputConfig, start/stop with the real status sequence and DetectCustomLabels
 with AWS's image checks. Asynchronous work (dataset import/update, training, start, stop) shows the same
 intermediate statuses as AWS, so callers must poll as they would in the cloud.
+
+The real service's constraints are emulated: a RUNNING model serves at most
+`tps_per_inference_unit` × its inference units DetectCustomLabels calls per second (a token bucket
+holding one second's worth; beyond it `ProvisionedThroughputExceededException`), and starting and
+stopping take `start_seconds` and `stop_seconds` (minutes on AWS).
 """
 
 from __future__ import annotations
@@ -56,10 +61,19 @@ class RekognitionService:
         aws: AwsEndpoints,
         transition_seconds: float,
         detector: Any = None,
+        *,
+        start_seconds: float | None = None,
+        stop_seconds: float | None = None,
+        tps_per_inference_unit: float | None = None,
     ) -> None:
+        """`tps_per_inference_unit` None: unlimited throughput; `start_seconds`/`stop_seconds` None:
+        `transition_seconds`."""
         self.region = region
         self._aws = aws
         self._transition = timedelta(seconds=transition_seconds)
+        self._start = timedelta(seconds=transition_seconds if start_seconds is None else start_seconds)
+        self._stop = timedelta(seconds=transition_seconds if stop_seconds is None else stop_seconds)
+        self.throughput = Throughput(tps_per_inference_unit)
         self._models_dir = data_dir / "models"
         self.store = JsonStore(
             data_dir / "rekognition.json", lambda: {"projects": {}, "datasets": {}, "versions": {}}
@@ -523,7 +537,7 @@ class RekognitionService:
             live = self.store.data["versions"][arn]
             live.update(status="STARTING", status_message="The model is starting.", min_units=units)
             live["max_units"] = max_units
-            live["due"] = (now() + self._transition).isoformat()
+            live["due"] = (now() + self._start).isoformat()
             self.store.save()
         return {"Status": "STARTING"}
 
@@ -534,10 +548,22 @@ class RekognitionService:
             if version["status"] not in ("RUNNING", "STARTING"):
                 raise AwsError("ResourceInUseException", f"Version {arn} is {version['status']}, not running")
             live = self.store.data["versions"][arn]
+            _bill(live)
             live.update(status="STOPPING", status_message="The model is stopping.")
-            live["due"] = (now() + self._transition).isoformat()
+            live["due"] = (now() + self._stop).isoformat()
             self.store.save()
         return {"Status": "STOPPING"}
+
+    def billed_inference_unit_hours(self) -> float:
+        """Inference-unit hours of every version so far, RUNNING ones up to now (local only)."""
+        with self.store.lock:
+            total = 0.0
+            for version in self.store.data["versions"].values():
+                total += version.get("inference_unit_seconds", 0.0)
+                if version.get("running_since"):
+                    seconds = (now() - parse_iso(version["running_since"])).total_seconds()
+                    total += seconds * int(version.get("min_units") or 1)
+            return total / 3600
 
     def _version(self, arn: str) -> dict[str, Any]:
         version = self.store.data["versions"].get(arn)
@@ -552,6 +578,8 @@ class RekognitionService:
             for version in self.store.data["versions"].values():
                 if version["status"] in ("STARTING", "STOPPING") and parse_iso(version["due"]) <= now():
                     running = version["status"] == "STARTING"
+                    if running:
+                        version["running_since"] = now().isoformat()
                     version["status"] = "RUNNING" if running else "STOPPED"
                     version["status_message"] = (
                         "The model is running." if running else "The model is stopped."
@@ -734,6 +762,12 @@ class RekognitionService:
             raise AwsError(
                 "ResourceNotReadyException", f"ProjectVersion {arn} is {version['status']}, not RUNNING"
             )
+        if not self.throughput.take(arn, int(version.get("min_units") or 1)):
+            raise AwsError(
+                "ProvisionedThroughputExceededException",
+                f"The model's {version.get('min_units') or 1} inference unit(s) serve at most "
+                f"{self.throughput.rate(int(version.get('min_units') or 1)):g} images per second",
+            )
         image = _working_image(self._image_bytes(body.get("Image")), "the image", check_limits=True)
         model = self._model(arn, version)
         detections = model.detect(image, min_confidence=float(min_confidence or 0.0), max_results=10_000)
@@ -780,6 +814,48 @@ class RekognitionService:
                 model = self.detector.Model.from_bytes(data)
                 self._models[arn] = model
             return model
+
+
+def _bill(version: dict[str, Any]) -> None:
+    """Add the inference-unit seconds of the RUNNING period that ends now (what AWS bills)."""
+    since = version.pop("running_since", None)
+    if since is not None:
+        seconds = (now() - parse_iso(since)).total_seconds()
+        version["inference_unit_seconds"] = version.get("inference_unit_seconds", 0.0) + seconds * int(
+            version.get("min_units") or 1
+        )
+        version["runs"] = int(version.get("runs", 0)) + 1
+
+
+class Throughput:
+    """Per model, a token bucket of one second's worth of calls: `tps_per_unit` × units per second."""
+
+    def __init__(self, tps_per_unit: float | None) -> None:
+        self.tps_per_unit = tps_per_unit
+        self.throttled = 0  # calls refused so far (tests and benchmarks read it)
+        self.served = 0
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # arn -> (tokens, monotonic time)
+
+    def rate(self, units: int) -> float:
+        return float("inf") if self.tps_per_unit is None else self.tps_per_unit * max(1, units)
+
+    def take(self, arn: str, units: int) -> bool:
+        """One call of `arn` now: True if within its throughput."""
+        with self._lock:
+            if self.tps_per_unit is None:
+                self.served += 1
+                return True
+            rate, clock = self.rate(units), time.monotonic()
+            tokens, last = self._buckets.get(arn, (rate, clock))
+            tokens = min(max(rate, 1.0), tokens + (clock - last) * rate)
+            if tokens < 1.0:
+                self._buckets[arn] = (tokens, clock)
+                self.throttled += 1
+                return False
+            self._buckets[arn] = (tokens - 1.0, clock)
+            self.served += 1
+            return True
 
 
 class _JobFailed(Exception):

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from labelloop_local.emulators.a2i import A2IService
 from labelloop_local.emulators.common import AwsEndpoints, AwsError
-from labelloop_local.emulators.control_plane import LAMBDA_PREFIX, ControlPlane, StackView
+from labelloop_local.emulators.control_plane import LAMBDA_PREFIX, MAPPINGS_PATH, ControlPlane, StackView
 from labelloop_local.emulators.faults import Fault, FaultInjector, FaultSpecError
 from labelloop_local.emulators.portal import Portal, Response, error_response, json_response
 from labelloop_local.emulators.rekognition import RekognitionService
@@ -52,11 +52,17 @@ class LocalServices:
         events_endpoint_url: str | None = None,
         transition_seconds: float = 0.5,
         detector: Any = None,
+        *,
+        model_start_seconds: float | None = None,
+        model_stop_seconds: float | None = None,
+        inference_tps_per_unit: float | None = None,
     ) -> None:
         """`data_dir` keeps state across restarts (a fresh temporary directory when None);
         `events_endpoint_url` defaults to the S3 endpoint (one moto server serves both);
         `transition_seconds` is how long STARTING/STOPPING/Initializing/Stopping last;
-        `detector` replaces `labelloop_local.emulators.detector` (tests)."""
+        `detector` replaces `labelloop_local.emulators.detector` (tests); a Custom Labels model takes
+        `model_start_seconds`/`model_stop_seconds` (default `transition_seconds`) to start and stop, and
+        serves `inference_tps_per_unit` images per second per inference unit (None: unlimited)."""
         self.data_dir = (
             Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="labelloop-services-"))
         )
@@ -65,7 +71,16 @@ class LocalServices:
         aws = AwsEndpoints(s3_endpoint_url, events_endpoint_url or s3_endpoint_url, region)
         self.faults = FaultInjector()
         self.sagemaker = SageMakerService(self.data_dir, region, lambda: self.base_url, transition_seconds)
-        self.rekognition = RekognitionService(self.data_dir, region, aws, transition_seconds, detector)
+        self.rekognition = RekognitionService(
+            self.data_dir,
+            region,
+            aws,
+            transition_seconds,
+            detector,
+            start_seconds=model_start_seconds,
+            stop_seconds=model_stop_seconds,
+            tps_per_inference_unit=inference_tps_per_unit,
+        )
         self.a2i = A2IService(self.data_dir, region, self.sagemaker, aws, transition_seconds)
         self.portal = Portal(self.a2i, self.sagemaker)
         self.control_plane = ControlPlane()
@@ -152,7 +167,7 @@ class LocalServices:
             return self._json_protocol(target, body)
         if path == "/human-loops" or path.startswith("/human-loops/"):
             return self._a2i(method, path, query, body)
-        if path.startswith(LAMBDA_PREFIX):
+        if path.startswith(LAMBDA_PREFIX) or path.startswith(MAPPINGS_PATH):
             return self._lambda(method, path, query, headers, body)
         if (
             path == "/"
@@ -205,6 +220,10 @@ class LocalServices:
 
     def _lambda(self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes) -> Response:
         try:
+            if path.startswith(MAPPINGS_PATH):
+                operation = {"PUT": "UpdateEventSourceMapping"}.get(method, "GetEventSourceMapping")
+                self.faults.check("lambda", operation)
+                return self.control_plane.mappings_request(method, path, query, body)
             operation = "Invoke" if path.endswith("/invocations") else "GetFunctionConfiguration"
             self.faults.check("lambda", operation)
             return self.control_plane.lambda_request(method, path, query, headers, body)

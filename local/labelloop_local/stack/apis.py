@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from labelloop_local.emulators.common import AwsError
 from labelloop_local.emulators.control_plane import StackResource
 from labelloop_local.stack.dispatcher import Dispatcher
 from labelloop_local.stack.provision import Stack
@@ -105,6 +106,17 @@ class StackApis:
 
     def invoke(self, function_id: str, event: Any) -> Any:
         return self._dispatcher.invoke(function_id, event)
+
+    def event_source_mappings(self) -> list[dict[str, Any]]:
+        return [mapping.description() for mapping in self._dispatcher.mappings()]
+
+    def update_event_source_mapping(self, uuid: str, enabled: bool | None) -> dict[str, Any]:
+        from labelloop_local.stack.mappings import MappingBusy
+
+        try:
+            return self._dispatcher.update_mapping(uuid, enabled).description()
+        except MappingBusy as busy:
+            raise AwsError("ResourceInUseException", str(busy)) from busy
 
     def _resolved(self, raw: Any, default: Any) -> Any:
         if raw is None:

@@ -1,14 +1,18 @@
-"""Deliver EventBridge rule targets to the unchanged handlers, in-process, with Lambda's async semantics.
+"""Deliver EventBridge rule targets to the unchanged handlers, in-process, with Lambda's async semantics,
+and run the SQS event source mappings of the template (`labelloop_local.stack.mappings`).
 
 Every rule of template.yaml exists in moto with the template's pattern, on the template's bus, and
-targets a local-only SQS "delivery" queue. Poller threads move delivered events into Lambda's
-asynchronous queue (here: an in-memory priority queue, as EventBridge hands events to Lambda's own
-queue); one worker invokes the handlers one at a time:
+targets a local-only SQS "delivery" queue (a rule whose target is a queue of the template delivers
+there directly). Poller threads move delivered events into Lambda's asynchronous queue (here: an
+in-memory priority queue, as EventBridge hands events to Lambda's own queue); one worker invokes
+those handlers one at a time, and each event source mapping runs up to its MaximumConcurrency
+batches at once on its own poller threads:
 
 * the process environment is set to exactly that function's variables (Globals merged, intrinsics
   resolved) while its handler runs, so every function reads its own config even though all share
   one process (each function has its own settings type, parsed at its first invocation, like a
-  container's); one worker keeps that swap race-free;
+  container's). Invocations of one function may overlap (its environment is the same); a function
+  waits until every invocation of another has left (`_FunctionGate`), so the swap stays race-free;
 * a function error is retried ``EventInvokeConfig.MaximumRetryAttempts`` times (Lambda default 2)
   after Lambda's 1 and 2 minute waits scaled by ``time_scale``, then an invocation record goes to the
   function's on-failure queue (the template's ``<Function>DeadLetterQueue``) in Lambda's destination
@@ -30,7 +34,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +47,13 @@ from labelloop_local.stack.handlers import (
     load_handler,
 )
 from labelloop_local.stack.logs import OUTPUT
+from labelloop_local.stack.mappings import (
+    RunningMapping,
+    failed_ids,
+    lambda_record,
+    receive_batch,
+)
+from labelloop_local.stack.moto_fixes import normalize_event
 from labelloop_local.stack.provision import Stack
 from labelloop_local.stack.template import FunctionSpec, RuleSpec
 
@@ -51,17 +62,6 @@ LOG = logging.getLogger(__name__)
 # Lambda waits about 1 minute before the first retry and 2 minutes before the second.
 LAMBDA_RETRY_DELAYS_SECONDS = (60.0, 120.0)
 DEFAULT_TIME_SCALE = 1 / 1200  # 60 s → 50 ms locally
-_ENVELOPE_KEYS = (
-    "version",
-    "id",
-    "detail-type",
-    "source",
-    "account",
-    "time",
-    "region",
-    "resources",
-    "detail",
-)
 
 
 @dataclass(frozen=True)
@@ -113,22 +113,51 @@ class DispatchStats:
         }
 
 
-def normalize_event(raw: dict[str, Any], account: str, region: str) -> dict[str, Any]:
-    """The event exactly as EventBridge hands it to a Lambda target.
+class _FunctionGate:
+    """os.environ (and sys.stdout) belong to one function at a time; several invocations of that
+    function may hold it together. A function that waits keeps newcomers of the holding function
+    out, so every function gets its turn. Re-entrant on a thread (loading a handler inside its run)."""
 
-    moto's default target transformation drops ``account`` and its archive keeps ``ingestion-time``;
-    neither is what AWS delivers.
-    """
-    event = {key: raw[key] for key in _ENVELOPE_KEYS if key in raw}
-    event.setdefault("version", "0")
-    event.setdefault("account", account)
-    event.setdefault("region", region)
-    event.setdefault("resources", [])
-    if isinstance(event.get("time"), int | float):
-        event["time"] = datetime.fromtimestamp(float(event["time"]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if "replay-name" in raw:
-        event["replay-name"] = raw["replay-name"]
-    return event
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holder: str | None = None
+        self._count = 0
+        self._waiting: Counter[str] = Counter()
+        self._context: ExitStack | None = None
+        self._local = threading.local()
+
+    @contextmanager
+    def holding(self, function_id: str, shared: Callable[[], Any]) -> Iterator[None]:
+        if getattr(self._local, "function", None) == function_id:
+            yield
+            return
+        with self._cond:
+            self._waiting[function_id] += 1
+            while not self._may_enter(function_id):
+                self._cond.wait()
+            self._waiting[function_id] -= 1
+            if self._holder is None:
+                self._holder, self._context = function_id, ExitStack()
+                self._context.enter_context(shared())
+            self._count += 1
+        self._local.function = function_id
+        try:
+            yield
+        finally:
+            self._local.function = None
+            with self._cond:
+                self._count -= 1
+                if self._count == 0:
+                    assert self._context is not None
+                    self._context.close()
+                    self._holder, self._context = None, None
+                self._cond.notify_all()
+
+    def _may_enter(self, function_id: str) -> bool:
+        if self._holder is None:
+            return True
+        others = any(count for name, count in self._waiting.items() if name != function_id)
+        return self._holder == function_id and not others
 
 
 def iso_millis(moment: float) -> str:
@@ -146,9 +175,11 @@ class Dispatcher:
         poll_wait_seconds: int = 1,
         clock: Callable[[], float] = time.time,
         platform_env: Mapping[str, str] | None = None,
+        background: frozenset[str] = frozenset(),
     ) -> None:
         """`platform_env`: what Lambda's runtime would set for every function here (the endpoints,
-        credentials and region of the local stack), applied only while a handler runs."""
+        credentials and region of the local stack), applied only while a handler runs; `background`:
+        functions whose schedule runs as clockwork (the model controller's), not counted as pending."""
         self.stack = stack
         self._platform_env = dict(platform_env or {})
         self._sqs = sqs
@@ -165,7 +196,10 @@ class Dispatcher:
         self._jobs: list[_Job] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
-        self._invoke_lock = threading.RLock()
+        self._gate = _FunctionGate()
+        self._stats_lock = threading.Lock()
+        self._background = background
+        self._mappings: dict[str, RunningMapping] = {}
         self._busy = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -182,6 +216,19 @@ class Dispatcher:
     def routes(self) -> list[Route]:
         return list(self._routes)
 
+    def add_mapping(self, mapping: RunningMapping) -> None:
+        self._mappings[mapping.uuid] = mapping
+        if self._threads:
+            self._start_mapping(mapping)
+
+    def mappings(self) -> list[RunningMapping]:
+        return list(self._mappings.values())
+
+    def mapping(self, uuid: str) -> RunningMapping:
+        if uuid not in self._mappings:
+            raise KeyError(f"no event source mapping {uuid}")
+        return self._mappings[uuid]
+
     def start(self) -> None:
         if self._threads:
             return
@@ -190,6 +237,19 @@ class Dispatcher:
         worker.start()
         for route in self._routes:
             self._start_poller(route)
+        for mapping in self._mappings.values():
+            self._start_mapping(mapping)
+
+    def _start_mapping(self, mapping: RunningMapping) -> None:
+        for slot in range(mapping.pollers):
+            thread = threading.Thread(
+                target=self._mapping_loop,
+                args=(mapping,),
+                name=f"labelloop-esm-{mapping.spec.logical_id}-{slot}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
 
     def _start_poller(self, route: Route) -> None:
         thread = threading.Thread(
@@ -247,6 +307,87 @@ class Dispatcher:
             heapq.heappush(self._jobs, _Job(now, next(self._seq), function_id, event, route, now))
             self._cond.notify_all()
 
+    # -- event source mappings ---------------------------------------------------------------------
+    def _mapping_loop(self, mapping: RunningMapping) -> None:
+        """One poller of a mapping: receive a batch while it is Enabled, invoke, settle the batch."""
+        while not self._stop.is_set():
+            if not mapping.polling():
+                self._stop.wait(0.05)
+                continue
+            try:
+                batch = receive_batch(self._sqs, mapping, self._poll_wait, self._stop)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                LOG.exception("polling %s for %s failed; retrying", mapping.queue_url, mapping.spec.function)
+                self._stop.wait(0.5)
+                continue
+            if not batch:
+                continue
+            with self._cond:
+                mapping.in_flight += len(batch)
+            try:
+                self._run_batch(mapping, batch)
+            except Exception:  # the poller itself must survive anything a batch does
+                LOG.exception("the batch of %s failed to settle", mapping.spec.function)
+            finally:
+                with self._cond:
+                    mapping.in_flight -= len(batch)
+                    self._cond.notify_all()
+
+    def _run_batch(self, mapping: RunningMapping, batch: list[dict[str, Any]]) -> None:
+        function = mapping.spec.function
+        event = {"Records": [lambda_record(m, mapping.queue_arn, self.stack.region) for m in batch]}
+        error: Exception | None = None
+        result: Any = None
+        try:
+            handler = self._handler(function)
+            context = lambda_context(self.stack.function_name(function))
+            self._count(self.stats.invocations, function)
+            with self.function_environment(function):
+                result = handler(event, context)
+        except Exception as exc:
+            error = exc
+        self._notify(function, event, error)
+        failed = None if error is not None else failed_ids(mapping, result, batch)
+        if error is None:
+            self._count(self.stats.successes, function)
+        else:
+            self._count(self.stats.function_errors, function)
+            LOG.warning(
+                "%s failed on a batch of %d: %s: %s", function, len(batch), type(error).__name__, error
+            )
+        keep = [m for m in batch if failed is None or m["MessageId"] in failed]
+        done = [m for m in batch if m not in keep]
+        for start in range(0, len(done), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(done[start : start + 10])
+            ]
+            self._sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=entries)
+        # What Lambda does not delete comes back after the visibility timeout (compressed here).
+        visible_in = max(1, round(mapping.visibility_timeout * self._time_scale))
+        for message in keep:
+            self._sqs.change_message_visibility(
+                QueueUrl=mapping.queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=visible_in,
+            )
+
+    def update_mapping(self, uuid: str, enabled: bool | None) -> RunningMapping:
+        """`UpdateEventSourceMapping`: only `Enabled` can change locally (the rest is template.yaml's)."""
+        mapping = self.mapping(uuid)
+        if enabled is not None:
+            mapping.set_enabled(enabled)
+            LOG.info(
+                "event source mapping %s of %s: %s", uuid, mapping.spec.function, mapping.current_state()
+            )
+        return mapping
+
+    def _count(self, counter: Counter[str], function: str) -> None:
+        with self._stats_lock:
+            counter[function] += 1
+
     # -- execution ---------------------------------------------------------------------------------
     def _work_loop(self) -> None:
         while not self._stop.is_set():
@@ -254,15 +395,22 @@ class Dispatcher:
                 job = self._next_due_job()
                 if job is None:
                     continue
-                self._busy += 1
+                work = not self._is_background(job)
+                self._busy += work
             try:
                 self._run(job)
             except Exception:  # the dispatcher itself must survive anything a job does
                 LOG.exception("dispatching to %s failed", job.function)
             finally:
                 with self._cond:
-                    self._busy -= 1
+                    self._busy -= work
                     self._cond.notify_all()
+
+    def _is_background(self, job: _Job) -> bool:
+        return job.route is not None and self._background_route(job.route)
+
+    def _background_route(self, route: Route) -> bool:
+        return route.rule.kind == "Schedule" and route.rule.function in self._background
 
     def _next_due_job(self) -> _Job | None:
         """Called with the condition held: the earliest due job, waiting for one if needed."""
@@ -291,7 +439,7 @@ class Dispatcher:
             # error there, retried and then sent to the on-failure destination like any other.
             handler = _raising(exc)
         job.attempts += 1
-        self.stats.invocations[job.function] += 1
+        self._count(self.stats.invocations, job.function)
         error: Exception | None = None
         context = lambda_context(self.stack.function_name(job.function))
         try:
@@ -301,9 +449,9 @@ class Dispatcher:
             error = exc
         self._notify(job.function, job.event, error)
         if error is None:
-            self.stats.successes[job.function] += 1
+            self._count(self.stats.successes, job.function)
             return
-        self.stats.function_errors[job.function] += 1
+        self._count(self.stats.function_errors, job.function)
         retries = spec.maximum_retry_attempts if spec else 2
         if job.attempts <= retries:
             delay = LAMBDA_RETRY_DELAYS_SECONDS[min(job.attempts - 1, 1)] * self._time_scale
@@ -357,19 +505,22 @@ class Dispatcher:
         env = dict(self.env_for(function_id))
         env.update({name: value for name, value in self._platform_env.items() if not env.get(name)})
         env["AWS_LAMBDA_FUNCTION_NAME"] = self.stack.function_name(function_id)
-        # Function output (Powertools logs, EMF metrics) is CloudWatch's in AWS: here it goes to the
-        # function's log file (stack.logs), never into what a command prints for a person.
-        with (
-            self._invoke_lock,
-            OUTPUT.function(function_id),
-            environment(env, remove=self._removed_variables),
-        ):
+
+        @contextmanager
+        def shared() -> Iterator[None]:
+            # Function output (Powertools logs, EMF metrics) is CloudWatch's in AWS: here it goes to
+            # the function's log file (stack.logs), never into what a command prints for a person.
+            with OUTPUT.redirected(), environment(env, remove=self._removed_variables):
+                yield
+
+        with self._gate.holding(function_id, shared), OUTPUT.function(function_id):
             yield
 
     @contextmanager
     def quiet(self) -> Iterator[None]:
-        """No handler runs while the block does (e.g. a consistent snapshot of the stack's state)."""
-        with self._invoke_lock:
+        """No handler runs while the block does (e.g. a consistent snapshot of the stack's state): the
+        block holds the gate as a function of its own."""
+        with self._gate.holding("(quiet)", nullcontext):
             yield
 
     def _notify(self, function_id: str, event: dict[str, Any], error: Exception | None) -> None:
@@ -471,17 +622,25 @@ class Dispatcher:
 
     # -- waiting -----------------------------------------------------------------------------------
     def pending(self) -> int:
-        """Events not yet fully handled: queued in SQS, waiting for (a retry of) a handler, or running."""
+        """Events not yet fully handled: queued in SQS (a delivery queue, or a queue an event source
+        mapping consumes, delayed messages included), waiting for (a retry of) a handler, or running.
+        The ticks of a `background` schedule are clockwork, not work."""
         with self._cond:
-            in_memory = len(self._jobs) + self._busy
+            in_memory = sum(1 for job in self._jobs if not self._is_background(job)) + self._busy
+            in_memory += sum(mapping.in_flight for mapping in self._mappings.values())
+        urls = [route.queue_url for route in self._routes if not self._background_route(route)]
+        urls += [mapping.queue_url for mapping in self._mappings.values()]
         in_queues = 0
-        for route in self._routes:
+        for url in urls:
             attributes = self._sqs.get_queue_attributes(
-                QueueUrl=route.queue_url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
             )["Attributes"]
-            in_queues += int(attributes["ApproximateNumberOfMessages"])
-            in_queues += int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            in_queues += sum(int(value) for value in attributes.values())
         return in_memory + in_queues
 
     def drain(self, timeout: float = 120.0, settle_seconds: float = 0.3) -> bool:

@@ -55,6 +55,11 @@ SNAPSHOT_INTERVAL_SECONDS = 30.0
 LOCAL_PARAMETERS = {
     "WorkteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/labelloop-local"
 }
+# Schedules the local stack fires on its own clock, in seconds: the model controller's rate(1 minute)
+# compressed to a second, so images uploaded to a stopped model are detected without a manual step.
+DEFAULT_SCHEDULES = {"ModelControllerFunction": 1.0}
+# How long a local Custom Labels model takes to start and to stop (minutes on AWS).
+DEFAULT_MODEL_TRANSITION_SECONDS = 1.0
 
 
 @dataclass
@@ -105,10 +110,18 @@ class LocalStack:
         transition_seconds: float = 0.2,
         detector: Any = None,
         logs_on_console: bool = False,
+        schedules: Mapping[str, float] | None = None,
+        model_start_seconds: float = DEFAULT_MODEL_TRANSITION_SECONDS,
+        model_stop_seconds: float = DEFAULT_MODEL_TRANSITION_SECONDS,
+        inference_tps_per_unit: float | None = None,
     ) -> None:
         """`logs_on_console`: also show the functions' and the platform's logs on stderr (they are
         always written to `<data_dir>/logs/`, see `labelloop_local.stack.logs`); `persist`: keep the
-        AWS state in `data_dir` across restarts (it must be given)."""
+        AWS state in `data_dir` across restarts (it must be given); `schedules`: seconds
+        between firings of these functions' Schedule rules (default DEFAULT_SCHEDULES; `{}` for
+        none); the local Custom Labels model takes `model_start_seconds` and `model_stop_seconds` to
+        start and stop and serves `inference_tps_per_unit` images per second per inference unit (None:
+        no limit)."""
         if persist and data_dir is None:
             raise StackError("a persistent local stack needs its data directory")
         self.template = load_template(template_path)
@@ -130,6 +143,15 @@ class LocalStack:
         self._transition_seconds = transition_seconds
         self._detector = detector
         self._logs_on_console = logs_on_console
+        self._model_timing = {
+            "model_start_seconds": model_start_seconds,
+            "model_stop_seconds": model_stop_seconds,
+            "inference_tps_per_unit": inference_tps_per_unit,
+        }
+        wanted = DEFAULT_SCHEDULES if schedules is None else dict(schedules)
+        functions = self.template.functions()
+        self.schedules = {function: seconds for function, seconds in wanted.items() if function in functions}
+        self._tickers: list[threading.Thread] = []
         self._logs: contextlib.ExitStack | None = None
         self.logs_dir: Path | None = None
         self._moto: Any = None
@@ -188,6 +210,9 @@ class LocalStack:
             data_dir=data_dir / "services",
             transition_seconds=self._transition_seconds,
             detector=self._detector,
+            model_start_seconds=self._model_timing["model_start_seconds"],
+            model_stop_seconds=self._model_timing["model_stop_seconds"],
+            inference_tps_per_unit=self._model_timing["inference_tps_per_unit"],
         )
         self.services.start(host=self.host, port=self._services_port)
         _reset_layer_state()
@@ -210,13 +235,19 @@ class LocalStack:
             self.client("sqs"),
             time_scale=self._time_scale,
             platform_env={**self.endpoint_env(), "POWERTOOLS_TRACE_DISABLED": "true"},
+            background=frozenset(self.schedules),
         )
         self._create_custom_resources()
         self.stack.create_deferred()  # e.g. the default-bus archive, filtered on the flow definition ARN
         for route in self._create_routes():
             self.dispatcher.add_route(route)
+        self._create_queue_rules()
+        for mapping in self._mappings():
+            self.dispatcher.add_mapping(mapping)
         self.dispatcher.start()
         self._start_http_apis()
+        for function_id, seconds in self.schedules.items():
+            self._tick(function_id, seconds)
         # CloudFormation and Lambda calls (operator commands: `labelloop dlq`, `model rollback`)
         # are answered from this stack from now on.
         self.services.attach_stack(StackApis(self.stack, self.dispatcher))
@@ -278,10 +309,15 @@ class LocalStack:
 
     def stop(self) -> None:
         self._schedule_stop.set()
-        for thread in (self._schedule_thread, self._snapshot_thread):
-            if thread is not None:
-                thread.join(timeout=5)
-        self._schedule_thread = self._snapshot_thread = None
+        if self._schedule_thread is not None:
+            self._schedule_thread.join(timeout=5)
+            self._schedule_thread = None
+        for ticker in self._tickers:
+            ticker.join(timeout=5)
+        self._tickers.clear()
+        if self._snapshot_thread is not None:
+            self._snapshot_thread.join(timeout=5)
+            self._snapshot_thread = None
         for api in self.http_apis.values():
             api.stop()
         self.http_apis = {}
@@ -430,6 +466,48 @@ class LocalStack:
             routes.append(Route(rule, rule_name, rule_arn, bus, queue_url))
         return routes
 
+    def _create_queue_rules(self) -> None:
+        """Rules whose target is a queue of the template deliver there directly (moto's SQS target,
+        with the message body EventBridge would send: `moto_fixes`)."""
+        assert self.stack is not None
+        events = self.client("events")
+        for rule in self.template.queue_rules(self.stack.resolver):
+            bus = self.stack.bus_for(rule.bus)
+            name = str(self.stack.physical[rule.logical_id])
+            events.put_rule(
+                Name=name,
+                EventBusName=bus,
+                EventPattern=json.dumps(rule.pattern),
+                State="ENABLED" if rule.enabled else "DISABLED",
+            )
+            target: dict[str, Any] = {"Id": rule.queue, "Arn": self.stack.queue_arn(rule.queue)}
+            if rule.retry_policy:
+                target["RetryPolicy"] = rule.retry_policy
+            if rule.dlq:
+                target["DeadLetterConfig"] = {"Arn": self.stack.queue_arn(rule.dlq)}
+            events.put_targets(Rule=name, EventBusName=bus, Targets=[target])
+
+    def _mappings(self) -> list[Any]:
+        from labelloop_local.stack.mappings import RunningMapping
+
+        assert self.stack is not None
+        sqs = self.client("sqs")
+        found = []
+        for spec in self.template.event_source_mappings(self.stack.resolver):
+            url = self.stack.queue_url(spec.queue)
+            visibility = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+            found.append(
+                RunningMapping(
+                    spec=spec,
+                    uuid=str(self.stack.physical[spec.logical_id]),
+                    function_arn=self.stack.function_arn(spec.function),
+                    queue_url=url,
+                    queue_arn=self.stack.queue_arn(spec.queue),
+                    visibility_timeout=int(visibility["Attributes"].get("VisibilityTimeout", 30)),
+                )
+            )
+        return found
+
     # -- schedules ---------------------------------------------------------------------------------
     def schedule_routes(self, function_id: str | None = None) -> list[Route]:
         assert self.dispatcher is not None
@@ -460,10 +538,28 @@ class LocalStack:
             raise StackError(f"firing the schedule of {function_id} failed: {failed}")
         return [entry["EventId"] for entry in result["Entries"]]
 
+    def _tick(self, function_id: str, seconds: float) -> None:
+        """Fire `function_id`'s schedule every `seconds` until the stack stops."""
+
+        def loop() -> None:
+            while not self._schedule_stop.wait(seconds):
+                try:
+                    self.fire_schedule(function_id)
+                except Exception:
+                    if not self._schedule_stop.is_set():
+                        LOG.exception("scheduled run of %s failed", function_id)
+
+        thread = threading.Thread(target=loop, name=f"labelloop-clock-{function_id}", daemon=True)
+        self._tickers.append(thread)
+        thread.start()
+
     def start_schedules(self, interval_seconds: float) -> None:
         """Fire every enabled schedule every ``interval_seconds`` (a compressed clock for local use)."""
-        routes = [route for route in self.schedule_routes() if route.rule.enabled]
-        self._schedule_stop.clear()
+        routes = [
+            route
+            for route in self.schedule_routes()
+            if route.rule.enabled and route.rule.function not in self.schedules
+        ]
 
         def loop() -> None:
             while not self._schedule_stop.wait(interval_seconds):
@@ -567,6 +663,7 @@ class LocalStack:
             spec.dead_letter_queue for spec in self.template.functions().values() if spec.dead_letter_queue
         }
         ids |= {rule.dlq for rule in self.template.rules() if rule.dlq}
+        ids |= {rule.dlq for rule in self.template.queue_rules() if rule.dlq}
         return sorted(i for i in ids if i in self.stack.physical)
 
     def snapshot(self) -> dict[str, int]:

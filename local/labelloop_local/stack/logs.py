@@ -49,14 +49,20 @@ class FunctionOutput:
 
     @contextmanager
     def function(self, name: str) -> Iterator[None]:
-        """Route this thread's writes (stdout, and layer logging) to `name`'s file for the block."""
+        """Route this thread's writes (layer logging, and stdout while `redirected`) to `name`'s file."""
         previous = getattr(self._local, "name", None)
         self._local.name = name
         try:
-            with redirect_stdout(self):
-                yield
+            yield
         finally:
             self._local.name = previous
+
+    @contextmanager
+    def redirected(self) -> Iterator[None]:
+        """sys.stdout is this stream for the block. Process-wide: whoever runs several functions at
+        once enters it once around all of them (`labelloop_local.stack.dispatcher`)."""
+        with redirect_stdout(self):
+            yield
 
     def write(self, text: str) -> int:
         target = self._target(getattr(self._local, "name", None) or PLATFORM)

@@ -37,6 +37,40 @@ def s3_event_key(key: str) -> str:
     return quote_plus(key, safe="/*")
 
 
+# What EventBridge hands a target: the event's envelope (and `replay-name` for a replayed event).
+_ENVELOPE_KEYS = (
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+)
+
+
+def normalize_event(raw: dict[str, Any], account: str, region: str) -> dict[str, Any]:
+    """The event exactly as EventBridge hands it to a Lambda or SQS target.
+
+    moto's default target transformation drops ``account``, its events keep ``ingestion-time`` and
+    their ``time`` is a number; none of that is what AWS delivers.
+    """
+    from datetime import UTC, datetime
+
+    event = {key: raw[key] for key in _ENVELOPE_KEYS if key in raw}
+    event.setdefault("version", "0")
+    event.setdefault("account", account)
+    event.setdefault("region", region)
+    event.setdefault("resources", [])
+    if isinstance(event.get("time"), int | float):
+        event["time"] = datetime.fromtimestamp(float(event["time"]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if "replay-name" in raw:
+        event["replay-name"] = raw["replay-name"]
+    return event
+
+
 def apply_moto_fixes() -> None:
     """Patch moto (in this process) where its behaviour differs from AWS in ways our handlers see.
 
@@ -50,6 +84,7 @@ def apply_moto_fixes() -> None:
         import moto.s3.notifications as s3_notifications
 
         s3_notifications._send_event_bridge_message = _send_s3_event_like_aws
+        events_models.Rule._send_to_sqs_queue = _send_to_sqs_queue_like_aws  # type: ignore[method-assign]
         events_models.Replay.replay_events = _replay_events_in_window  # type: ignore[method-assign]
         _cache_jsonpath_parsing()
         _fixes_applied = True
@@ -118,6 +153,20 @@ def _send_s3_event_like_aws(account_id: str, bucket: Any, event_name: str, key: 
         )
     except Exception:  # S3 itself never fails a PutObject because EventBridge delivery failed
         LOG.exception("S3 EventBridge notification for s3://%s/%s was not delivered", bucket.name, key.name)
+
+
+def _send_to_sqs_queue_like_aws(
+    self: Any, resource_id: str, event: dict[str, Any], group_id: str | None = None
+) -> None:
+    """Replacement for ``moto.events.models.Rule._send_to_sqs_queue``: the message body is the event
+    as EventBridge delivers it (``normalize_event``), not moto's internal form (numeric ``time``,
+    ``ingestion-time``, no ``account``)."""
+    from moto.sqs import sqs_backends
+
+    body = json.dumps(normalize_event(event, self.account_id, self.region_name))
+    sqs_backends[self.account_id][self.region_name].send_message(
+        queue_name=resource_id, message_body=body, group_id=group_id
+    )
 
 
 def _replay_events_in_window(self: Any, archive: Any) -> None:

@@ -296,6 +296,17 @@ def _placeholder(stack: Stack, logical_id: str, resource_type: str) -> tuple[str
     if resource_type == "AWS::Logs::LogGroup":
         group = name("LogGroupName", 512)
         return group, {"Arn": f"{prefix.format('logs')}:log-group:{group}:*"}
+    if resource_type == "AWS::Lambda::EventSourceMapping":  # its Ref is the mapping's UUID
+        mapping = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stack.stack_name}/{logical_id}"))
+        return mapping, {"Arn": f"{prefix.format('lambda')}:event-source-mapping:{mapping}"}
+    if resource_type == "AWS::Events::Rule":  # created by the local stack under this name
+        rule = name("Name", 64)
+        try:
+            bus = props.get("EventBusName")
+            path = rule if bus is None else f"{as_text(stack.resolver.resolve(bus))}/{rule}"
+        except UnresolvedReference:
+            path = rule
+        return rule, {"Arn": f"{prefix.format('events')}:rule/{path}"}
     if resource_type == "AWS::CloudWatch::Alarm":
         alarm = name("AlarmName", 255)
         return alarm, {"Arn": f"{prefix.format('cloudwatch')}:alarm:{alarm}"}
@@ -385,6 +396,14 @@ def _create_queue(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> No
         "ContentBasedDeduplication",
     )
     attributes = {key: as_text(resolve(props[key])) for key in names if key in props}
+    if props.get("RedrivePolicy") is not None:  # its dead-letter queue must exist first (else deferred)
+        redrive = resolve(props["RedrivePolicy"])
+        attributes["RedrivePolicy"] = json.dumps(
+            {
+                "deadLetterTargetArn": redrive["deadLetterTargetArn"],
+                "maxReceiveCount": int(redrive["maxReceiveCount"]),
+            }
+        )
     _create_named_queue(stack, logical_id, name, attributes)
 
 

@@ -187,6 +187,33 @@ class RuleSpec:
         return int(self.retry_policy.get("MaximumEventAgeInSeconds", 86400))
 
 
+@dataclass(frozen=True)
+class QueueRuleSpec:
+    """An `AWS::Events::Rule` of the template whose target is an SQS queue of the template."""
+
+    logical_id: str
+    bus: str  # logical id of the bus, or "default"
+    pattern: dict[str, Any]
+    queue: str  # logical id of the target queue
+    retry_policy: dict[str, Any]
+    dlq: str | None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class MappingSpec:
+    """An `AWS::Lambda::EventSourceMapping` from an SQS queue of the template to one of its functions."""
+
+    logical_id: str
+    function: str
+    queue: str
+    batch_size: int = 10
+    batching_window_seconds: int = 0
+    report_batch_item_failures: bool = False
+    maximum_concurrency: int | None = None  # None: Lambda's default scaling
+    enabled: bool = True
+
+
 class Resolver:
     """Evaluates CloudFormation intrinsics for one stack."""
 
@@ -668,6 +695,70 @@ class SamTemplate:
             enabled=_as_text(enabled) == "true" and state == "ENABLED",
             input=None if input_value is None else str(resolver.resolve(input_value)),
         )
+
+    def queue_rules(self, resolver: Resolver | None = None) -> list[QueueRuleSpec]:
+        """Every `AWS::Events::Rule` with an SQS queue target (one spec per such target)."""
+        resolver = resolver or Resolver(self, placeholders=True)
+        specs = []
+        for logical_id, resource in self.resources_of_type("AWS::Events::Rule").items():
+            props = resource.get("Properties") or {}
+            bus = DEFAULT_BUS
+            if props.get("EventBusName") is not None:
+                bus = referenced_logical_id(props["EventBusName"]) or str(
+                    resolver.resolve(props["EventBusName"])
+                )
+            pattern = resolver.resolve(props.get("EventPattern"))
+            for target in props.get("Targets") or []:
+                queue = referenced_logical_id(target.get("Arn"))
+                if queue is None or self.resources.get(queue, {}).get("Type") != "AWS::SQS::Queue":
+                    continue
+                dead_letter = (target.get("DeadLetterConfig") or {}).get("Arn")
+                retry = resolver.resolve(target.get("RetryPolicy") or {})
+                specs.append(
+                    QueueRuleSpec(
+                        logical_id=logical_id,
+                        bus=bus,
+                        pattern=pattern,
+                        queue=queue,
+                        retry_policy={k: int(v) for k, v in retry.items()},
+                        dlq=referenced_logical_id(dead_letter) if dead_letter is not None else None,
+                        enabled=resolver.resolve(props.get("State", "ENABLED")) == "ENABLED",
+                    )
+                )
+        return specs
+
+    def event_source_mappings(self, resolver: Resolver | None = None) -> list[MappingSpec]:
+        """Every `AWS::Lambda::EventSourceMapping` from a queue of the template to a function of it."""
+        resolver = resolver or Resolver(self, placeholders=True)
+        specs = []
+        for logical_id, resource in self.resources_of_type("AWS::Lambda::EventSourceMapping").items():
+            props = resource.get("Properties") or {}
+            function = referenced_logical_id(props.get("FunctionName"))
+            queue = referenced_logical_id(props.get("EventSourceArn"))
+            if function not in self.functions() or self.resources.get(str(queue), {}).get("Type") != (
+                "AWS::SQS::Queue"
+            ):
+                raise TemplateError(
+                    f"{logical_id}: the local stack runs event source mappings from a queue of the template "
+                    "to a function of the template"
+                )
+            concurrency = (resolver.resolve(props.get("ScalingConfig") or {}) or {}).get("MaximumConcurrency")
+            specs.append(
+                MappingSpec(
+                    logical_id=logical_id,
+                    function=str(function),
+                    queue=str(queue),
+                    batch_size=int(resolver.resolve(props.get("BatchSize", 10))),
+                    batching_window_seconds=int(
+                        resolver.resolve(props.get("MaximumBatchingWindowInSeconds", 0))
+                    ),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (resolver.resolve(props.get("FunctionResponseTypes")) or []),
+                    maximum_concurrency=int(concurrency) if concurrency is not None else None,
+                    enabled=_as_text(resolver.resolve(props.get("Enabled", True))) == "true",
+                )
+            )
+        return specs
 
     @staticmethod
     def _rule_dlq(function_id: str, event_name: str, config: Any) -> str | None:

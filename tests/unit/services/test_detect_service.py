@@ -1,18 +1,31 @@
-"""Detect's decisions on in-memory ports: what is recorded, written and published for each image."""
+"""Detect's decisions on in-memory ports: what is recorded, written and published for each image, and
+what becomes of each message of a DetectQueue batch (done, sent back to wait, retried, dead-lettered)."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
 
-from labelloop_core import naming
+from labelloop_core import inbound, naming
 from labelloop_core.config import settings_from_env
-from labelloop_core.errors import AccessDenied, TransientError
+from labelloop_core.errors import AccessDenied, ModelNotReady, Throttled, TransientError
 from labelloop_core.geometry import RatioBox
 from labelloop_core.naming import ImageRef
 from labelloop_core.policy import Detection
 from labelloop_core.services.detect import DetectService, DetectSettings
-from tests.support.fakes import FakeDetector, FakeModelRegistry, FakePublisher, FakeReviewLedger, FakeStore
-from tests.support.flows import jpeg_bytes, png_bytes, png_header_only
+from tests.support.fakes import (
+    FakeDetector,
+    FakeModelLedger,
+    FakeModelRegistry,
+    FakePublisher,
+    FakeQueue,
+    FakeReviewLedger,
+    FakeStore,
+)
+from tests.support.flows import jpeg_bytes, png_bytes, png_header_only, s3_event_for
 
 MODEL = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/pizza.v1/1"
 PROJECT = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/1"
@@ -23,7 +36,10 @@ ENV = {
     "ACTIVE_MODEL_PARAMETER": "/active",
     "PROJECT_ARN": PROJECT,
     "LABELS": "pizza",
+    "DETECT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/detect",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/detect-dlq",
 }
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 SLICE = RatioBox(0.1, 0.2, 0.5, 0.25)
 
 
@@ -34,6 +50,9 @@ class World:
         self.models = FakeModelRegistry(model)
         self.detector = FakeDetector()
         self.publisher = FakePublisher()
+        self.queue = FakeQueue()
+        self.dead_letters = FakeQueue()
+        self.activity = FakeModelLedger()
         self.service = DetectService(
             settings_from_env(DetectSettings, {**ENV, **env}),
             self.store,
@@ -41,6 +60,11 @@ class World:
             self.models,
             self.detector,
             self.publisher,
+            queue=self.queue,
+            dead_letters=self.dead_letters,
+            activity=self.activity,
+            clock=lambda: NOW,
+            rng=lambda: 0.5,
         )
 
     def upload(self, key: str, body: bytes, version: str = "v1") -> ImageRef:
@@ -203,3 +227,166 @@ def test_a_key_too_long_for_its_prediction_document_is_recorded_in_the_ledger(wo
     assert world.store.keys("predictions/") == []
     record = world.ledger.get_image(image.image_id)
     assert record is not None and record.status == "REJECTED" and "shorter name" in str(record.reason)
+
+
+# -- batches of the DetectQueue ----------------------------------------------------------------------
+
+
+def record(
+    body: Any, message_id: str = "m-1", receives: int = 1, waited: int | None = None
+) -> dict[str, Any]:
+    """One record of the DetectQueue's event source mapping, as Lambda passes it."""
+    entry: dict[str, Any] = {
+        "messageId": message_id,
+        "receiptHandle": f"receipt-{message_id}",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {"ApproximateReceiveCount": str(receives), "SentTimestamp": "1796121600000"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:detect",
+        "awsRegion": "us-east-1",
+    }
+    if waited is not None:
+        entry["messageAttributes"][inbound.WAITED_ATTRIBUTE] = {
+            "stringValue": str(waited),
+            "dataType": "Number",
+        }
+    return entry
+
+
+def batch(*records: dict[str, Any]) -> inbound.QueuedUploads:
+    return inbound.queued_uploads({"Records": list(records)})
+
+
+def upload_event(world: World, key: str, body: bytes) -> dict[str, Any]:
+    image = world.upload(key, body)
+    return s3_event_for(image.bucket, image.key, str(image.version_id), str(image.etag))
+
+
+def test_a_batch_of_uploads_is_detected_and_nothing_is_left_to_retry(world: World) -> None:
+    events = [upload_event(world, f"incoming/{n}.png", png_bytes()) for n in range(3)]
+
+    outcome = world.service.handle(batch(*(record(e, f"m-{n}") for n, e in enumerate(events))))
+
+    assert outcome.to_dict() == {"batchItemFailures": []}
+    assert (outcome.done, outcome.waiting, outcome.dead_lettered) == (3, 0, 0)
+    assert len(world.store.keys("predictions/")) == 3
+    assert world.activity.detections == [NOW]  # the model controller's idle clock restarts
+
+
+@pytest.mark.parametrize(
+    "error", [ModelNotReady("model STOPPING"), Throttled("ProvisionedThroughputExceededException")]
+)
+def test_an_image_the_model_cannot_take_now_is_sent_back_to_wait_without_counting_a_failure(
+    world: World, error: Exception
+) -> None:
+    event = upload_event(world, "incoming/wait.png", png_bytes())
+    world.detector.answers["incoming/wait.png"] = error
+
+    outcome = world.service.handle(batch(record(event, receives=1)))
+
+    assert outcome.to_dict() == {"batchItemFailures": []}  # the original is deleted...
+    [again] = world.queue.sent  # ...because an identical copy waits in the DetectQueue
+    assert json.loads(again.body) == event
+    # the first time: WAIT_BASE_SECONDS for a model not running, THROTTLE_BASE_SECONDS when throttled
+    assert again.delay_seconds == (1 if isinstance(error, Throttled) else 5)
+    assert again.attributes == {inbound.WAITED_ATTRIBUTE: "1"}
+    assert world.dead_letters.sent == []
+    assert world.store.keys("predictions/") == []
+
+
+@pytest.mark.parametrize(
+    ("error", "first", "most"),
+    [(ModelNotReady("model STOPPED"), 5, 900), (Throttled("over capacity"), 1, 8)],
+)
+def test_waiting_longer_each_time_is_never_dead_lettered_and_stays_within_sqs_delays(
+    world: World, error: Exception, first: int, most: int
+) -> None:
+    event = upload_event(world, "incoming/patient.png", png_bytes())
+    world.detector.answers["incoming/patient.png"] = error
+    delays = []
+    for waited in range(12):  # far more receives than MAX_RECEIVE_COUNT: they are new messages
+        world.service.handle(batch(record(event, f"m-{waited}", receives=5, waited=waited)))
+        delays.append(world.queue.sent[-1].delay_seconds)
+    assert delays == sorted(delays) and delays[0] == first and delays[-1] == most
+    assert world.dead_letters.sent == []
+
+
+def test_after_the_model_refuses_one_image_the_rest_of_the_batch_waits_without_calling_it(
+    world: World,
+) -> None:
+    events = [upload_event(world, f"incoming/{n}.png", png_bytes()) for n in range(4)]
+    world.detector.answers["incoming/1.png"] = Throttled("ProvisionedThroughputExceededException")
+
+    outcome = world.service.handle(batch(*(record(e, f"m-{n}") for n, e in enumerate(events))))
+
+    assert outcome.to_dict() == {"batchItemFailures": []}
+    assert (outcome.done, outcome.waiting, outcome.dead_lettered) == (1, 3, 0)
+    assert [message.id for message in world.queue.sent] == ["m-1", "m-2", "m-3"]
+    assert world.store.keys("predictions/") == ["predictions/0.png.json"]
+
+
+def test_a_failing_image_is_retried_by_sqs_until_its_last_receive_then_dead_lettered_with_the_reason(
+    world: World,
+) -> None:
+    event = upload_event(world, "incoming/broken.png", png_bytes())
+    world.detector.answers["incoming/broken.png"] = AccessDenied("Rekognition could not read the image")
+
+    early = world.service.handle(batch(record(event, "m-1", receives=4)))
+    last = world.service.handle(batch(record(event, "m-1", receives=5)))  # MAX_RECEIVE_COUNT (template)
+
+    assert early.to_dict() == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert last.to_dict() == {"batchItemFailures": []}
+    [letter] = world.dead_letters.sent
+    assert json.loads(letter.body) == event
+    assert letter.attributes == {
+        "ERROR_CODE": "AccessDenied",
+        "ERROR_MESSAGE": "Rekognition could not read the image",
+        "RETRY_ATTEMPTS": "5",
+    }
+    assert world.queue.sent == []
+
+
+def test_a_body_that_is_not_an_upload_event_is_dead_lettered_at_once_with_the_reason(world: World) -> None:
+    good = upload_event(world, "incoming/good.png", png_bytes())
+
+    outcome = world.service.handle(
+        batch(
+            record({"source": "aws.ec2"}, "m-bad"), record("{not json", "m-garbled"), record(good, "m-good")
+        )
+    )
+
+    assert outcome.to_dict() == {"batchItemFailures": []}
+    assert (outcome.done, outcome.dead_lettered) == (1, 2)
+    codes = {letter.id: letter.attributes["ERROR_CODE"] for letter in world.dead_letters.sent}
+    assert codes == {"m-bad": "InvalidEvent", "m-garbled": "InvalidEvent"}
+    reasons = [letter.attributes["ERROR_MESSAGE"] for letter in world.dead_letters.sent]
+    assert "s3-object-created-event" in reasons[0] and "not JSON" in reasons[1]
+
+
+def test_a_copy_sqs_refuses_keeps_the_original_for_a_retry(world: World) -> None:
+    event = upload_event(world, "incoming/wait.png", png_bytes())
+    world.detector.answers["incoming/wait.png"] = ModelNotReady("model STARTING")
+    world.queue.refuse.add("m-1")
+
+    outcome = world.service.handle(batch(record(event, "m-1")))
+
+    assert outcome.to_dict() == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+
+
+def test_one_failure_fails_only_its_own_message(world: World) -> None:
+    ok = upload_event(world, "incoming/ok.png", png_bytes())
+    bad = upload_event(world, "incoming/bad.png", png_bytes())
+    world.detector.answers["incoming/bad.png"] = TransientError("DynamoDB is failing")
+
+    outcome = world.service.handle(batch(record(ok, "m-ok"), record(bad, "m-bad")))
+
+    assert outcome.to_dict() == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    assert world.store.keys("predictions/") == ["predictions/ok.png.json"]
+
+
+def test_a_batch_of_only_waiting_images_is_not_activity(world: World) -> None:
+    event = upload_event(world, "incoming/wait.png", png_bytes())
+    world.detector.answers["incoming/wait.png"] = ModelNotReady("model STOPPED")
+    world.service.handle(batch(record(event)))
+    assert world.activity.detections == []  # the idle clock is about work done, not work refused

@@ -119,3 +119,40 @@ def test_a_failed_training_is_rejected_and_frees_the_lock(world: World) -> None:
     rejected = world.service.handle(TICK)
     assert rejected.action == "rejected" and "manifest has no valid lines" in rejected.reason
     assert world.publisher.of_type("ModelRejected")[0]["versionArn"] == candidate
+
+
+@pytest.mark.parametrize("active_status", ["STOPPED", "STOPPING", "TRAINING_COMPLETED"])
+def test_a_better_model_replaces_an_idle_stopped_one_by_switching_the_parameter_only(
+    world: World, active_status: str
+) -> None:
+    active = world.version("active", 0.80, status=active_status)
+    world.registry.active = active
+    candidate = world.version("candidate", 0.90)
+    world.training(candidate)
+
+    promoted = world.service.handle(TICK)
+
+    assert promoted.action == "promoted"
+    assert (world.registry.active, world.registry.previous) == (candidate, active)
+    assert world.project.starts == []  # the model controller starts it when work arrives
+    assert world.project.stops == []
+    assert "switched without starting" in promoted.reason
+    assert world.ledger.read_lock().status == "PROMOTED"  # type: ignore[union-attr]
+    assert world.publisher.of_type("ModelPromoted")[0]["versionArn"] == candidate
+    assert world.service.handle(TICK).action == "idle"
+
+
+def test_the_first_model_is_switched_to_without_being_started(world: World) -> None:
+    candidate = world.version("candidate", 0.90)
+    world.training(candidate)
+    assert world.service.handle(TICK).action == "promoted"
+    assert (world.registry.active, world.project.starts) == (candidate, [])
+
+
+def test_a_starting_active_model_is_replaced_without_downtime(world: World) -> None:
+    """The controller is starting it for waiting images: the candidate starts and takes over."""
+    world.registry.active = world.version("active", 0.80, status="STARTING")
+    candidate = world.version("candidate", 0.90)
+    world.training(candidate)
+    assert world.service.handle(TICK).action == "starting"
+    assert world.project.starts == [(candidate, 1)]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from labelloop_core.errors import Throttled, TransientError
+
 # Retrying later can succeed: throttling, capacity, the service's own hiccups (any service).
 THROTTLING = frozenset(
     {
@@ -49,6 +51,16 @@ RESOURCE_NOT_FOUND = "ResourceNotFoundException"
 CONFLICT = "ConflictException"
 VALIDATION = "ValidationException"
 PARAMETER_NOT_FOUND = "ParameterNotFound"
+# Rekognition Custom Labels: the model version is not RUNNING (stopped, starting, stopping).
+MODEL_NOT_READY = "ResourceNotReadyException"
+# Rekognition refuses this image (retrying cannot help) / could not read it (an access problem).
+IMAGE_REJECTIONS = {
+    "ImageTooLargeException": "IMAGE_TOO_LARGE",
+    "InvalidImageFormatException": "INVALID_IMAGE_FORMAT",
+}
+UNREADABLE_OBJECT = "InvalidS3ObjectException"
+# Lambda: an event source mapping that is being created, updated, enabled or disabled.
+MAPPING_BUSY = frozenset({"ResourceInUseException", "ResourceConflictException"})
 
 
 def error_code(error: BaseException) -> str:
@@ -82,6 +94,15 @@ def is_retryable(error: BaseException) -> bool:
     """Throttling or a service-side fault: the same request may succeed later."""
     code = error_code(error)
     return code in THROTTLING or code in SERVICE_FAULTS or http_status(error) >= 500
+
+
+def is_throttling(error: BaseException) -> bool:
+    return error_code(error) in THROTTLING
+
+
+def retry_later(error: BaseException, message: str) -> TransientError:
+    """The TransientError for a retryable SDK error: `Throttled` when AWS asked to slow down."""
+    return Throttled(message) if is_throttling(error) else TransientError(message)
 
 
 def cancellation_codes(error: BaseException) -> list[str] | None:

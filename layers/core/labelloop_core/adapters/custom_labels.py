@@ -84,6 +84,7 @@ class CustomLabelsProject:
         self._sleep = sleep
         self._poll_seconds = poll_seconds
         self._dataset_timeout_seconds = dataset_timeout_seconds
+        self._project_arns: dict[str, str] = {self.project_name: project_arn}  # by project name
 
     client = LazyClient("rekognition")
 
@@ -190,12 +191,39 @@ class CustomLabelsProject:
         )
         return version if version is not None and version.arn == version_arn else None
 
-    def start_version(self, version_arn: str, min_inference_units: int) -> str:
-        """Start hosting; a version already starting or running is left as it is."""
+    def status_of(self, version_arn: str) -> ProjectVersion | None:
+        """The version with this ARN in whichever project it belongs to (the model a stack starts
+        with may come from another project); None when there is no such version."""
+        name = _project_name_of(version_arn)
+        project_arn = self._project_arns.get(name)
+        if project_arn is None:
+            response = self._call("describe_projects", ProjectNames=[name])
+            found = [p["ProjectArn"] for p in response.get("ProjectDescriptions", [])]
+            if not found:
+                return None
+            project_arn = self._project_arns[name] = str(found[0])
+        version_name = version_name_from_arn(version_arn)
+        response = self._call(
+            "describe_project_versions", ProjectArn=project_arn, VersionNames=[version_name]
+        )
+        for description in response.get("ProjectVersionDescriptions", []):
+            if description.get("ProjectVersionArn") == version_arn:
+                return _project_version(description)
+        return None
+
+    def start_version(
+        self, version_arn: str, min_inference_units: int, max_inference_units: int | None = None
+    ) -> str:
+        """Start hosting (auto-scaling up to `max_inference_units` when given); a version already
+        starting or running is left as it is."""
+        request: dict[str, Any] = {
+            "ProjectVersionArn": version_arn,
+            "MinInferenceUnits": min_inference_units,
+        }
+        if max_inference_units is not None:
+            request["MaxInferenceUnits"] = max_inference_units
         try:
-            response = self._call(
-                "start_project_version", ProjectVersionArn=version_arn, MinInferenceUnits=min_inference_units
-            )
+            response = self._call("start_project_version", **request)
             return str(response.get("Status", "STARTING"))
         except Exception as error:
             if aws_errors.error_code(error) != aws_errors.RESOURCE_IN_USE:
@@ -229,9 +257,14 @@ class CustomLabelsProject:
             response: dict[str, Any] = getattr(self.client, operation)(**kwargs)
         except Exception as error:
             if aws_errors.is_retryable(error):
-                raise TransientError(f"Rekognition {operation} failed: {error}") from error
+                raise aws_errors.retry_later(error, f"Rekognition {operation} failed: {error}") from error
             raise
         return response
+
+
+def _project_name_of(version_arn: str) -> str:
+    """`arn:...:project/<name>/version/<version>/<timestamp>` → `<name>`."""
+    return version_arn.split(":project/", 1)[-1].split("/", 1)[0]
 
 
 def _manifest_asset(manifest: S3Location) -> dict[str, Any]:
@@ -247,10 +280,13 @@ def _project_version(description: dict[str, Any]) -> ProjectVersion:
         else None
     )
     f1 = evaluation.get("F1Score")
+    min_units, max_units = description.get("MinInferenceUnits"), description.get("MaxInferenceUnits")
     return ProjectVersion(
         arn=description["ProjectVersionArn"],
         status=description.get("Status", ""),
         status_message=description.get("StatusMessage", ""),
         f1_score=float(f1) if f1 is not None else None,
         summary=summary,
+        min_units=int(min_units) if min_units is not None else None,
+        max_units=int(max_units) if max_units is not None else None,
     )

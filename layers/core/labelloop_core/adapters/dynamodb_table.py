@@ -11,7 +11,6 @@ from typing import Any
 from labelloop_core.adapters import aws_errors
 from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.adapters.dynamodb_codec import decode_item, encode_item, encode_values
-from labelloop_core.errors import TransientError
 
 Key = Mapping[str, Any]
 _NAME = re.compile(r"#([A-Za-z_][A-Za-z0-9_]*)")
@@ -99,5 +98,5 @@ class Table:
 
 def translate(error: Exception) -> Exception:
     if aws_errors.is_retryable(error):
-        return TransientError(f"DynamoDB is throttling or failing: {error}")
+        return aws_errors.retry_later(error, f"DynamoDB is throttling or failing: {error}")
     return error

@@ -1,5 +1,6 @@
-"""The ledger on DynamoDB: `ReviewLedger` (images, reviews, labels) and `TrainingLedger` (the training
-cycle) over one table, with the keys, records and conditions of `labelloop_core.ledger`.
+"""The ledger on DynamoDB: `ReviewLedger` (images, reviews, labels), `TrainingLedger` (the training
+cycle) and `ModelLedger` (the model controller's state and the running intervals) over one table,
+with the keys, records and conditions of `labelloop_core.ledger`.
 
 Every write is conditional, so replays and duplicate deliveries change nothing; a label is written
 together with the pending-label counter in one transaction that does nothing when the label already
@@ -30,15 +31,18 @@ from labelloop_core.ledger import (
     WAITING_INDEX,
     Admission,
     ClaimResult,
+    ControlState,
     Decision,
     ImageRecord,
     LabelRecord,
     LoopRecord,
+    OpenRun,
     PendingLabel,
     TrainingLock,
     WaitingReview,
     iso,
 )
+from labelloop_core.model_control import RunInterval
 from labelloop_core.naming import ImageRef
 from labelloop_core.review_request import priority_rank
 
@@ -495,3 +499,77 @@ def _transact_through_conflicts(table: Table, actions: list[dict[str, Any]], wha
 
 class _AlreadySettled(LabelloopError):
     """A label of the batch was no longer pending."""
+
+
+class ModelLedger:
+    """The ModelController's state item and the model's running intervals (DESIGN §10)."""
+
+    def __init__(self, table: str, client: Any = None) -> None:
+        self.table = Table(table, client)
+
+    def read_control(self) -> ControlState:
+        return ControlState.from_item(self.table.get(layout.MODEL_CONTROL_KEY))
+
+    def save_control(self, state: ControlState) -> None:
+        """Write the controller's attributes; Detect's `last_detection_at` is left as it is."""
+        values = state.to_item()
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        update = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values)))
+        self.table.call(
+            "update_item",
+            TableName=self.table.name,
+            Key=encode_item(layout.MODEL_CONTROL_KEY),
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=encode_values(
+                {f":v{i}": value for i, value in enumerate(values.values())}
+            ),
+        )
+
+    def record_detection(self, now: datetime) -> None:
+        """Detect worked at `now` (never moves the time back when batches finish out of order)."""
+        self.table.conditional(
+            "update_item",
+            TableName=self.table.name,
+            Key=encode_item(layout.MODEL_CONTROL_KEY),
+            UpdateExpression="SET last_detection_at = :now",
+            ConditionExpression=layout.DETECTION_NEWER,
+            ExpressionAttributeValues=encode_values({":now": iso(now)}),
+        )
+
+    def open_run(self, version_arn: str, run: OpenRun) -> bool:
+        """Record a running interval; False when it was recorded already (a retried tick)."""
+        item = layout.run_item(version_arn, run)
+        return self.table.conditional(
+            "put_item",
+            TableName=self.table.name,
+            Item=encode_item(item),
+            ConditionExpression=layout.CREATE_ONLY,
+        )
+
+    def close_run(self, version_arn: str, running_at: str, stopped_at: str, reason: str) -> bool:
+        """Close a running interval once; False when it is closed already or was never recorded."""
+        return self.table.conditional(
+            "update_item",
+            TableName=self.table.name,
+            Key=encode_item(layout.run_key(running_at, version_arn)),
+            UpdateExpression="SET stopped_at = :stopped, stop_reason = :reason",
+            ConditionExpression=layout.RUN_OPEN,
+            ExpressionAttributeValues=encode_values({":stopped": stopped_at, ":reason": reason[:1000]}),
+        )
+
+    def runs(self) -> Iterator[RunInterval]:
+        """Every running interval, oldest first (one partition: a Query)."""
+        request: dict[str, Any] = {
+            "TableName": self.table.name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": encode_values({":pk": layout.MODEL_RUNS_PK}),
+        }
+        while True:
+            response = self.table.call("query", **request)
+            for raw in response.get("Items", []):
+                yield layout.run_from_item(decode_item(raw))
+            last_key = response.get("LastEvaluatedKey")
+            if not last_key:
+                return
+            request["ExclusiveStartKey"] = last_key

@@ -15,7 +15,6 @@ from typing import Any
 from labelloop_core.adapters import aws_errors
 from labelloop_core.adapters.clients import LazyClient
 from labelloop_core.config import ConfigError
-from labelloop_core.errors import TransientError
 
 NO_MODEL = "none"
 
@@ -91,7 +90,9 @@ class SsmModelRegistry:
 
 def _translate(error: Exception, name: str) -> Exception:
     if aws_errors.is_retryable(error):
-        return TransientError(f"SSM is throttling or failing on {name}: {aws_errors.error_code(error)}")
+        return aws_errors.retry_later(
+            error, f"SSM is throttling or failing on {name}: {aws_errors.error_code(error)}"
+        )
     return error
 
 

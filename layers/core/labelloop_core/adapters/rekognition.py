@@ -1,5 +1,6 @@
-"""DetectCustomLabels, with AWS errors sorted into "retry later", "this image is rejected" and "the
-deployment cannot read the image"."""
+"""DetectCustomLabels, with AWS errors sorted into "the model cannot take it now" (not running:
+`ModelNotReady`; over its throughput: `Throttled`), "retry later" (a service fault), "this image is
+rejected" and "the deployment cannot read the image"."""
 
 from __future__ import annotations
 
@@ -7,31 +8,12 @@ from typing import Any
 
 from labelloop_core.adapters import aws_errors
 from labelloop_core.adapters.clients import LazyClient
-from labelloop_core.errors import AccessDenied, InvalidImage, TransientError
+from labelloop_core.errors import AccessDenied, InvalidImage, ModelNotReady
 from labelloop_core.geometry import RatioBox
 from labelloop_core.naming import NULL_VERSION_ID, ImageRef
 from labelloop_core.policy import Detection
 
 MAX_RESULTS = 100  # matches the ReviewRequested detail limit
-
-# The model is stopped/starting, or capacity is short: the platform retries the event.
-TRANSIENT_CODES = frozenset(
-    {
-        "ResourceNotReadyException",
-        "ThrottlingException",
-        "ProvisionedThroughputExceededException",
-        "InternalServerError",
-        "LimitExceededException",
-        "ServiceUnavailableException",
-    }
-)
-# Rekognition refuses this image: retrying cannot help, so the image is recorded as rejected.
-REJECTION_CODES = {
-    "ImageTooLargeException": "IMAGE_TOO_LARGE",
-    "InvalidImageFormatException": "INVALID_IMAGE_FORMAT",
-}
-# Rekognition could not access the object: an access problem, never a verdict on the image.
-UNREADABLE_OBJECT = "InvalidS3ObjectException"
 
 
 class CustomLabelsDetector:
@@ -43,7 +25,8 @@ class CustomLabelsDetector:
     def detect(self, model_arn: str, image: ImageRef, min_confidence: float) -> list[Detection]:
         """Detections of `model_arn` on that exact image version.
 
-        Raises TransientError (retry) or InvalidImage (record a rejection)."""
+        Raises ModelNotReady or Throttled (wait for the model), TransientError (retry) or InvalidImage
+        (record a rejection)."""
         s3_object = {"Bucket": image.bucket, "Name": image.key}
         if image.version_id and image.version_id != NULL_VERSION_ID:
             s3_object["Version"] = image.version_id
@@ -69,11 +52,12 @@ def _translate(error: Exception, model_arn: str, image: ImageRef) -> Exception:
     if not aws_errors.is_sdk_error(error):
         return error
     code, message = aws_errors.error_code(error), aws_errors.error_message(error)
-    if code in TRANSIENT_CODES or aws_errors.is_retryable(error):
-        return TransientError(
-            f"DetectCustomLabels on {model_arn}: {code or aws_errors.http_status(error)} {message}"
-        )
-    if code == UNREADABLE_OBJECT:
+    described = f"DetectCustomLabels on {model_arn}: {code or aws_errors.http_status(error)} {message}"
+    if code == aws_errors.MODEL_NOT_READY:
+        return ModelNotReady(described)
+    if aws_errors.is_retryable(error):
+        return aws_errors.retry_later(error, described)
+    if code == aws_errors.UNREADABLE_OBJECT:
         # Rekognition reads the image with the caller's rights: this is a permission or encryption
         # problem of the deployment, not a bad image. Raised, so it is retried and dead-lettered.
         return AccessDenied(
@@ -81,6 +65,8 @@ def _translate(error: Exception, model_arn: str, image: ImageRef) -> Exception:
             "The function's role needs s3:GetObject and s3:GetObjectVersion on the image (and kms:Decrypt "
             "if the bucket uses a KMS key)"
         )
-    if code in REJECTION_CODES:
-        return InvalidImage(REJECTION_CODES[code], f"Rekognition refused the image: {message or code}")
+    if code in aws_errors.IMAGE_REJECTIONS:
+        return InvalidImage(
+            aws_errors.IMAGE_REJECTIONS[code], f"Rekognition refused the image: {message or code}"
+        )
     return error

@@ -186,7 +186,7 @@ class S3Store:
             # Also what S3 answers for a missing key when the role may not s3:ListBucket the bucket.
             return AccessDenied(f"access to {where} denied ({code}): check the function's role")
         if aws_errors.is_retryable(error):
-            return TransientError(f"S3 {code or aws_errors.http_status(error)} on {where}")
+            return aws_errors.retry_later(error, f"S3 {code or aws_errors.http_status(error)} on {where}")
         return error
 
 

@@ -1,5 +1,17 @@
 """Detect: check an uploaded image, detect with the active model, decide on review, record, publish.
 
+Detect consumes the DetectQueue in batches (its SQS event source mapping, `ReportBatchItemFailures`).
+Each message ends one of four ways:
+- done (detected, rejected, or found already processed): deleted by Lambda;
+- the model could not take it now (not RUNNING, or throttled: `ModelNotReady`, `Throttled`): sent
+  back to the DetectQueue with a growing DelaySeconds and deleted, so waiting never counts as a
+  failed receive and never reaches the dead-letter queue;
+- a genuine failure (an error of this image or event, a permission, a bug): a batch item failure,
+  received again after the visibility timeout; on its last receive (MAX_RECEIVE_COUNT, the queue's
+  maxReceiveCount) it is sent to the dead-letter queue with the reason as message attributes;
+- a body that is not an S3 `Object Created` event: dead-lettered at once with the reason (retrying
+  cannot change it).
+
 Idempotent per image version: a duplicate or replayed event rewrites the same prediction document
 and ledger item and republishes the same ReviewRequested, whose deterministic loop name makes
 StartReview a no-op. Once a review has started the image is not detected again.
@@ -12,17 +24,19 @@ NO_MODEL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from labelloop_core import config, imageinfo, naming, observability
 from labelloop_core.config import ConfigError, setting
-from labelloop_core.errors import InvalidImage, ObjectMissing
+from labelloop_core.errors import InvalidImage, ModelNotReady, ObjectMissing, Throttled
 from labelloop_core.geometry import PixelBox, clamp, ratio_to_pixels
-from labelloop_core.inbound import ObjectCreated
+from labelloop_core.inbound import WAITED_ATTRIBUTE, QueuedUpload, QueuedUploads
 from labelloop_core.ledger import ImageRecord
+from labelloop_core.model_control import throttle_delay_seconds, wait_delay_seconds
 from labelloop_core.naming import ImageRef
 from labelloop_core.policy import (
     NO_MODEL,
@@ -32,12 +46,23 @@ from labelloop_core.policy import (
     ReviewReason,
     decide_review,
 )
-from labelloop_core.ports import Detector, EventPublisher, ModelRegistry, ObjectStore, ReviewLedger
+from labelloop_core.ports import (
+    Detector,
+    EventPublisher,
+    MessageQueue,
+    ModelActivity,
+    ModelRegistry,
+    ObjectStore,
+    OutgoingMessage,
+    ReviewLedger,
+)
 from labelloop_core.review_request import BoxedDetection, ReviewRequest, image_fields
 from labelloop_core.schemas import validate
 
 OBJECT_MISSING = "OBJECT_MISSING"
 _MAX_HEADER_FETCHES = 3  # JPEG headers pushed back by big EXIF/ICC blocks need a longer read
+# Message attributes of a message Detect sends to its dead-letter queue (as EventBridge names its own).
+ERROR_CODE, ERROR_MESSAGE, RECEIVE_COUNT = "ERROR_CODE", "ERROR_MESSAGE", "RETRY_ATTEMPTS"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +81,10 @@ class DetectSettings:
     model_cache_seconds: int = setting(
         "MODEL_CACHE_SECONDS", config.integer_between(0, config.MAX_MODEL_CACHE_SECONDS), 60
     )
+    detect_queue_url: str = config.detect_queue_url()  # where a message waiting for the model goes back
+    dead_letter_queue_url: str = setting("DEAD_LETTER_QUEUE_URL", config.text)
+    # The DetectQueue's maxReceiveCount: the receive on which a failing message is dead-lettered.
+    max_receive_count: int = setting("MAX_RECEIVE_COUNT", config.integer_between(1, 1000), 5)
 
     def check(self) -> None:
         unknown = sorted(set(self.label_thresholds) - set(self.labels))
@@ -92,6 +121,20 @@ class DetectOutcome:
 
 
 @dataclass(frozen=True)
+class BatchOutcome:
+    """What became of a batch; `to_dict()` is the partial batch response Lambda reads."""
+
+    failures: tuple[str, ...] = ()  # message ids SQS delivers again after the visibility timeout
+    done: int = 0
+    waiting: int = 0  # sent back to wait for the model
+    dead_lettered: int = 0
+    outcomes: tuple[DetectOutcome, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failures]}
+
+
+@dataclass(frozen=True)
 class _Scored:
     """A detection with its pixel box inside the image."""
 
@@ -110,6 +153,12 @@ class DetectService:
         models: ModelRegistry,
         detector: Detector,
         publisher: EventPublisher,
+        *,
+        queue: MessageQueue,
+        dead_letters: MessageQueue,
+        activity: ModelActivity,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -117,14 +166,21 @@ class DetectService:
         self.models = models
         self.detector = detector
         self.publisher = publisher
+        self.queue = queue
+        self.dead_letters = dead_letters
+        self.activity = activity
+        self.clock = clock
+        self.rng = rng
         self.review_config = settings.review_config()
         self.log = observability.logger()
 
     @classmethod
     def from_settings(cls, settings: DetectSettings) -> DetectService:
         from labelloop_core.adapters.events import EventBridgePublisher
+        from labelloop_core.adapters.ledger import ModelLedger
         from labelloop_core.adapters.ledger import ReviewLedger as DynamoReviewLedger
         from labelloop_core.adapters.models import SsmModelRegistry
+        from labelloop_core.adapters.queues import SqsQueue
         from labelloop_core.adapters.rekognition import CustomLabelsDetector
         from labelloop_core.adapters.s3store import S3Store
 
@@ -136,10 +192,79 @@ class DetectService:
             SsmModelRegistry(settings.active_model_parameter, cache_seconds=settings.model_cache_seconds),
             CustomLabelsDetector(),
             EventBridgePublisher(settings.event_bus_name),
+            queue=SqsQueue(settings.detect_queue_url),
+            dead_letters=SqsQueue(settings.dead_letter_queue_url),
+            activity=ModelLedger(settings.ledger_table),
         )
 
-    def handle(self, request: ObjectCreated) -> DetectOutcome:
-        return self.process(request.image)
+    def handle(self, batch: QueuedUploads) -> BatchOutcome:
+        """Every message of the batch: done, sent back to wait, dead-lettered, or a batch item failure."""
+        failures: list[str] = []
+        waiting: list[OutgoingMessage] = []
+        dead: list[OutgoingMessage] = []
+        outcomes: list[DetectOutcome] = []
+        blocked: ModelNotReady | Throttled | None = None  # the model refused an image of this batch
+        for record in batch.records:
+            self.log.set_correlation_id(record.event_id)
+            if record.upload is None:
+                self.log.error("not an upload event", extra={"message_id": record.message_id})
+                observability.count("InvalidEvents")
+                dead.append(self._dead_letter(record, "InvalidEvent", record.problem or "invalid body"))
+                continue
+            if blocked is not None:  # the rest of the batch waits too: no call the model would refuse
+                waiting.append(self._wait(record, blocked))
+                continue
+            try:
+                outcomes.append(self.process(record.upload.image))
+            except (ModelNotReady, Throttled) as wait:
+                blocked = wait
+                waiting.append(self._wait(record, wait))
+            except Exception as error:  # this record's failure, never the whole batch's
+                if record.receive_count < self.settings.max_receive_count:
+                    self.log.warning(
+                        "detection failed, SQS delivers it again",
+                        extra={"message_id": record.message_id, "error": f"{type(error).__name__}: {error}"},
+                    )
+                    failures.append(record.message_id)
+                else:
+                    dead.append(self._dead_letter(record, type(error).__name__, str(error)))
+        self.log.set_correlation_id(None)
+        # A message whose copy could not be sent stays a failure: SQS keeps the original.
+        failures += self.queue.send(waiting) if waiting else []
+        failures += self.dead_letters.send(dead) if dead else []
+        if outcomes:
+            self.activity.record_detection(self.clock())
+        if waiting:
+            observability.count("ImagesWaitingForModel", len(waiting))
+        if dead:
+            observability.count("DeadLettered", len(dead))
+        return BatchOutcome(tuple(failures), len(outcomes), len(waiting), len(dead), tuple(outcomes))
+
+    def _wait(self, record: QueuedUpload, reason: Exception) -> OutgoingMessage:
+        """The message again, delayed: waiting for the model is never a failed attempt. Throttled: a
+        short backoff (the model runs, the burst drains at its capacity); not running: a longer one."""
+        if isinstance(reason, Throttled):
+            delay = throttle_delay_seconds(record.waited, self.rng)
+        else:
+            delay = wait_delay_seconds(record.waited, self.rng)
+        self.log.info(
+            "the model cannot take the image now: sent back to wait",
+            extra={"message_id": record.message_id, "delay_seconds": delay, "reason": str(reason)},
+        )
+        attributes = {WAITED_ATTRIBUTE: str(record.waited + 1)}
+        return OutgoingMessage(record.message_id, record.body, delay, attributes)
+
+    def _dead_letter(self, record: QueuedUpload, code: str, message: str) -> OutgoingMessage:
+        self.log.error(
+            "message dead-lettered",
+            extra={"message_id": record.message_id, "code": code, "reason": message},
+        )
+        attributes = {
+            ERROR_CODE: code,
+            ERROR_MESSAGE: message[:1000],
+            RECEIVE_COUNT: str(record.receive_count),
+        }
+        return OutgoingMessage(record.message_id, record.body, 0, attributes)
 
     def process(self, image: ImageRef) -> DetectOutcome:
         if not naming.is_incoming(image.key) or image.bucket != self.settings.bucket_name:

@@ -4,6 +4,13 @@ A state machine driven by the training lock, advanced one step per scheduled tic
 TRAINING → (training done, better) STARTING → (candidate RUNNING) PROMOTED, or REJECTED at any
 point. Every step is idempotent: a duplicated or replayed schedule event re-reads the lock and the
 model status and either does nothing or repeats a write with the same values.
+
+Inference on demand (DESIGN §10): when the active model is not running (the model controller
+stopped it after ModelIdleMinutes without work, or there is no model yet), a better candidate is
+promoted by switching the parameter at once, without starting anything: the controller starts the
+new active model when work arrives. Only a running (or starting) active model is replaced the
+zero-downtime way: the candidate is started, the parameter switched once it runs, the old one
+stopped. While the training lock is STARTING the controller never stops the active model.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ from labelloop_core.schemas import SchemaViolation, validate
 
 # A summary that cannot be read or parsed rejects the candidate instead of failing every tick.
 UNUSABLE_SUMMARY = (InvalidSummary, SchemaViolation, ObjectMissing, ValueError)
+# Statuses of an active model that serves (or is about to): replace it without downtime.
+LIVE = {"RUNNING", "STARTING"}
 # Statuses in which a trained version has its evaluation and can be compared.
 EVALUATED = {"TRAINING_COMPLETED", "STARTING", "RUNNING", "STOPPING", "STOPPED"}
 
@@ -85,8 +94,12 @@ class PromoteSettings:
     previous_model_parameter: str = config.previous_model_parameter()
     project_arn: str = config.project_arn()
     promotion_margin: float = setting("PROMOTION_MARGIN", config.bounded(0, 0.99, "an F1 difference"), 0.01)
-    min_inference_units: int = setting("MIN_INFERENCE_UNITS", config.positive_int, 1)
+    min_inference_units: int = config.min_inference_units()
+    max_inference_units: int | None = config.max_inference_units()
     min_f1_to_promote: float = setting("MIN_F1_TO_PROMOTE", config.bounded(0, 1, "an F1"), 0.5)
+
+    def check(self) -> None:
+        config.check_inference_units(self.min_inference_units, self.max_inference_units)
 
 
 def model_registry(settings: PromoteSettings, client: Any = None) -> ModelRegistry:
@@ -124,6 +137,7 @@ class PromoteService:
         self.clock = clock
         self.margin = settings.promotion_margin
         self.min_inference_units = settings.min_inference_units
+        self.max_inference_units = settings.max_inference_units
         self.min_f1 = settings.min_f1_to_promote
 
     @classmethod
@@ -179,8 +193,17 @@ class PromoteService:
         reason = f"{active_note}; {decision.reason}" if active_note else decision.reason
         if not decision.promote:
             return self._reject(candidate.arn, reason, metrics, active, active_arn)
-        status = self.custom_labels.start_version(candidate.arn, self.min_inference_units)
         details = {**metrics_to_item(metrics), "previousF1": decision.active_f1, "reason": reason}
+        active_status = self._status(active_arn)
+        if active_status not in LIVE:
+            # Nothing runs (the model controller stopped it, or there is no model yet): switch now
+            # and start nothing; the controller starts the new model when work arrives.
+            details["reason"] = (
+                f"{reason}; the active model is {active_status or 'none'}: switched without starting "
+                "the new model (the model controller starts it when work arrives)"
+            )
+            return self._promote(candidate.arn, details, candidate.f1_score, stop_previous=False)
+        status = self._start(candidate.arn)
         self.ledger.mark_starting(candidate.arn, active_arn or "none", details, self.clock())
         observability.logger().info(
             "promoting: candidate starting",
@@ -226,45 +249,62 @@ class PromoteService:
         if candidate.status == "STARTING":
             return self._waiting(candidate, "candidate starting")
         if candidate.status == "TRAINING_COMPLETED":  # the start request was lost: ask again
-            self.custom_labels.start_version(candidate.arn, self.min_inference_units)
+            self._start(candidate.arn)
             return self._waiting(candidate, "candidate start requested again")
         details = lock.candidate
         message = candidate.status_message or "no reason given"
         reason = f"starting the candidate failed: {candidate.status} ({message})"
         return self._reject(candidate.arn, reason, metrics_from_item(details), None, lock.previous_arn)
 
+    def _status(self, version_arn: str | None) -> str | None:
+        """The status of a version (None: no version), in whichever project it lives."""
+        if version_arn is None:
+            return None
+        version = self.custom_labels.status_of(version_arn)
+        return version.status if version is not None else "MISSING"
+
+    def _start(self, version_arn: str) -> str:
+        return self.custom_labels.start_version(
+            version_arn, self.min_inference_units, self.max_inference_units
+        )
+
     def _switch(self, lock: TrainingLock, candidate: ProjectVersion) -> PromoteResult:
+        return self._promote(candidate.arn, dict(lock.candidate), candidate.f1_score, stop_previous=True)
+
+    def _promote(
+        self, candidate_arn: str, details: dict[str, Any], f1_score: float | None, stop_previous: bool
+    ) -> PromoteResult:
         registry = self.registry
-        if registry.active_model_arn() != candidate.arn:
-            old = registry.switch_active(candidate.arn)
+        if registry.active_model_arn() != candidate_arn:
+            old = registry.switch_active(candidate_arn)
         else:  # a replay after the switch: the previous parameter already names the old model
             old = registry.previous_model_arn()
-        stop_error = self._stop_previous(old) if old and old != candidate.arn else None
-        details = dict(lock.candidate)
+        wanted = stop_previous and old and old != candidate_arn
+        stop_error = self._stop_previous(old) if wanted and old else None
         reason = str(details.get("reason") or "candidate is better")
         if stop_error:
             reason = f"{reason}; previous model NOT stopped: {stop_error}"
         metrics = metrics_from_item(details)
         previous_f1 = details.get("previousF1")
-        self._record(candidate.arn, PROMOTED, reason, metrics, previous_f1, old)
+        self._record(candidate_arn, PROMOTED, reason, metrics, previous_f1, old)
         self.publisher.publish(
             "ModelPromoted",
             {
                 "schemaVersion": "1",
-                "versionArn": candidate.arn,
+                "versionArn": candidate_arn,
                 "previousArn": old,
-                "f1": metrics.f1 if metrics else (candidate.f1_score or 0.0),
+                "f1": metrics.f1 if metrics else (f1_score or 0.0),
                 "previousF1": previous_f1,
                 "perLabelF1": dict(metrics.per_label) if metrics else {},
             },
-            resources=[candidate.arn],
+            resources=[candidate_arn],
         )
-        self.ledger.finish(candidate.arn, PROMOTED, reason, self.clock())
+        self.ledger.finish(candidate_arn, PROMOTED, reason, self.clock())
         observability.logger().info(
-            "model promoted", extra={"version_arn": candidate.arn, "previous_arn": old}
+            "model promoted", extra={"version_arn": candidate_arn, "previous_arn": old}
         )
         return PromoteResult(
-            "promoted", reason, candidate.arn, old, metrics.f1 if metrics else None, previous_f1
+            "promoted", reason, candidate_arn, old, metrics.f1 if metrics else None, previous_f1
         )
 
     def _stop_previous(self, previous_arn: str) -> str | None:
@@ -365,7 +405,7 @@ def rollback(
     target = registry.previous_model_arn()
     if target is None:
         raise LabelloopError(f"nothing to roll back to: {settings.previous_model_parameter} is 'none'")
-    custom_labels.start_version(target, settings.min_inference_units)
+    custom_labels.start_version(target, settings.min_inference_units, settings.max_inference_units)
     waited = 0.0
     while (version := custom_labels.describe_version(target)) is None or version.status != "RUNNING":
         if version is None or version.status not in {"STARTING", "TRAINING_COMPLETED"}:
