@@ -328,9 +328,9 @@ def test_two_images_with_one_file_name_need_keep_paths(
     )
     source = write_manifest(tmp_path / "m.manifest", [first, second])
     assert export(source, "coco", tmp_path / "flat") == 1
-    assert "file name 'a.jpg' of s3://bucket/incoming/a.jpg is already used by s3://bucket/images/a.jpg" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    used = f"file name 'a.jpg' of s3://bucket/incoming/a.jpg is already used by the image of {source}:1"
+    assert f"{source}:2: {used}" in err
     assert export(source, "voc", tmp_path / "kept", "--keep-paths") == 0
     assert sorted(
         p.relative_to(tmp_path / "kept" / "Annotations").as_posix()

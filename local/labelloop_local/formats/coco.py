@@ -41,6 +41,9 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+_string = json.encoder.encode_basestring  # a JSON string literal, as json.dumps writes it
+
+
 class CocoWriter:
     """Writes `annotations.json` into `directory`, one image at a time."""
 
@@ -57,32 +60,28 @@ class CocoWriter:
             "contributor": "labelloop",
             "date_created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        self._out.write('{"info":' + _dump(info) + ',"licenses":[],"images":[\n')
+        self._out.write('{"info":' + _dump(info) + ',"licenses":[],"images":[')
 
     def add(self, image: LabeledImage, class_ids: ClassIds) -> None:
         self.images += 1
-        entry = {
-            "id": self.images,
-            "file_name": image.name,
-            "width": image.width,
-            "height": image.height,
-            "coco_url": image.source_ref,
-        }
-        self._out.write(("" if self.images == 1 else ",\n") + _dump(entry))
+        # Written by hand (what json.dumps would write, compact): a million lines make the difference.
+        self._out.write(
+            f'{"" if self.images == 1 else ","}\n{{"id":{self.images},"file_name":{_string(image.name)},'
+            f'"width":{image.width},"height":{image.height},"coco_url":{_string(image.source_ref)}}}'
+        )
+        rows = []
         for box in image.boxes:
             self.boxes += 1
-            annotation = {
-                "id": self.boxes,
-                "image_id": self.images,
-                "category_id": class_ids.id_of(box.label) + CATEGORY_OFFSET,
-                "bbox": [box.left, box.top, box.width, box.height],
-                "area": box.width * box.height,
-                "iscrowd": 0,
-            }
-            self._spool.write(("" if self.boxes == 1 else ",\n") + _dump(annotation))
+            rows.append(
+                f'{"" if self.boxes == 1 else ","}\n{{"id":{self.boxes},"image_id":{self.images},'
+                f'"category_id":{class_ids.id_of(box.label) + CATEGORY_OFFSET},'
+                f'"bbox":[{box.left},{box.top},{box.width},{box.height}],'
+                f'"area":{box.width * box.height},"iscrowd":0}}'
+            )
+        self._spool.write("".join(rows))
 
     def finish(self, class_ids: ClassIds) -> None:
-        self._out.write('\n],"annotations":[\n')
+        self._out.write('\n],"annotations":[')
         self._spool.seek(0)
         shutil.copyfileobj(self._spool, self._out, 1 << 20)
         self._spool.close()

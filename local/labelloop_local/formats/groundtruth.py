@@ -172,13 +172,10 @@ class DatasetNames:
     def __init__(self, keep_paths: bool, by_stem: bool) -> None:
         self.keep_paths = keep_paths
         self.by_stem = by_stem
-        self._seen: dict[str, str] = {}  # name (or stem) -> where first used
-        self._refs: set[str] = set()
+        self._seen: dict[str, str] = {}  # name (or stem) -> where it was first used (file:line)
 
     def assign(self, image: LabeledImage) -> str | None:
         """Set `image.name`; the reason it cannot be used, or None."""
-        if image.source_ref in self._refs:
-            return f"{image.source_ref} appears twice; a dataset holds each image once"
         key = image.source_ref[5:].split("/", 1)[1]
         name = key if self.keep_paths else key.rsplit("/", 1)[-1]
         if self.keep_paths and (name.startswith("/") or any(p in ("", ".", "..") for p in name.split("/"))):
@@ -188,9 +185,8 @@ class DatasetNames:
         if earlier is not None:
             what = "file name stem" if self.by_stem else "file name"
             hint = "" if self.keep_paths else "; export with --keep-paths to keep the S3 keys"
-            return f"{what} {token!r} of {image.source_ref} is already used by {earlier}{hint}"
-        self._seen[token] = f"{image.source_ref} ({image.where})"
-        self._refs.add(image.source_ref)
+            return f"{what} {token!r} of {image.source_ref} is already used by the image of {earlier}{hint}"
+        self._seen[token] = image.where
         image.name = name
         return None
 
