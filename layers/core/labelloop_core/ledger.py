@@ -13,6 +13,7 @@ training stands. This module is the one home of its layout (no boto3 here); the 
 | training lock | `TRAINING` | `CURRENT` | Retrain (claim, start), Promote (start, finish) |
 | schedule window | `RETRAIN#<window>` | `WINDOW` | Retrain |
 | promotion decision | `VERSION#<versionName>` | `DECISION` | Promote |
+| training dataset | `DATASETS` | `VERSION#<versionName>` | Retrain (at training start) |
 
 Statuses carry a `stage` number and writes are conditional on it, so duplicate, replayed or
 out-of-order events never move an item backwards (a late Detect duplicate cannot turn a LABELED
@@ -85,6 +86,15 @@ def window_key(window: str) -> Key:
 
 def decision_key(version_name: str) -> Key:
     return {"pk": f"VERSION#{version_name}", "sk": "DECISION"}
+
+
+# Every training's dataset in one partition: one Query lists them, oldest first (names sort by time).
+DATASETS_PK = "DATASETS"
+DATASET_SK_PREFIX = "VERSION#"
+
+
+def dataset_key(version_name: str) -> Key:
+    return {"pk": DATASETS_PK, "sk": f"{DATASET_SK_PREFIX}{version_name}"}
 
 
 # --- conditions -----------------------------------------------------------------------------------
@@ -314,3 +324,73 @@ def metrics_from_item(item: Mapping[str, Any]) -> EvaluationMetrics | None:
         item.get("recall"),
         {label: float(score) for label, score in per_label.items()},
     )
+
+
+@dataclass(frozen=True)
+class LabelCount:
+    images: int = 0  # images with at least one box of the label
+    boxes: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """What a training was trained on, recorded by Retrain when it starts the training."""
+
+    version_name: str
+    version_arn: str
+    started_at: str
+    mode: str  # manifest | dataset
+    manifest_key: str | None  # manifests/train-<version>.manifest (None: the project's TRAIN dataset)
+    base_manifest_key: str | None
+    test_manifest_key: str | None
+    sha256: str  # of the merged manifest's bytes, as uploaded
+    size_bytes: int
+    images: int
+    boxes: int
+    per_label: Mapping[str, LabelCount]
+    human_labels: int  # labels from human review used for the first time by this training
+    labels_rejected: int = 0
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "version_name": self.version_name,
+            "version_arn": self.version_arn,
+            "started_at": self.started_at,
+            "mode": self.mode,
+            "manifest_key": self.manifest_key,
+            "base_manifest_key": self.base_manifest_key,
+            "test_manifest_key": self.test_manifest_key,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "images": self.images,
+            "boxes": self.boxes,
+            "per_label": {
+                label: {"images": count.images, "boxes": count.boxes}
+                for label, count in self.per_label.items()
+            },
+            "human_labels": self.human_labels,
+            "labels_rejected": self.labels_rejected,
+        }
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> DatasetRecord:
+        per_label = item.get("per_label") or {}
+        return cls(
+            version_name=str(item.get("version_name") or str(item["sk"]).removeprefix(DATASET_SK_PREFIX)),
+            version_arn=str(item.get("version_arn", "")),
+            started_at=str(item.get("started_at", "")),
+            mode=str(item.get("mode", "")),
+            manifest_key=_text(item, "manifest_key"),
+            base_manifest_key=_text(item, "base_manifest_key"),
+            test_manifest_key=_text(item, "test_manifest_key"),
+            sha256=str(item.get("sha256", "")),
+            size_bytes=int(item.get("size_bytes", 0)),
+            images=int(item.get("images", 0)),
+            boxes=int(item.get("boxes", 0)),
+            per_label={
+                str(label): LabelCount(int(count.get("images", 0)), int(count.get("boxes", 0)))
+                for label, count in per_label.items()
+            },
+            human_labels=int(item.get("human_labels", 0)),
+            labels_rejected=int(item.get("labels_rejected", 0)),
+        )

@@ -15,6 +15,7 @@ from typing import IO, Any, Protocol
 
 from labelloop_core.ledger import (
     ClaimResult,
+    DatasetRecord,
     Decision,
     ImageRecord,
     LabelRecord,
@@ -172,6 +173,7 @@ class TrainingLedger(Protocol):
     def finish(self, version_arn: str, status: str, reason: str, now: datetime) -> bool: ...
     def record_decision(self, version_name: str, decision: Decision) -> None: ...
     def read_decision(self, version_name: str) -> Decision | None: ...
+    def record_dataset(self, record: DatasetRecord) -> None: ...
 
 
 class CustomLabels(Protocol):

@@ -60,7 +60,7 @@ def add_command(
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `labelloop --help` stays fast and one broken group cannot hide the others.
-    from labelloop_local.cli import dlq, local, manifest, model
+    from labelloop_local.cli import datasets, dlq, local, manifest, model
 
     parser = argparse.ArgumentParser(
         prog="labelloop",
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.register(subparsers)
     model.register(subparsers)
     dlq.register(subparsers)
+    datasets.register(subparsers)
     local.register(subparsers)
     return parser
 

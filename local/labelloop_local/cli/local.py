@@ -1,4 +1,4 @@
-"""`labelloop local demo|up|upload|replay|dlq`: the local stack from the command line."""
+"""`labelloop local demo|up|upload|replay|dlq|datasets`: the local stack from the command line."""
 
 from __future__ import annotations
 
@@ -100,6 +100,17 @@ def register(subparsers: Any) -> None:
         "`labelloop local up` runs.",
     )
     dlq.add_commands(dead_letters, stack_argument=False, wrap=_on_running_stack)
+
+    from labelloop_local.cli import datasets
+
+    training_data = add_command(
+        commands,
+        "datasets",
+        "`labelloop datasets list|diff` on the running local stack (its endpoints from the state file)",
+        "The same commands as `labelloop datasets`, with the endpoints and stack name of the stack "
+        "`labelloop local up` runs.",
+    )
+    datasets.add_commands(training_data, stack_argument=False, wrap=_on_running_stack)
 
 
 # -- demo ---------------------------------------------------------------------------------------------

@@ -90,8 +90,9 @@ class ClassIds:
     Ground Truth class ids are kept as the lines write them, which must then agree across lines (a
     merged training manifest always does: the merge writes the canonical ids)."""
 
-    def __init__(self, labels: ClassMap | None = None) -> None:
+    def __init__(self, labels: ClassMap | None = None, by_name: bool = False) -> None:
         self.labels = labels
+        self.by_name = by_name  # only the names matter (comparing datasets): ids may differ by line
         self.names: dict[int, str] = dict(enumerate(labels.labels)) if labels else {}
         self._ids: dict[str, int] = {name: i for i, name in self.names.items()}
         self._first: dict[int, str] = {}  # id -> where it was first seen (without labels)
@@ -101,7 +102,7 @@ class ClassIds:
 
     def learn(self, class_map: dict[str, str], where: str) -> str | None:
         """Take in a line's class-map; the reason it conflicts with earlier lines, or None."""
-        if self.labels is not None:
+        if self.labels is not None or self.by_name:
             return None
         for key, name in class_map.items():
             class_id = int(key)
