@@ -8,7 +8,6 @@ import io
 import json
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,17 +117,10 @@ def test_diff_of_a_manifest_and_its_next_merge_holds_almost_nothing_in_memory() 
 
 
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def stack(aws_env: None) -> Iterator[dict[str, Any]]:
     """A CloudFormation stack on moto with the two resources the commands read."""
     from moto import mock_aws
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     template = {
         "Resources": {
             "ImageBucket": {"Type": "AWS::S3::Bucket"},

@@ -455,16 +455,9 @@ def test_help_describes_the_commands_and_shows_defaults(capsys: pytest.CaptureFi
 
 
 @pytest.fixture
-def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Any:
+def s3_bucket(aws_env: None) -> Any:
     from moto import mock_aws
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         import boto3
 

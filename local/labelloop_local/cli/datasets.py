@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from labelloop_local.cli import add_command
+from labelloop_local.cli import add_command, aws_failure
 
 
 class DatasetsError(Exception):
@@ -122,25 +122,17 @@ def add_commands(parser: argparse.ArgumentParser, stack_argument: bool, wrap: An
 
 def _guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command; every failure becomes one line naming its cause, never a traceback."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
-
     from labelloop_local.cli.manifest import UsageError
 
     try:
         return command(args)
     except (DatasetsError, UsageError) as error:
         message = str(error)
-    except NoCredentialsError:
-        message = (
-            "no AWS credentials (configure a profile, or apply the export lines of `labelloop local up`)"
-        )
-    except NoRegionError:
-        message = "no AWS region (set AWS_REGION or a profile's region)"
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        message = f"{details.get('Code', '')}: {details.get('Message') or ' '.join(str(error).split())}"
-    except BotoCoreError as error:
-        message = " ".join(str(error).split())
+    except Exception as error:
+        failure = aws_failure(error)
+        if failure is None:
+            raise
+        message = failure
     print(f"datasets {args.datasets_command} failed: {message}", file=sys.stderr)
     return 1
 
@@ -251,13 +243,12 @@ class _Resolver:
         self._clients: Clients | None = None
 
     def images(self, name: str) -> Iterator[Any]:
-        from labelloop_local.cli.formats import _s3_lines
+        from labelloop_local.cli.formats import _s3_lines, _s3_parts
         from labelloop_local.cli.manifest import read_json_lines
         from labelloop_local.formats.groundtruth import ClassIds, read_images, source_lines
 
         if name.startswith("s3://"):
-            bucket, _, key = name[5:].partition("/")
-            lines: Iterator[Any] = _s3_lines(bucket, key)
+            lines: Iterator[Any] = _s3_lines(*_s3_parts(name, name))
         elif Path(name).is_file():
             lines = source_lines(name, read_json_lines(Path(name)))
         else:

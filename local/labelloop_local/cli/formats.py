@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from labelloop_core.manifest import ClassMap
-from labelloop_local.cli import add_command
+from labelloop_local.cli import add_command, aws_failure
 from labelloop_local.cli.manifest import (
     DEFAULT_ATTRIBUTE,
     LABEL_FILE_SUFFIXES,
@@ -208,9 +208,7 @@ class _Input:
     @classmethod
     def parse(cls, text: str) -> _Input:
         if text.startswith("s3://"):
-            bucket, _, key = text[5:].partition("/")
-            if not bucket:
-                raise UsageError(f"{text}: an S3 input is s3://BUCKET/KEY or s3://BUCKET/PREFIX/")
+            bucket, key = _s3_parts(text, text)
             return cls(text, None, bucket, key)
         path = Path(text)
         if not path.exists():
@@ -224,6 +222,14 @@ class _Input:
             return
         assert self.bucket is not None
         yield from _s3_lines(self.bucket, self.key)
+
+
+def _s3_parts(uri: str, what: str) -> tuple[str, str]:
+    """(bucket, key or prefix) of an s3:// URI."""
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise UsageError(f"{what}: an S3 location is s3://BUCKET/KEY or s3://BUCKET/PREFIX/")
+    return bucket, key
 
 
 def _all_lines(inputs: Iterable[_Input]) -> Iterator[SourceLine]:
@@ -276,9 +282,7 @@ class _ImageCopier:
     @classmethod
     def parse(cls, text: str) -> _ImageCopier:
         if text.startswith("s3://"):
-            bucket, _, prefix = text[5:].partition("/")
-            if not bucket:
-                raise UsageError(f"--images {text}: an S3 prefix is s3://BUCKET/PREFIX/")
+            bucket, prefix = _s3_parts(text, f"--images {text}")
             return cls(None, bucket, prefix)
         folder = Path(text)
         if not folder.is_dir():
@@ -418,11 +422,7 @@ def _call(function: Any, uri: str) -> Any:
 
 
 def _aws_message(error: BaseException) -> str:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict) and response.get("Error"):
-        details = response["Error"]
-        return f"{details.get('Code', '')}: {details.get('Message') or 'no message'}".strip(": ")
-    return " ".join(str(error).split()) or type(error).__name__
+    return aws_failure(error) or " ".join(str(error).split()) or type(error).__name__
 
 
 @contextmanager

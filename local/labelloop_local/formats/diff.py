@@ -98,43 +98,37 @@ def diff(
     threshold: float = DEFAULT_IOU,
 ) -> Iterator[ImageChange]:
     """Every change from `old` to `new`, counted into `summary`, streaming both side by side."""
-    waiting_old: dict[str, LabeledImage] = {}
-    waiting_new: dict[str, LabeledImage] = {}
-    old_items, new_items = iter(old), iter(new)
-    old_done = new_done = False
-    while not (old_done and new_done):
-        if not old_done:
-            image = next(old_items, None)
+    sides = _Side(old, "removed"), _Side(new, "added")
+    while not all(side.done for side in sides):
+        for side, other in (sides, sides[::-1]):
+            image = None if side.done else next(side.images, None)
             if image is None:
-                old_done = True
+                side.done = True
+                continue
+            side.seen += 1
+            twin = other.waiting.pop(image.source_ref, None)
+            if twin is not None:
+                yield from _pair(*((image, twin) if side is sides[0] else (twin, image)), summary, threshold)
+            elif other.done:
+                yield _alone(image, side.kind, summary)
             else:
-                summary.images_a += 1
-                twin = waiting_new.pop(image.source_ref, None)
-                if twin is not None:
-                    yield from _pair(image, twin, summary, threshold)
-                elif new_done:
-                    yield _alone(image, "removed", summary)
-                else:
-                    waiting_old[image.source_ref] = image
-                    summary.peak_waiting = max(summary.peak_waiting, len(waiting_old) + len(waiting_new))
-        if not new_done:
-            image = next(new_items, None)
-            if image is None:
-                new_done = True
-            else:
-                summary.images_b += 1
-                twin = waiting_old.pop(image.source_ref, None)
-                if twin is not None:
-                    yield from _pair(twin, image, summary, threshold)
-                elif old_done:
-                    yield _alone(image, "added", summary)
-                else:
-                    waiting_new[image.source_ref] = image
-                    summary.peak_waiting = max(summary.peak_waiting, len(waiting_old) + len(waiting_new))
-    for image in waiting_old.values():
-        yield _alone(image, "removed", summary)
-    for image in waiting_new.values():
-        yield _alone(image, "added", summary)
+                side.waiting[image.source_ref] = image
+                summary.peak_waiting = max(summary.peak_waiting, sum(len(s.waiting) for s in sides))
+    summary.images_a, summary.images_b = sides[0].seen, sides[1].seen
+    for side in sides:
+        for image in side.waiting.values():
+            yield _alone(image, side.kind, summary)
+
+
+class _Side:
+    """One manifest of a diff: its images, those waiting for their twin, and what one alone means."""
+
+    def __init__(self, images: Iterable[LabeledImage], kind: str) -> None:
+        self.images: Iterator[LabeledImage] = iter(images)
+        self.kind = kind  # removed (only in the old one) | added (only in the new one)
+        self.waiting: dict[str, LabeledImage] = {}
+        self.done = False
+        self.seen = 0
 
 
 def _pair(
