@@ -60,7 +60,7 @@ def _panels(path: Path, width: int, height: int, panels: list[tuple[str, list[di
         )
     panels_html = "".join(drawn)
     caption = '<figcaption class="name">{name}</figcaption>'
-    return f'<figure><div class="pair">{panels_html}</div>{caption}</figure>'
+    return f'<figure class="test"><div class="pair">{panels_html}</div>{caption}</figure>'
 
 
 def _thumbnail(path: Path) -> tuple[str, int]:
