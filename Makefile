@@ -44,12 +44,12 @@ validate: $(SAM_VENV)/.installed ## sam validate --lint
 
 # checkov scans the SAM template and what SAM makes of it (what CloudFormation deploys); accepted
 # findings are suppressed in template.yaml (Metadata: checkov: skip) with their reason.
-lint: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff, ruff format --check, checkov on the template and its SAM translation
+lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff, ruff format --check, checkov on the template and its SAM translation
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(CHECKOV) -f template.yaml
 	mkdir -p build
-	$(SAM_VENV)/bin/python tools/sam_translate.py template.yaml > build/template.translated.json
+	$(PY) -m tests.support.sam_translate template.yaml > build/template.translated.json
 	$(CHECKOV) -f build/template.translated.json
 
 format: $(VENV)/.installed ## fix what ruff can fix and format the code

@@ -1,9 +1,10 @@
 """Benchmark `labelloop manifest export` (streaming: it must stay within the merge's memory budget of
 docs/ARCHITECTURE.md, <= 1 GB peak RSS, for the 1,000,000-line manifest of the merge benchmark).
 
-For each size it writes the merge benchmark's synthetic base manifest (bench_merge.generate: 1-3 boxes
-a line, 2% of lines in another class-id order, so they are remapped by name through --labels-list),
-then runs the export in a fresh subprocess, so that peak RSS (ru_maxrss) belongs to the export alone.
+For each size it writes the merge benchmark's synthetic base manifest (bench_merge.generate, Ground
+Truth's compact layout: 1-3 boxes a line, 2% of lines in another class-id order, so they are remapped by
+name through --labels-list), then runs the export in a fresh subprocess, so that its peak RSS (VmHWM,
+as bench_merge measures a run's own peak) belongs to the export alone.
 
     .venv/bin/python bench/bench_export.py [--sizes 10000,100000,1000000] [--formats coco,yolo,voc] [--json]
 """
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_merge import LABELS, generate
+from bench_merge import LABELS, _own_peak_mb, generate
 
 BUDGET_RSS_MB = 1024.0
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
@@ -51,18 +52,20 @@ def run_one(manifest: Path, fmt: str, out: Path) -> dict[str, object]:
         )
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = _own_peak_mb()
     return {
         "exit": code,
         "seconds": seconds,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux: KiB
+        "peak_rss_mb": usage.ru_maxrss / 1024 if peak is None else peak,  # ru_maxrss: KiB on Linux
         "summary": printed.getvalue().splitlines()[0] if printed.getvalue() else "",
     }
 
 
 def measure(size: int, fmt: str, directory: Path) -> dict[str, object]:
-    base, labels = generate(directory, size)
-    labels.unlink()
+    base, labels, retrain_labels = generate(directory, size, "gt")
+    labels.unlink()  # the export reads the base manifest only
+    retrain_labels.unlink()
     out = directory / f"export-{fmt}-{size}"
     completed = subprocess.run(
         [sys.executable, __file__, "--run-one", str(base), fmt, str(out)],

@@ -1,14 +1,12 @@
-"""Handler overhead and cold import (docs/ARCHITECTURE.md, "Budgets").
+"""Handler overhead (docs/ARCHITECTURE.md, "Budgets"; cold import is bench_cold_import.py, on the
+built artifacts).
 
-* Cold import: a fresh interpreter per run imports one function's `app` module (its folder and the
-  layer package on the path) and reports the import time; budget ≤ 300 ms. Interpreter start-up is
-  not counted (Lambda's INIT measures it separately too).
 * Handler overhead: the unchanged handlers run on moto resources provisioned from template.yaml;
   the time spent inside AWS SDK calls (botocore `provide-client-params` → `after-call`: request
   serialization, the round trip to moto or the Stubber standing in for AWS, response parsing) is
   subtracted from each invocation's wall time; budget p50 ≤ 5 ms.
 
-Usage: python bench/bench_handlers.py [--invocations 200] [--imports 7]
+Usage: python bench/bench_handlers.py [--invocations 200]
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -29,38 +26,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-FUNCTIONS = ["detect", "start_review", "append_labels", "retrain", "promote", "a2i_setup"]
-COLD_IMPORT_BUDGET_MS = 300.0
 OVERHEAD_BUDGET_MS = 5.0
 MODEL_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/pizza/version/pizza.v1/1"
 FLOW_ARN = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-local"
-
-_IMPORT_PROBE = """
-import sys, time
-sys.path[:0] = [{function_dir!r}, {layer_dir!r}]
-started = time.perf_counter()
-import app
-print((time.perf_counter() - started) * 1000)
-"""
-
-
-def cold_import_ms(function: str, runs: int) -> list[float]:
-    env = {
-        **os.environ,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_SERVICE_NAME": function,
-        "PYTHONDONTWRITEBYTECODE": "0",
-    }
-    probe = _IMPORT_PROBE.format(
-        function_dir=str(REPO / "functions" / function), layer_dir=str(REPO / "layers/core")
-    )
-    timings = []
-    for _ in range(runs + 1):  # the first run warms the bytecode cache, as a deployed package has .pyc
-        result = subprocess.run(
-            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
-        )
-        timings.append(float(result.stdout.strip().splitlines()[-1]))
-    return timings[1:]
 
 
 class AwsCallTimer:
@@ -256,19 +224,9 @@ def summarize(samples: list[float]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invocations", type=int, default=200)
-    parser.add_argument("--imports", type=int, default=7)
     args = parser.parse_args()
 
-    results: dict[str, Any] = {"cold_import_ms": {}, "handler_overhead_ms": {}}
-    print(
-        f"cold import (median of {args.imports} fresh interpreters; budget ≤ {COLD_IMPORT_BUDGET_MS:.0f} ms)"
-    )
-    for function in FUNCTIONS:
-        timings = cold_import_ms(function, args.imports)
-        median = statistics.median(timings)
-        results["cold_import_ms"][function] = round(median, 1)
-        print(f"  {function:<14} {median:7.1f} ms  (min {min(timings):.1f})")
-
+    results: dict[str, Any] = {"handler_overhead_ms": {}}
     print(
         f"handler overhead excluding AWS calls ({args.invocations} invocations;"
         f" budget p50 ≤ {OVERHEAD_BUDGET_MS} ms)"

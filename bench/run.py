@@ -1,6 +1,6 @@
 """Run every benchmark in bench/ and print their figures (the budgets of docs/ARCHITECTURE.md).
 
-Usage: python bench/run.py [name ...]   (names: handlers, merge, export, detector, local_stack)
+Usage: python bench/run.py [name ...]   (names: handlers, cold_import, merge, export, detector, local_stack)
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 BENCHES = {
     "handlers": "bench_handlers.py",
+    "cold_import": "bench_cold_import.py",
     "merge": "bench_merge.py",
     "export": "bench_export.py",
     "detector": "bench_detector.py",

@@ -14,8 +14,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from labelloop_local.stack.template import Resolver, SamTemplate, parse_yaml
+from labelloop_local.stack.template import Resolver, SamTemplate
 from tests.iam.evaluator import Statement, parse_document
+from tests.support import sam_translate
 
 # AWS managed policies the translator attaches, with their documents from the AWS Managed Policy
 # Reference. Any other managed policy is treated as granting nothing, so the proof cannot pass by
@@ -91,20 +92,7 @@ def translate(template_text: str, names: StackNames) -> dict[str, Any]:
 
 @cache
 def _translate(template_text: str, params_json: str, region: str) -> dict[str, Any]:
-    import boto3
-    from samtranslator.parser.parser import Parser
-    from samtranslator.translator.translator import Translator
-
-    document = parse_yaml(template_text)
-    for resource in document.get("Resources", {}).values():
-        properties = resource.get("Properties") or {}
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(key), str):  # what `sam package` does: an S3 location
-                properties[key] = f"s3://labelloop-artifacts/{properties[key]}"
-    translator = Translator(None, Parser(), boto_session=boto3.Session(region_name=region))
-    parameters = json.loads(params_json)
-    parameters.setdefault("AWS::Region", region)
-    return translator.translate(document, parameter_values=parameters, get_managed_policy_map=lambda: {})
+    return sam_translate.translate(template_text, json.loads(params_json), region)
 
 
 def resolver(translated: Mapping[str, Any], names: StackNames) -> Resolver:

@@ -9,10 +9,11 @@ import pytest
 
 from labelloop_local.cli import main as cli_main
 from labelloop_local.demo.run import DemoOptions, run_demo
+from tests.support.paths import TEMPLATE_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+TEMPLATE = TEMPLATE_PATH
 
 
 def test_demo_runs_the_whole_loop_and_a_replay_changes_nothing(

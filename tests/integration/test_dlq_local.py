@@ -14,10 +14,11 @@ import pytest
 from labelloop_local.cli import main
 from labelloop_local.stack.local_stack import LocalStack
 from labelloop_local.stack.state import write_state
+from tests.support.paths import TEMPLATE_PATH
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+TEMPLATE = TEMPLATE_PATH
 DETECT_DLQ = "DetectFunctionDeadLetterQueue"
 
 

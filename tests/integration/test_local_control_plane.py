@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from labelloop_local.stack.local_stack import LocalStack
+from tests.support.paths import TEMPLATE_PATH
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+TEMPLATE = TEMPLATE_PATH
 DETECT_DLQ = "DetectFunctionDeadLetterQueue"
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labelloop_local.stack.local_stack import LocalStack
+from tests.support.paths import TEMPLATE_PATH
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+TEMPLATE = TEMPLATE_PATH
 
 
 class Recorder:

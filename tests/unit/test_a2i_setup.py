@@ -9,7 +9,6 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -31,8 +30,9 @@ from tests.support.cfn import (
     expect_describe,
     response_endpoint,
 )
+from tests.support.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 ACCOUNT = "123456789012"
 NAME_PATTERN = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
 TEMPLATE = "<crowd-form><crowd-bounding-box name='annotatedResult'></crowd-bounding-box></crowd-form>"

@@ -1,5 +1,7 @@
 import copy
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -187,3 +189,22 @@ def test_lines_with_naive_dates_and_other_tools_layouts_are_valid() -> None:
         },
     }
     assert validate_line(json.loads(json.dumps(line))) == []
+
+
+def test_building_and_validating_lines_leaves_the_merge_unloaded() -> None:
+    """AppendLabels and Retrain import the manifest package at their cold start; only a merge needs
+    its worker pool (subprocess, pickle) and the compiled Ground Truth layout."""
+    probe = (
+        "import sys\n"
+        "from labelloop_core import manifest\n"
+        "from labelloop_core.manifest import lines\n"
+        "manifest.validate_line(manifest.build_line('s3://b/k.jpg', [], 10, 10, manifest.ClassMap(('a',)),"
+        " 'x', 'job', '2024-01-01T00:00:00Z'))\n"
+        "heavy = ('subprocess', 'pickle', 'orjson', 'labelloop_core.manifest.merging')\n"
+        "loaded = sorted(name for name in heavy if name in sys.modules)\n"
+        "print(loaded, lines._layout.cache_info().currsize)\n"
+        "manifest.merge\n"
+        "print('labelloop_core.manifest.merging' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["[] 0", "True"]

@@ -1,5 +1,6 @@
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,38 @@ def test_merge_prints_counts_and_writes_a_valid_manifest(
     assert all(validate_line(line, canonical, ATTR) == [] for line in lines)
     assert lines[0][ATTR]["annotations"][0]["class_id"] == 1
     assert lines[1][ATTR]["annotations"][0] == {"left": 5, "top": 5, "width": 20, "height": 20, "class_id": 0}
+
+
+def test_merge_writes_the_same_file_and_report_whatever_the_json_layout_of_the_inputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [
+        gt("a.jpg", {"0": "pepperoni", "1": "cheese"}, [(1, 1, 10, 10, 1)], OLD),
+        gt("b/é.jpg", {"1": "pepperoni"}, [(2, 2, 5, 5, 1)], OLD),
+        gt("a.jpg", {"0": "pepperoni"}, [(3, 3, 5, 5, 0)], OLD),
+    ]
+    labels = [gt("b/é.jpg", {"0": "anchovy"}, [(3, 3, 9, 9, 0)], NEW)]
+    layouts: dict[str, Callable[[Any], str]] = {
+        "compact": lambda line: json.dumps(line, ensure_ascii=False, separators=(",", ":")),
+        "json.dumps": json.dumps,
+        "escaped, spaced": lambda line: json.dumps(line, indent=None, separators=(" , ", " : ")).replace(
+            "/", "\\/"
+        ),
+    }
+    written, printed = set(), set()
+    for name, dump in layouts.items():
+        base_file, label_file = tmp_path / f"{name}.manifest", tmp_path / f"{name}-labels.manifest"
+        base_file.write_text("".join(dump(line) + "\n" for line in base), encoding="utf-8")
+        label_file.write_text("".join(dump(line) + "\n" for line in labels), encoding="utf-8")
+        out = tmp_path / f"{name}-merged.manifest"
+        assert cli("manifest", "merge", "--base", base_file, "--labels", label_file, "-o", out) == 0
+        written.add(out.read_bytes())
+        shown = [line for line in capsys.readouterr().out.splitlines() if str(tmp_path) not in line]
+        printed.add("\n".join(shown))  # without the lines that name the files
+    assert len(written) == 1 and len(printed) == 1
+    (report,) = printed
+    assert "labels: 0=anchovy, 1=cheese, 2=pepperoni" in report
+    assert "duplicate source-ref: 1" in report
 
 
 def test_merge_with_explicit_labels_and_attribute(inputs: tuple[Path, Path], tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ import pytest
 from labelloop_core import schemas
 from labelloop_core.errors import InvalidEvent, LabelloopError
 from labelloop_core.schemas import SchemaViolation
+from tests.support.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 CONTRACT_NAMES = {  # docs/ARCHITECTURE.md, "Contracts"
     "review-requested",
     "labels-appended",

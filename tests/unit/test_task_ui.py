@@ -6,12 +6,12 @@ import html
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 from labelloop_core import task_ui
+from tests.support.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 
 
 class _Elements(HTMLParser):

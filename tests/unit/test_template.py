@@ -85,11 +85,19 @@ def test_functions_use_their_directory_the_layer_and_the_runtime_parameter(templ
         assert (REPO / code_uri).is_dir(), f"{logical_id}: {code_uri} does not exist"
 
 
-def test_runtime_parameter_allows_the_supported_pythons(template: dict[str, Any]) -> None:
+def test_runtime_parameter_allows_the_supported_pythons_and_selects_the_layer_build(
+    template: dict[str, Any],
+) -> None:
     runtime = template["Parameters"]["PythonRuntime"]
     assert runtime["Default"] == "python3.12"
     assert runtime["AllowedValues"] == ["python3.11", "python3.12", "python3.13"]
-    assert template["Resources"]["CoreLayer"]["Properties"]["CompatibleRuntimes"] == runtime["AllowedValues"]
+    layer = template["Resources"]["CoreLayer"]
+    assert layer["Properties"]["CompatibleRuntimes"] == [{"Ref": "PythonRuntime"}]
+    # sam build resolves the parameter in Metadata and runs runtimes/<runtime>/Makefile.
+    assert layer["Metadata"]["ContextPath"] == {"Fn::Sub": "layers/core/runtimes/${PythonRuntime}"}
+    for name in runtime["AllowedValues"]:
+        makefile = REPO / "layers/core/runtimes" / name / "Makefile"
+        assert f"LAMBDA_RUNTIME := {name}\n" in makefile.read_text(encoding="utf-8"), name
 
 
 def test_every_parameter_is_described_and_constrained(template: dict[str, Any]) -> None:
@@ -362,16 +370,23 @@ def test_a2i_custom_resource_carries_everything_the_setup_needs(resources: dict[
     assert any(resource == "${ImageBucket.Arn}/incoming/*" for _, resource in granted)
 
 
-def test_layer_is_built_by_its_makefile_without_boto3(resources: dict[str, Any]) -> None:
+def test_layer_is_built_by_its_makefile_with_the_sdk_pinned_like_the_dev_environment(
+    resources: dict[str, Any],
+) -> None:
     layer = resources["CoreLayer"]
     assert layer["Properties"]["ContentUri"] == "layers/core/"
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     makefile = (REPO / "layers/core/Makefile").read_text(encoding="utf-8")
     assert "build-CoreLayer:" in makefile
     requirements = (REPO / "layers/core/requirements.txt").read_text(encoding="utf-8")
-    pinned = re.findall(r"^([A-Za-z0-9_.-]+)==[^\s]+ \\\n\s+--hash=sha256:[0-9a-f]{64}$", requirements, re.M)
-    assert {"aws-lambda-powertools", "aws-xray-sdk", "fastjsonschema"} <= set(pinned)
-    assert not {"boto3", "botocore"} & {name.lower() for name in pinned}
+    pinned = dict(
+        re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\\n\s+--hash=sha256:[0-9a-f]{64}", requirements, re.M)
+    )
+    assert {"aws-lambda-powertools", "aws-xray-sdk", "fastjsonschema", "orjson"} <= set(pinned)
+    assert {"jmespath", "s3transfer", "python-dateutil", "six", "urllib3"} <= set(pinned)
+    dev = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "requirements/dev.txt").read_text(), re.M))
+    for package in ("boto3", "botocore", "orjson"):  # PutObject(IfNoneMatch) needs botocore >= 1.35.10
+        assert pinned.get(package) == dev.get(package), package
 
 
 def test_outputs_tell_the_user_where_things_are(template: dict[str, Any]) -> None:

@@ -21,7 +21,14 @@ from typing import Any, TextIO
 
 from labelloop_core.a2i import answer_to_manifest_line, parse_output
 from labelloop_core.errors import InvalidReview
-from labelloop_core.manifest import ClassMap, MergeReport, collect_class_names, find_attribute, merge
+from labelloop_core.manifest import (
+    ClassMap,
+    MergeReport,
+    collect_class_names,
+    file_lines,
+    find_attribute,
+    merge,
+)
 from labelloop_core.naming import is_valid_loop_name
 from labelloop_local.cli import add_command
 
@@ -111,7 +118,8 @@ def run_merge(args: argparse.Namespace) -> int:
         class_map, attribute = _merge_settings(args, label_files)
         ranges: list[tuple[Path, int, int]] = []
         with args.base.open(encoding="utf-8") as base, _atomic_output(args.output) as out:
-            report = merge(base, _label_lines(label_files, ranges), out, class_map, attribute, args.workers)
+            labels = _label_lines(label_files, ranges)
+            report = merge(file_lines(base), labels, out, class_map, attribute, args.workers)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,9 +6,10 @@ merged manifests are written to a local file first and uploaded from there (mult
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from labelloop_core.adapters import aws_errors
@@ -17,6 +18,23 @@ from labelloop_core.errors import AccessDenied, ObjectMissing, TransientError
 from labelloop_core.ports import ObjectHead, ObjectVersion
 
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)$")
+_LINES_CHUNK_BYTES = 1024 * 1024
+
+
+class _ObjectLines:
+    """S3Store.iter_lines: iterable once per read of the object."""
+
+    def __init__(self, store: S3Store, key: str) -> None:
+        self.store, self.key = store, key
+
+    def __iter__(self) -> Iterator[str]:
+        for block in self.store.text_blocks(self.key):
+            lines = block.split("\n")
+            lines.pop()  # after the block's last line break
+            yield from lines
+
+    def text_blocks(self) -> Iterator[str]:
+        return self.store.text_blocks(self.key)
 
 
 class S3Store:
@@ -90,15 +108,39 @@ class S3Store:
             raise self._translate(error, key) from error
         return ObjectVersion(response.get("VersionId"), str(response.get("ETag", "")).strip('"') or None)
 
-    def iter_lines(self, key: str) -> Iterator[str]:
-        """The object's lines (UTF-8, without line breaks), streamed; ObjectMissing if it is absent."""
+    def iter_lines(self, key: str) -> Iterable[str]:
+        """The object's lines (UTF-8, without line breaks), streamed; ObjectMissing if it is absent.
+
+        Lines end at LF, CR LF or CR. `text_blocks()` gives the same lines as blocks of about a megabyte
+        of whole lines, each ending in LF: the manifest merge reads them so, with no step per line."""
+        return _ObjectLines(self, key)
+
+    def text_blocks(self, key: str) -> Iterator[str]:
+        """The object's text in blocks of whole lines, each line ending in LF (see iter_lines)."""
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         except Exception as error:
             raise self._translate(error, key) from error
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        pending = ""  # the start of a line continued in the next chunk
+        after_cr = False  # the last chunk ended with CR: an LF starting this one is the same line break
         try:
-            for raw in body.iter_lines(chunk_size=1024 * 1024):
-                yield raw.decode("utf-8")
+            while chunk := body.read(_LINES_CHUNK_BYTES):
+                text = decoder.decode(chunk)
+                if after_cr and text:  # the character after that CR
+                    text, after_cr = text.removeprefix("\n"), False
+                if text:
+                    after_cr = text.endswith("\r")
+                if "\r" in text:
+                    text = text.replace("\r\n", "\n").replace("\r", "\n")
+                text = pending + text
+                cut = text.rfind("\n") + 1
+                if cut:
+                    yield text[:cut]
+                pending = text[cut:]
+            pending += decoder.decode(b"", final=True)
+            if pending:
+                yield pending + "\n"
         finally:
             body.close()
 
