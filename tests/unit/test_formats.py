@@ -8,6 +8,7 @@ import json
 import os
 import random
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -514,22 +515,30 @@ def test_a_missing_s3_image_fails_the_export_naming_it(
 
 
 def test_import_takes_labels_and_attribute_from_the_stack(
-    s3_bucket: Any, manifest: Path, tmp_path: Path
+    aws_env: None, manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import boto3
+    from botocore.stub import Stubber
 
-    template = {
-        "Parameters": {"Labels": {"Type": "String"}, "LabelAttribute": {"Type": "String"}},
-        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-    }
-    boto3.client("cloudformation").create_stack(
-        StackName="labelloop",
-        TemplateBody=json.dumps(template),
-        Parameters=[
+    cloudformation = boto3.client("cloudformation")  # stubbed: a moto stack costs seconds of CI time
+    stubber = Stubber(cloudformation)
+    stack = {
+        "StackName": "labelloop",
+        "CreationTime": datetime(2026, 12, 1, tzinfo=UTC),
+        "StackStatus": "CREATE_COMPLETE",
+        "Parameters": [
             {"ParameterKey": "Labels", "ParameterValue": "crust,cheese pizza slice,pepperoni pizza slice"},
             {"ParameterKey": "LabelAttribute", "ParameterValue": "stack_BB"},
         ],
+    }
+    stubber.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "labelloop"})
+    real_client = boto3.client
+    monkeypatch.setattr(
+        boto3,
+        "client",
+        lambda name, *a, **k: cloudformation if name == "cloudformation" else real_client(name, *a, **k),
     )
+    stubber.activate()
     assert export(manifest, "yolo", tmp_path / "yolo") == 0
     out = tmp_path / "base.manifest"
     assert import_("yolo", tmp_path / "yolo", out, "--stack", "labelloop") == 0
@@ -537,3 +546,4 @@ def test_import_takes_labels_and_attribute_from_the_stack(
     assert all("stack_BB" in line for line in lines)
     first = lines[0]["stack_BB"]["annotations"]
     assert [a["class_id"] for a in first] == [2, 1]  # pepperoni and cheese, in the stack's order
+    stubber.assert_no_pending_responses()

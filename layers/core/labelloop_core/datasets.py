@@ -15,7 +15,7 @@ from typing import TextIO
 from labelloop_core.ledger import LabelCount
 from labelloop_core.manifest import ClassMap
 
-_CLASS_ID = re.compile(r'"class_id"\s*:\s*([0-9]+)')  # lines copied as read may use any JSON spacing
+_CLASS_ID = re.compile(r'"class_id"\s*:\s*([0-9]+)')  # the merge writes canonical lines; spacing tolerated
 
 
 class ManifestTally:

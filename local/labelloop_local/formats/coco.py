@@ -2,7 +2,8 @@
 
 Export streams: COCO is one JSON document, so images are written to it as they come while their
 annotations go to a spool file beside it, appended once every image is written; categories (a
-handful) close the document. Memory stays flat however many lines the manifest has.
+handful) close the document. No line or box is held; what grows with the manifest is only the
+per-image name `DatasetNames` keeps to refuse duplicates (about 230 bytes an image).
 
 - image: `{"id", "file_name", "width", "height", "coco_url"}`; `file_name` is the image's path in the
   dataset (`images/` beside the file when images are copied), `coco_url` its source-ref;
