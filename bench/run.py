@@ -1,6 +1,7 @@
 """Run every benchmark in bench/ and print their figures (the budgets of docs/ARCHITECTURE.md).
 
-Usage: python bench/run.py [name ...]   (names: handlers, cold_import, merge, detector, local_stack, burst)
+Usage: python bench/run.py [name ...]
+  (names: handlers, cold_import, merge, export, detector, local_stack, burst)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ BENCHES = {
     "handlers": "bench_handlers.py",
     "cold_import": "bench_cold_import.py",
     "merge": "bench_merge.py",
+    "export": "bench_export.py",
     "detector": "bench_detector.py",
     "local_stack": "bench_local_stack.py",
     "burst": "bench_burst.py",

@@ -52,6 +52,12 @@ def test_demo_runs_the_whole_loop_and_a_replay_changes_nothing(
     assert replay["new_trainings"] == 0
     report = Path(result["report_path"]).read_text(encoding="utf-8")
     assert "F1 before" in report and report.count("<figure>") == min(24, result["reviews_completed"])
+    # Both model versions on the fixed test images, side by side: the retrained one finds more.
+    assert report.count('<figure class="test">') == min(20, result["test_images"])
+    before, after = result["test_set_detections"]
+    assert before["trueBoxes"] == after["trueBoxes"] > 0
+    assert after["trueBoxesFound"] >= before["trueBoxesFound"]
+    assert sorted(path.name for path in (tmp_path / "manifests").iterdir())[:1] == ["base.manifest"]
 
 
 def test_faults_in_the_local_services_end_in_retries_or_the_dlq_and_nothing_is_lost(tmp_path: Path) -> None:

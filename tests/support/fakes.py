@@ -31,6 +31,7 @@ from labelloop_core.ledger import (
     Admission,
     ClaimResult,
     ControlState,
+    DatasetRecord,
     Decision,
     ImageRecord,
     LabelRecord,
@@ -463,6 +464,7 @@ class FakeTrainingLedger:
     lock: dict[str, Any] | None = None
     windows: dict[str, dict[str, Any]] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)
+    datasets: dict[str, DatasetRecord] = field(default_factory=dict)  # version name -> record
 
     def add_label(self, loop_name: str, created_at: str, label_key: str | None = None) -> None:
         self.labels[loop_name] = {
@@ -568,6 +570,9 @@ class FakeTrainingLedger:
 
     def read_decision(self, version_name: str) -> Decision | None:
         return self.decisions.get(version_name)
+
+    def record_dataset(self, record: DatasetRecord) -> None:
+        self.datasets[record.version_name] = record
 
     def _in_promotion(self, version_arn: str) -> bool:
         lock = self.lock or {}

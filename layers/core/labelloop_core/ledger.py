@@ -17,6 +17,7 @@ training stands. This module is the one home of its layout (no boto3 here); the 
 | review waiting for budget | `WAITING#<reviewName>` | `REQUEST` | StartReview |
 | model control state | `MODEL` | `CONTROL` | ModelController (state), Detect (`last_detection_at`) |
 | running interval | `MODELRUN` | `<runningAt>#<versionName>` | ModelController (open, close) |
+| training dataset | `DATASETS` | `VERSION#<versionName>` | Retrain (at training start) |
 
 Statuses carry a `stage` number and writes are conditional on it, so duplicate, replayed or
 out-of-order events never move an item backwards (a late Detect duplicate cannot turn a LABELED
@@ -129,6 +130,15 @@ def run_key(running_at: str, version_arn: str) -> Key:
     from labelloop_core.naming import version_name_from_arn
 
     return {"pk": MODEL_RUNS_PK, "sk": f"{running_at}#{version_name_from_arn(version_arn)}"}
+
+
+# Every training's dataset in one partition: one Query lists them, oldest first (names sort by time).
+DATASETS_PK = "DATASETS"
+DATASET_SK_PREFIX = "VERSION#"
+
+
+def dataset_key(version_name: str) -> Key:
+    return {"pk": DATASETS_PK, "sk": f"{DATASET_SK_PREFIX}{version_name}"}
 
 
 # --- conditions -----------------------------------------------------------------------------------
@@ -488,3 +498,73 @@ def run_from_item(item: Mapping[str, Any]) -> RunInterval:
         min_units=int(item.get("min_units", 1)),
         max_units=int(max_units) if max_units is not None else None,
     )
+
+
+@dataclass(frozen=True)
+class LabelCount:
+    images: int = 0  # images with at least one box of the label
+    boxes: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """What a training was trained on, recorded by Retrain when it starts the training."""
+
+    version_name: str
+    version_arn: str
+    started_at: str
+    mode: str  # manifest | dataset
+    manifest_key: str | None  # manifests/train-<version>.manifest (None: the project's TRAIN dataset)
+    base_manifest_key: str | None
+    test_manifest_key: str | None
+    sha256: str  # of the merged manifest's bytes, as uploaded
+    size_bytes: int
+    images: int
+    boxes: int
+    per_label: Mapping[str, LabelCount]
+    human_labels: int  # labels from human review used for the first time by this training
+    labels_rejected: int = 0
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "version_name": self.version_name,
+            "version_arn": self.version_arn,
+            "started_at": self.started_at,
+            "mode": self.mode,
+            "manifest_key": self.manifest_key,
+            "base_manifest_key": self.base_manifest_key,
+            "test_manifest_key": self.test_manifest_key,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "images": self.images,
+            "boxes": self.boxes,
+            "per_label": {
+                label: {"images": count.images, "boxes": count.boxes}
+                for label, count in self.per_label.items()
+            },
+            "human_labels": self.human_labels,
+            "labels_rejected": self.labels_rejected,
+        }
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> DatasetRecord:
+        per_label = item.get("per_label") or {}
+        return cls(
+            version_name=str(item.get("version_name") or str(item["sk"]).removeprefix(DATASET_SK_PREFIX)),
+            version_arn=str(item.get("version_arn", "")),
+            started_at=str(item.get("started_at", "")),
+            mode=str(item.get("mode", "")),
+            manifest_key=_text(item, "manifest_key"),
+            base_manifest_key=_text(item, "base_manifest_key"),
+            test_manifest_key=_text(item, "test_manifest_key"),
+            sha256=str(item.get("sha256", "")),
+            size_bytes=int(item.get("size_bytes", 0)),
+            images=int(item.get("images", 0)),
+            boxes=int(item.get("boxes", 0)),
+            per_label={
+                str(label): LabelCount(int(count.get("images", 0)), int(count.get("boxes", 0)))
+                for label, count in per_label.items()
+            },
+            human_labels=int(item.get("human_labels", 0)),
+            labels_rejected=int(item.get("labels_rejected", 0)),
+        )

@@ -17,6 +17,7 @@ from labelloop_core.ledger import (
     Admission,
     ClaimResult,
     ControlState,
+    DatasetRecord,
     Decision,
     ImageRecord,
     LabelRecord,
@@ -259,6 +260,7 @@ class TrainingLedger(Protocol):
     def finish(self, version_arn: str, status: str, reason: str, now: datetime) -> bool: ...
     def record_decision(self, version_name: str, decision: Decision) -> None: ...
     def read_decision(self, version_name: str) -> Decision | None: ...
+    def record_dataset(self, record: DatasetRecord) -> None: ...
 
 
 class CustomLabels(Protocol):

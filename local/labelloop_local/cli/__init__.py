@@ -58,9 +58,26 @@ def add_command(
     return parser
 
 
+def aws_failure(error: BaseException) -> str | None:
+    """One line for an AWS SDK failure (missing credentials or region, a service or client error);
+    None when `error` is not one."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    if isinstance(error, NoCredentialsError):
+        return "no AWS credentials (configure a profile, or apply the export lines of `labelloop local up`)"
+    if isinstance(error, NoRegionError):
+        return "no AWS region (set AWS_REGION or a profile's region)"
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return f"{details.get('Code', '')}: {details.get('Message') or ' '.join(str(error).split())}"
+    if isinstance(error, BotoCoreError):
+        return " ".join(str(error).split()) or type(error).__name__
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `labelloop --help` stays fast and one broken group cannot hide the others.
-    from labelloop_local.cli import dlq, local, manifest, model, reviewers, status
+    from labelloop_local.cli import datasets, dlq, local, manifest, model, reviewers, status
 
     parser = argparse.ArgumentParser(
         prog="labelloop",
@@ -74,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.register(subparsers)
     model.register(subparsers)
     dlq.register(subparsers)
+    datasets.register(subparsers)
     reviewers.register(subparsers)
     status.register(subparsers)
     local.register(subparsers)

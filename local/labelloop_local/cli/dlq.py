@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from labelloop_local.cli import add_command
+from labelloop_local.cli import add_command, aws_failure
 
 DLQ_SUFFIX = "DeadLetterQueue"
 LIST_VISIBILITY_SECONDS = 30  # a message being listed is hidden this long at most (then released)
@@ -477,26 +477,18 @@ def _guarded(
     command: Callable[[argparse.Namespace, Clients, StackQueues], int], args: argparse.Namespace
 ) -> int:
     """Run a command; every failure becomes one line naming its cause, never a traceback."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import ClientError
 
     try:
         clients = Clients.default()
         return command(args, clients, stack_queues(clients.cloudformation, args.stack, clients.sqs))
     except DlqError as error:
         message = str(error)
-    except NoCredentialsError:
-        message = (
-            "no AWS credentials (configure a profile, or apply the export lines of `labelloop local up`)"
-        )
-    except NoRegionError:
-        message = "no AWS region (set AWS_REGION or a profile's region)"
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        message = (
-            f"stack {args.stack}: {code}: {error.response.get('Error', {}).get('Message', _one_line(error))}"
-        )
-    except BotoCoreError as error:
-        message = _one_line(error)
+    except Exception as error:
+        failure = aws_failure(error)
+        if failure is None:
+            raise
+        message = f"stack {args.stack}: {failure}" if isinstance(error, ClientError) else failure
     print(f"dlq {args.dlq_command} failed: {message}", file=sys.stderr)
     return 1
 

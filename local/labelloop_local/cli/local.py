@@ -1,5 +1,5 @@
-"""`labelloop local demo|up|upload|status|replay|dlq|reviewers`: the local stack from the command line
-(`status` as `labelloop status`, `reviewers` as `labelloop reviewers`).
+"""`labelloop local demo|up|upload|status|replay|dlq|reviewers|datasets`: the local stack, from the
+command line (`status`, `reviewers`, `datasets` and `dlq` as the `labelloop` commands of those names).
 
 `up` keeps its work: the stack's AWS state and the local services' state live in a per-user data
 directory (`labelloop_local.stack.state`) and are restored at the next `up`, so reviews, labels,
@@ -158,6 +158,17 @@ def register(subparsers: Any) -> None:
         "and cost of the stack `labelloop local up` runs.",
     )
     status.add_arguments(state, stack_argument=False, wrap=_with_local_stack)
+
+    from labelloop_local.cli import datasets
+
+    training_data = add_command(
+        commands,
+        "datasets",
+        "`labelloop datasets list|diff` on the running local stack (its endpoints from the state file)",
+        "The same commands as `labelloop datasets`, with the endpoints and stack name of the stack "
+        "`labelloop local up` runs.",
+    )
+    datasets.add_commands(training_data, stack_argument=False, wrap=_on_running_stack)
 
 
 # -- demo ---------------------------------------------------------------------------------------------

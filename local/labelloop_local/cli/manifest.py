@@ -91,6 +91,10 @@ def register(subparsers: Any) -> None:
     _add_common(a2i_parser, attribute_default=DEFAULT_ATTRIBUTE)
     a2i_parser.set_defaults(func=run_from_a2i)
 
+    from labelloop_local.cli import formats  # export / import (it builds on this module)
+
+    formats.register(actions)
+
 
 def _add_common(parser: argparse.ArgumentParser, attribute_default: str) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="manifest to write")
@@ -160,18 +164,20 @@ def read_json_lines(path: Path) -> Iterator[str]:
     """The JSON lines of a label file; a .json file holding one pretty-printed object is one line."""
     with path.open(encoding="utf-8", errors=_KEEP_BAD_BYTES) as handle:
         if path.suffix == ".json":
-            text = handle.read()
-            try:
-                whole = json.loads(text)
-            except ValueError:
-                yield from text.splitlines()
-                return
-            if isinstance(whole, dict):
-                yield json.dumps(whole, ensure_ascii=False, separators=(",", ":"))
-            else:
-                yield from text.splitlines()
+            yield from json_file_lines(handle.read())
             return
         yield from handle
+
+
+def json_file_lines(text: str) -> list[str]:
+    """The lines of a .json label file: one pretty-printed object is one line, else its lines."""
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        return text.splitlines()
+    if isinstance(whole, dict):
+        return [json.dumps(whole, ensure_ascii=False, separators=(",", ":"))]
+    return text.splitlines()
 
 
 def _label_lines(files: list[Path], ranges: list[tuple[Path, int, int]]) -> Iterator[str]:

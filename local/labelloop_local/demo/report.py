@@ -32,8 +32,35 @@ def write_report(out_dir: Path, result: Any, dataset: Any) -> Path:
             continue
         cards.append(_card(entry.path, entry.width, entry.height, item))
     more = len(result.reviewed) - len(cards)
-    path.write_text(_page(result, cards, more), encoding="utf-8")
+    page = _page(result, cards, more)
+    if getattr(result, "test_detections", None):
+        from labelloop_local.demo.comparison import section_html
+
+        entries = {name: dataset.entries[name] for name in result.test_names}
+        page = page.replace(
+            "<h2>Reviewed images</h2>",
+            section_html(result.test_detections, entries, _panels) + "\n<h2>Reviewed images</h2>",
+        )
+    path.write_text(page, encoding="utf-8")
     return path
+
+
+def _panels(path: Path, width: int, height: int, panels: list[tuple[str, list[dict[str, Any]], str]]) -> str:
+    """One image drawn once per set of boxes, side by side (model sets dashed red, the truth green)."""
+    data_uri, shown_width = _thumbnail(path)
+    stroke = str(max(2, round(width / shown_width * 2)))
+    drawn = []
+    for caption, boxes, kind in panels:
+        svg = _boxes_svg(boxes, MODEL_COLOUR if kind == "model" else REVIEW_COLOUR, kind == "model")
+        drawn.append(
+            f'<div><svg viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{html.escape(caption)} on {{name}}">'
+            f'<image href="{data_uri}" width="{width}" height="{height}"/>{svg.replace("{sw}", stroke)}</svg>'
+            f"<figcaption>{html.escape(caption)}</figcaption></div>"
+        )
+    panels_html = "".join(drawn)
+    caption = '<figcaption class="name">{name}</figcaption>'
+    return f'<figure class="test"><div class="pair">{panels_html}</div>{caption}</figure>'
 
 
 def _thumbnail(path: Path) -> tuple[str, int]:

@@ -19,7 +19,8 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,9 +96,12 @@ class DemoResult:
     reviewed: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     prediction_keys: list[str] = field(default_factory=list)
+    test_names: list[str] = field(default_factory=list)
+    test_detections: list[Any] = field(default_factory=list)  # comparison.ModelAnswers per model version
+    test_set_detections: list[dict[str, Any]] = field(default_factory=list)  # their summaries
 
     def as_dict(self) -> dict[str, Any]:
-        hidden = ("reviewed", "replay", "dead_letters", "prediction_keys")
+        hidden = ("reviewed", "replay", "dead_letters", "prediction_keys", "test_names", "test_detections")
         doc = {k: v for k, v in self.__dict__.items() if k not in hidden}
         if self.replay is not None:
             doc["replay"] = self.replay
@@ -251,6 +255,7 @@ class _DemoRun:
         self._import(test_names, TEST_PREFIX, manifest_key)
         self.test_manifest_key = manifest_key
         self.result.test_images = len(test_names)
+        self.result.test_names = list(test_names)
 
     def import_base(self, base_names: list[str]) -> None:
         manifest_key = self.env.get("BASE_MANIFEST_KEY", "manifests/base.manifest")
@@ -306,6 +311,7 @@ class _DemoRun:
             f"base model trained (F1 {format_f1(self.result.f1_before)}) and made active, not started: "
             "the model controller starts it when images arrive"
         )
+        self._answer_test_set(arn, version_name, "previous active model", self.result.f1_before)
 
     # -- the loop -----------------------------------------------------------------------------------
     def upload(self, names: list[str]) -> None:
@@ -476,6 +482,29 @@ class _DemoRun:
         self.result.models_promoted = 1 if promoted else 0
         self.result.f1_after = self.result.candidate_f1 if promoted else self.result.f1_before
         self.say(f"{name} {'PROMOTED' if promoted else 'rejected'}: {self.result.promotion_reason}")
+        self._answer_test_set(version["ProjectVersionArn"], name, "retrained model", self.result.candidate_f1)
+
+    def _answer_test_set(self, model_arn: str, version_name: str, role: str, f1: float | None) -> None:
+        """What this model version detects on the fixed test images (for the report, side by side)."""
+        from labelloop_local.demo.comparison import ModelAnswers, detect_test_images, truth_of
+
+        entries = {name: self.dataset.entries[name] for name in self.result.test_names}
+        if not entries:
+            return
+        assert self.stack.stack is not None
+        min_confidence = float(self.stack.stack.env_for("DetectFunction").get("MIN_CONFIDENCE", 10))
+        with self._running(model_arn, version_name):
+            boxes = detect_test_images(
+                self.rekognition, self.bucket, TEST_PREFIX, entries, model_arn, min_confidence
+            )
+        answers = ModelAnswers(version_name, role, f1, boxes)
+        summary = answers.summary(truth_of(entries))
+        self.say(
+            f"{role} {version_name} on the {len(entries)} test images: "
+            f"found {summary['trueBoxesFound']} of {summary['trueBoxes']} true boxes"
+        )
+        self.result.test_set_detections.append(summary)
+        self.result.test_detections.append(answers)
 
     def _promote_tick(self, version_name: str) -> dict[str, Any] | None:
         self.stack.fire_schedule("PromoteFunction")
@@ -504,6 +533,19 @@ class _DemoRun:
         self.result.function_errors = dict(stack.dispatcher.stats.function_errors)
         self.result.invocations = dict(stack.dispatcher.stats.invocations)
         self.result.rejected_images = self._count_rejected()
+        self._save_manifests()
+
+    def _save_manifests(self) -> None:
+        """The manifests every model was trained and tested on, kept in OUT/manifests/ after the stack
+        is gone (for `labelloop manifest export` and `labelloop datasets diff`)."""
+        target = Path(self.result.out_dir or ".") / "manifests"
+        target.mkdir(parents=True, exist_ok=True)
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix="manifests/"
+        ):
+            for item in page.get("Contents", []):
+                body = self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+                (target / item["Key"].rsplit("/", 1)[1]).write_bytes(body)
 
     def _count_rejected(self) -> int:
         rejected = 0
@@ -526,6 +568,28 @@ class _DemoRun:
     def _drain(self, what: str) -> None:
         if not self.stack.drain(self.options.step_timeout):
             raise DemoError(f"{what}: events still pending after {self.options.step_timeout:.0f}s")
+
+    @contextmanager
+    def _running(self, model_arn: str, version_name: str) -> Iterator[None]:
+        """The version RUNNING for the block. A version the loop does not run at that moment (the base
+        model before any upload, a rejected candidate, one the controller stopped for idleness) is
+        started for the report and stopped after it, as the model controller would."""
+        project_arn = self.env["PROJECT_ARN"]
+
+        def status() -> str:
+            return str(self._version(project_arn, version_name)["Status"])
+
+        started_here = False
+        if status() not in ("RUNNING", "STARTING"):  # STARTING: the model controller is at it
+            self._wait_for(lambda: status() in ("STOPPED", "TRAINING_COMPLETED"), f"{version_name} stopped")
+            self.rekognition.start_project_version(ProjectVersionArn=model_arn, MinInferenceUnits=1)
+            started_here = True
+        self._wait_for(lambda: status() == "RUNNING", f"{version_name} to be RUNNING")
+        try:
+            yield
+        finally:
+            if started_here:
+                self.rekognition.stop_project_version(ProjectVersionArn=model_arn)
 
     def _version(self, project_arn: str, name: str) -> dict[str, Any]:
         versions = self.rekognition.describe_project_versions(ProjectArn=project_arn, VersionNames=[name])
@@ -626,6 +690,11 @@ def summary_text(result: DemoResult) -> str:
         f"  trainings started          {result.trainings_started}",
         f"  models promoted            {result.models_promoted}  {result.promotion_reason or ''}".rstrip(),
         f"  F1 before → after          {format_f1(result.f1_before)} → {format_f1(result.f1_after)}",
+        *(
+            f"  on the {result.test_images} test images   {d['version']}: found {d['trueBoxesFound']} of "
+            f"{d['trueBoxes']} true boxes ({d['detections']} detections)"
+            for d in result.test_set_detections
+        ),
         f"  dead-letter messages       {result.dlq_messages}",
         f"  duration                   {result.duration_seconds:.1f}s",
     ]

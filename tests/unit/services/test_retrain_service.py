@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from labelloop_core.config import settings_from_env
 from labelloop_core.errors import TransientError
 from labelloop_core.geometry import PixelBox
 from labelloop_core.inbound import ScheduleTick
+from labelloop_core.ledger import LabelCount
 from labelloop_core.services.retrain import RetrainService, RetrainSettings
 from tests.support.fakes import FakeCustomLabels, FakePublisher, FakeStore, FakeTrainingLedger
 
@@ -160,3 +162,24 @@ def test_a_project_with_datasets_gets_its_train_dataset_updated() -> None:
     outcome = world.service.handle(tick())
     assert outcome.started and outcome.mode == "dataset" and outcome.manifest_key is None
     assert len(world.project.dataset_lines["arn:train"]) == 3
+
+
+def test_the_training_records_its_dataset_hashed_and_counted_as_uploaded(world: World) -> None:
+    base = json.dumps(line("base.jpg", NOW - timedelta(days=9))) + "\n"
+    empty = manifest.build_line("s3://images/base/empty.jpg", [], 100, 100, CLASSES, "pizza_BB", "job", NOW)
+    world.store.put("manifests/base.manifest", (base + json.dumps(empty) + "\n").encode())
+    world.add_labels(3)
+
+    outcome = world.service.handle(tick())
+
+    record = world.ledger.datasets[str(outcome.version_name)]
+    uploaded = world.store.objects[("images", str(outcome.manifest_key))]
+    assert record.sha256 == hashlib.sha256(uploaded).hexdigest() and record.size_bytes == len(uploaded)
+    assert (record.images, record.boxes) == (5, 4)
+    assert record.per_label == {"pizza": LabelCount(images=4, boxes=4)}
+    assert (record.human_labels, record.manifest_key, record.base_manifest_key) == (
+        3,
+        outcome.manifest_key,
+        "manifests/base.manifest",
+    )
+    assert record.version_arn == outcome.version_arn and record.started_at == "2024-05-01T10:00:00Z"

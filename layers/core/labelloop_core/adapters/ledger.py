@@ -32,6 +32,7 @@ from labelloop_core.ledger import (
     Admission,
     ClaimResult,
     ControlState,
+    DatasetRecord,
     Decision,
     ImageRecord,
     LabelRecord,
@@ -480,6 +481,31 @@ class TrainingLedger:
     def read_decision(self, version_name: str) -> Decision | None:
         item = self.table.get(layout.decision_key(version_name))
         return Decision.from_item(item) if item else None
+
+    # --- training datasets (`labelloop datasets list|diff`) ------------------------------------------
+    def record_dataset(self, record: DatasetRecord) -> None:
+        """What a training trained on; a retry of the same training writes the same item again."""
+        item = {**layout.dataset_key(record.version_name), **record.to_item()}
+        self.table.call("put_item", TableName=self.table.name, Item=encode_item(item))
+
+    def read_dataset(self, version_name: str) -> DatasetRecord | None:
+        item = self.table.get(layout.dataset_key(version_name))
+        return DatasetRecord.from_item(item) if item else None
+
+    def datasets(self) -> Iterator[DatasetRecord]:
+        """Every recorded training dataset, oldest first (one partition, sorted by version name)."""
+        request: dict[str, Any] = {
+            "TableName": self.table.name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": encode_values({":pk": layout.DATASETS_PK}),
+        }
+        while True:
+            response = self.table.call("query", **request)
+            for raw in response.get("Items", []):
+                yield DatasetRecord.from_item(decode_item(raw))
+            if not response.get("LastEvaluatedKey"):
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _update_lock(self, update: str, values: dict[str, Any]) -> bool:
         action = self.table.update_action(layout.TRAINING_LOCK_KEY, update, layout.LOCK_IN_PROMOTION, values)

@@ -19,9 +19,10 @@ from typing import IO, Any, ClassVar, TextIO, cast
 
 from labelloop_core import config, manifest, naming, observability
 from labelloop_core.config import ConfigError, setting
+from labelloop_core.datasets import ManifestTally
 from labelloop_core.errors import LabelloopError, ObjectMissing
 from labelloop_core.inbound import ScheduleTick
-from labelloop_core.ledger import ClaimResult, PendingLabel, TrainingLock
+from labelloop_core.ledger import ClaimResult, DatasetRecord, PendingLabel, TrainingLock, iso
 from labelloop_core.ports import CustomLabels, EventPublisher, ObjectStore, S3Location, TrainingLedger
 
 MANIFEST_MODE, DATASET_MODE = "manifest", "dataset"
@@ -139,6 +140,7 @@ class _StartedTraining:
     base_key: str | None
     labels: Sequence[PendingLabel]
     selection: LabelSelection
+    tally: ManifestTally  # what the merged manifest holds, counted while it was written
 
 
 class RetrainService:
@@ -233,7 +235,9 @@ class RetrainService:
         with tempfile.NamedTemporaryFile(
             "w+", encoding="utf-8", suffix=".manifest", dir=self.work_dir
         ) as merged:
-            self._merge(base_key, selection.lines(labels), cast(TextIO, merged))
+            tally = ManifestTally(cast(TextIO, merged), self.class_map)
+            self._merge(base_key, selection.lines(labels), cast(TextIO, tally))
+            tally.finish()
             if len(selection.used) < self.min_new_labels:
                 return self._too_few_valid(window, version_name, labels, selection, pending)
             if manifest_key is not None:
@@ -248,7 +252,7 @@ class RetrainService:
             S3Location(bucket, manifest_key) if manifest_key else None,
             S3Location(bucket, test_key) if test_key else None,
         )
-        return _StartedTraining(version_arn, mode, manifest_key, test_key, base_key, labels, selection)
+        return _StartedTraining(version_arn, mode, manifest_key, test_key, base_key, labels, selection, tally)
 
     def _merge(self, base_key: str | None, label_lines: Iterator[str], out: TextIO) -> None:
         """Stream base + labels into `out`: one validated line per source-ref, newest label wins."""
@@ -322,6 +326,7 @@ class RetrainService:
         now = self.clock()
         version_arn, selection, manifest_key = started.version_arn, started.selection, started.manifest_key
         self.ledger.mark_training(window, version_arn, version_name, manifest_key, started.base_key, now)
+        self.ledger.record_dataset(_dataset_record(version_name, started, now))
         settled = selection.used + selection.rejected_labels(started.labels)
         self.ledger.settle_labels(settled, version_name, selection.rejected, now)
         detail = {
@@ -352,3 +357,24 @@ class RetrainService:
             labels_used=len(selection.used),
             labels_rejected=len(selection.rejected),
         )
+
+
+def _dataset_record(version_name: str, started: _StartedTraining, now: datetime) -> DatasetRecord:
+    """What `labelloop datasets list|diff` shows of this training (the F1 comes from Promote's decision)."""
+    tally = started.tally
+    return DatasetRecord(
+        version_name=version_name,
+        version_arn=started.version_arn,
+        started_at=iso(now),
+        mode=started.mode,
+        manifest_key=started.manifest_key,
+        base_manifest_key=started.base_key,
+        test_manifest_key=started.test_manifest_key,
+        sha256=tally.sha256,
+        size_bytes=tally.size_bytes,
+        images=tally.images,
+        boxes=tally.boxes,
+        per_label=tally.per_label(),
+        human_labels=len(started.selection.used),
+        labels_rejected=len(started.selection.rejected),
+    )
