@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from labelloop_local.stack.provision import Stack
-from tests.support.flows import EventSpy, keys_under, png_bytes, read_json, s3_event, stubbed, upload
+from tests.support.flows import (
+    EventSpy,
+    keys_under,
+    png_bytes,
+    read_json,
+    s3_event,
+    sqs_batch,
+    stubbed,
+    upload,
+)
 from tests.support.moto_stack import Invoke
 from tests.support.paths import REPO_ROOT
 
@@ -72,7 +81,7 @@ def review_requested(aws_stack: Stack, invoke: Invoke, key: str, confidence: flo
                 ]
             },
         )
-        invoke(DETECT, s3_event(aws_stack, uploaded))
+        invoke(DETECT, sqs_batch(s3_event(aws_stack, uploaded)))  # as the DetectQueue delivers it
     (event,) = spy.events("ReviewRequested")
     return event
 
