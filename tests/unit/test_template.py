@@ -537,3 +537,9 @@ def test_outputs_tell_the_user_where_things_are(template: dict[str, Any]) -> Non
     }
     assert expected <= set(template["Outputs"])
     assert template["Outputs"]["UploadPrefix"]["Value"] == {"Fn::Sub": "s3://${ImageBucket}/incoming/"}
+
+
+def test_the_readme_explains_every_parameter_a_deployer_is_asked_for(template: dict[str, Any]) -> None:
+    deploy = (REPO / "README.md").read_text(encoding="utf-8").split("## Deploy to AWS", 1)[1]
+    missing = [name for name in template["Parameters"] if f"`{name}`" not in deploy]
+    assert not missing, f"README's Deploy section does not name {missing}"
