@@ -10,13 +10,15 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labelloop_core import naming
 from labelloop_core.errors import InvalidEvent
 from labelloop_core.naming import ImageRef
-from labelloop_core.review_request import ReviewRequest
 from labelloop_core.schemas import SchemaViolation, validate
+
+if TYPE_CHECKING:  # imported by the parser that needs it: most functions never see a review request
+    from labelloop_core.review_request import ReviewRequest
 
 
 def require_valid(schema: str, document: Any, what: str = "event") -> None:
@@ -138,6 +140,8 @@ def review_requested(event: Mapping[str, Any], context: Any = None) -> ReviewReq
     if event.get("detail-type") != "ReviewRequested":
         raise InvalidEvent(f"expected detail-type 'ReviewRequested', got {event.get('detail-type')!r}")
     require_valid("review-requested", event["detail"], what="ReviewRequested detail")
+    from labelloop_core.review_request import ReviewRequest
+
     return ReviewRequested(ReviewRequest.from_detail(event["detail"]), _replay_name(event))
 
 

@@ -44,10 +44,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labelloop_core.evaluation import EvaluationMetrics
 from labelloop_core.model_control import RunInterval
+
+if TYPE_CHECKING:  # built on first read: Detect and the review functions never read metrics
+    from labelloop_core.evaluation import EvaluationMetrics
 
 Key = dict[str, str]
 
@@ -403,6 +405,8 @@ def metrics_to_item(metrics: EvaluationMetrics) -> dict[str, Any]:
 
 def metrics_from_item(item: Mapping[str, Any]) -> EvaluationMetrics | None:
     """Metrics stored with a decision or a candidate (None when there are none, e.g. a failed training)."""
+    from labelloop_core.evaluation import EvaluationMetrics
+
     if item.get("f1") is None:
         return None
     per_label = item.get("perLabelF1") or {}

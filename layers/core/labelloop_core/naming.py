@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 from labelloop_core.errors import InvalidEvent
+
+if TYPE_CHECKING:
+    import hashlib
+
+
+def sha256(data: bytes) -> hashlib._Hash:
+    """hashlib.sha256, imported on first use: loading OpenSSL's module would be a cold start's cost."""
+    import hashlib
+
+    return hashlib.sha256(data)
+
 
 INCOMING_PREFIX = "incoming/"
 PREDICTIONS_PREFIX = "predictions/"
@@ -67,7 +78,7 @@ class ImageRef:
 
     @property
     def image_id(self) -> str:
-        return hashlib.sha256(self.identity.encode("utf-8")).hexdigest()[:32]
+        return sha256(self.identity.encode("utf-8")).hexdigest()[:32]
 
     @property
     def s3_uri(self) -> str:
@@ -88,7 +99,7 @@ def human_loop_name(image: ImageRef, model_arn: str) -> str:
     """Deterministic A2I loop name: the same image version and model always give the same loop."""
     if not model_arn:
         raise ValueError("model ARN is required to name a human loop")
-    digest = hashlib.sha256(f"{image.identity}\n{model_arn}".encode()).hexdigest()
+    digest = sha256(f"{image.identity}\n{model_arn}".encode()).hexdigest()
     return LOOP_NAME_PREFIX + digest[: LOOP_NAME_MAX - len(LOOP_NAME_PREFIX)]
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from labelloop_core.geometry import RatioBox
+from labelloop_core.naming import sha256
 
 LOW_CONFIDENCE = "LOW_CONFIDENCE"
 NO_DETECTIONS = "NO_DETECTIONS"
@@ -92,7 +92,7 @@ class ReviewConfig:
 
 def audit_fraction(image_id: str) -> float:
     """Map an image identity to [0, 1) with a hash: the same image always gets the same number."""
-    digest = hashlib.sha256(f"labelloop-audit:{image_id}".encode()).digest()
+    digest = sha256(f"labelloop-audit:{image_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from labelloop_core.ledger import (
     Admission,
@@ -27,10 +27,12 @@ from labelloop_core.ledger import (
     TrainingLock,
     WaitingReview,
 )
-from labelloop_core.model_control import RunInterval
 from labelloop_core.naming import ImageRef, version_name_from_arn
-from labelloop_core.policy import Detection
-from labelloop_core.review_tasks import Task
+
+if TYPE_CHECKING:  # annotations only: a function imports the domain modules its service uses, no more
+    from labelloop_core.model_control import RunInterval
+    from labelloop_core.policy import Detection
+    from labelloop_core.review_tasks import Task
 
 
 @dataclass(frozen=True)
