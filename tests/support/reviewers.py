@@ -4,6 +4,7 @@ Cognito as the portal does it (USER_PASSWORD_AUTH, then the new password the fir
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -109,6 +110,8 @@ def request_review(
     }
     assert stack.client("events").put_events(Entries=[entry])["FailedEntryCount"] == 0
     task_id = human_loop_name(image, MODEL_ARN)
-    assert stack.drain(timeout=30)
-    assert task_id in {task["task_id"] for task in stack.review_tasks()}, stack.review_tasks()
+    deadline = time.monotonic() + 30
+    while task_id not in {task["task_id"] for task in stack.review_tasks()}:
+        assert time.monotonic() < deadline, f"no review task {task_id} within 30 s"
+        time.sleep(0.05)
     return task_id
