@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,60 +89,91 @@ def _reviewers(stack: LocalStack) -> Reviewers:
     return Reviewers(stack.client("cognito-idp"), str(stack.stack.physical["ReviewerUserPool"]))
 
 
-def test_reviews_labels_predictions_and_models_survive_a_restart_on_the_same_ports(tmp_path: Path) -> None:
-    dataset = sampledata.generate(tmp_path / "data", n_images=4, seed=5)
-    names = sorted(dataset.entries)
-    data_dir, ports = tmp_path / "stack", _free_ports(2)
-    with _stack(data_dir, ports) as stack:
-        assert not stack.restored
-        run = _DemoRun(
-            stack, dataset, lambda message: None, DemoOptions(template=TEMPLATE_PATH), DemoResult()
-        )
-        run.import_base(names[:3])
-        run.train_base_model()
-        assert stack.stack is not None
-        stack.client("s3").put_object(
-            Bucket=stack.stack.bucket,
-            Key="incoming/detected.png",
-            Body=dataset.entries[names[3]].path.read_bytes(),
-        )
-        _wait_until(lambda: stack.count_objects("predictions/") == 1, "the upload's prediction")
-        reviewed = request_review(
-            stack, "photos/reviewed.png", png_bytes(400, 300), (400, 300), [(LABEL, 30.0, (10, 20, 100, 80))]
-        )
-        waiting = request_review(
-            stack, "photos/waiting.png", png_bytes(400, 300), (400, 300), [(LABEL, 40.0, (5, 5, 50, 50))]
-        )
-        token = sign_in(stack, REVIEWER)["AccessToken"]
-        status, task = api(stack, "GET", "/api/tasks/next", token)
-        assert status == 200 and task["taskId"] == reviewed
-        answer = {
-            "boundingBoxes": [{"label": LABEL, "left": 12, "top": 22, "width": 98, "height": 77}],
-            "inputImageProperties": {"width": 400, "height": 300},
-        }
-        assert api(stack, "POST", f"/api/tasks/{reviewed}/answer", token, answer)[0] == 200
-        _wait_until(lambda: stack.count_objects("labels/") == 1, "the reviewed image's label line")
-        assert stack.drain(timeout=20)
-        before = _work(stack)
-    assert before["labels"] == 1 and before["predictions"] == 1 and len(before["models"]) == 1
-    assert dict(before["reviews"])[reviewed] != dict(before["reviews"])[waiting]
+@dataclass
+class Restarted:
+    stack: LocalStack  # the second run, restored from the first one's data directory (and still running)
+    home: Path
+    ports: list[int]
+    before: dict[str, Any]  # the first run's work, as it was when it stopped
+    reviewed: str
+    waiting: str
+    token: str  # the reviewer's access token from the first run
 
-    # The ports the first stack used (its connections still closing) do not stop the next `up`.
-    local_state.check_ports_free("127.0.0.1", [("local AWS services", ports[0]), ("review API", ports[1])])
-    with _stack(data_dir, ports) as stack:
-        assert stack.restored
-        assert _work(stack) == before
-        # The restored work is usable: the open review is served, the model detects a new upload.
-        token = sign_in(stack, "second@example.com")["AccessToken"]
-        status, task = api(stack, "GET", "/api/tasks/next", token)
-        assert status == 200 and task["taskId"] == waiting
-        assert stack.stack is not None
-        stack.client("s3").put_object(
-            Bucket=stack.stack.bucket,
-            Key="incoming/after-restart.png",
-            Body=dataset.entries[names[0]].path.read_bytes(),
+
+@pytest.fixture(scope="module")
+def restarted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restarted]:
+    """`labelloop local up` twice on one per-user data directory and the same ports: the first run
+    trains a model, detects an upload, opens two reviews and has one answered, then stops."""
+    work = tmp_path_factory.mktemp("local-up")
+    dataset = sampledata.generate(work / "data", n_images=4, seed=5)
+    names = sorted(dataset.entries)
+    home, ports = work / "home", _free_ports(2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(local_state.HOME_VARIABLE, str(home))
+        data_dir = local_state.data_dir()
+        with _stack(data_dir, ports) as stack:
+            assert not stack.restored
+            run = _DemoRun(
+                stack, dataset, lambda message: None, DemoOptions(template=TEMPLATE_PATH), DemoResult()
+            )
+            run.import_base(names[:3])
+            run.train_base_model()
+            assert stack.stack is not None
+            stack.client("s3").put_object(
+                Bucket=stack.stack.bucket,
+                Key="incoming/detected.png",
+                Body=dataset.entries[names[3]].path.read_bytes(),
+            )
+            reviewed = request_review(
+                stack,
+                "photos/reviewed.png",
+                png_bytes(400, 300),
+                (400, 300),
+                [(LABEL, 30.0, (10, 20, 100, 80))],
+            )
+            waiting = request_review(
+                stack, "photos/waiting.png", png_bytes(400, 300), (400, 300), [(LABEL, 40.0, (5, 5, 50, 50))]
+            )
+            token = sign_in(stack, REVIEWER)["AccessToken"]
+            status, task = api(stack, "GET", "/api/tasks/next", token)
+            assert status == 200 and task["taskId"] == reviewed
+            answer = {
+                "boundingBoxes": [{"label": LABEL, "left": 12, "top": 22, "width": 98, "height": 77}],
+                "inputImageProperties": {"width": 400, "height": 300},
+            }
+            assert api(stack, "POST", f"/api/tasks/{reviewed}/answer", token, answer)[0] == 200
+            _wait_until(lambda: stack.count_objects("labels/") == 1, "the reviewed image's label line")
+            _wait_until(lambda: stack.count_objects("predictions/") == 1, "the upload's prediction")
+            assert stack.drain(timeout=20)
+            before = _work(stack)
+        assert before["labels"] == 1 and before["predictions"] == 1 and len(before["models"]) == 1
+        assert dict(before["reviews"])[reviewed] != dict(before["reviews"])[waiting]
+
+        # The ports the first run used (its connections still closing) do not stop the next `up`.
+        local_state.check_ports_free(
+            "127.0.0.1", [("local AWS services", ports[0]), ("review API", ports[1])]
         )
-        _wait_until(lambda: stack.count_objects("predictions/") == 2, "a prediction by the restored model")
+        lock = local_state.DataDirLock(data_dir).acquire()  # what the running `up` holds
+        try:
+            with _stack(data_dir, ports) as stack:
+                local_state.write_state(stack.state())
+                write_env_vars(stack)
+                yield Restarted(stack, home, ports, before, reviewed, waiting, token)
+        finally:
+            lock.release()
+
+
+def test_reviews_labels_predictions_and_models_survive_a_restart_on_the_same_ports(
+    restarted: Restarted,
+) -> None:
+    stack = restarted.stack
+    assert stack.restored
+    assert _work(stack) == restarted.before
+    # The restored work is usable: the reviewer's session still holds, the open review is served next.
+    status, task = api(stack, "GET", "/api/tasks/next", restarted.token)
+    assert status == 200 and task["taskId"] == restarted.waiting
+    assert api(stack, "POST", f"/api/tasks/{restarted.waiting}/release", restarted.token)[0] == 200
+    assert api(stack, "GET", f"/api/tasks/{restarted.reviewed}", restarted.token)[0] == 403  # answered
 
 
 def _files(directory: Path) -> dict[str, tuple[bytes, int]]:
@@ -153,59 +185,51 @@ def _files(directory: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def test_a_second_up_names_the_port_in_use_and_leaves_the_running_stack_alone_which_upload_and_status_find(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    restarted: Restarted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    home = tmp_path / "home"
+    stack, home, ports = restarted.stack, restarted.home, restarted.ports
     monkeypatch.setenv(local_state.HOME_VARIABLE, str(home))
-    ports = _free_ports(2)
-    lock = local_state.DataDirLock(local_state.data_dir()).acquire()  # what the running `up` holds
-    try:
-        with _stack(local_state.data_dir(), ports) as stack:
-            local_state.write_state(stack.state())
-            write_env_vars(stack)
-            stack.save()
-            running = _files(home)
-            assert {"stack.json", "env-vars.json", "stack/moto-state.pickle"} <= set(running)
+    stack.save()
+    running = _files(home)
+    assert {"stack.json", "env-vars.json", "stack/moto-state.pickle"} <= set(running)
 
-            common = ["local", "up", "--schedule-interval", "0"]
-            assert main([*common, "--port", str(ports[0]), "--api-port", str(_free_ports(1)[0])]) == 1
-            refused = capsys.readouterr().err
-            assert f"port {ports[0]} (local AWS services)" in refused and "in use" in refused
-            assert main([*common, "--port", str(_free_ports(1)[0]), "--api-port", str(ports[1])]) == 1
-            assert f"port {ports[1]} (review portal and API)" in capsys.readouterr().err
-            # Free ports, but the same data directory: refused too, naming the directory in use.
-            free = _free_ports(2)
-            assert main([*common, "--port", str(free[0]), "--api-port", str(free[1])]) == 1
-            assert str(local_state.data_dir()) in capsys.readouterr().err
-            assert _files(home) == running
+    common = ["local", "up", "--schedule-interval", "0"]
+    assert main([*common, "--port", str(ports[0]), "--api-port", str(_free_ports(1)[0])]) == 1
+    refused = capsys.readouterr().err
+    assert f"port {ports[0]} (local AWS services)" in refused and "in use" in refused
+    assert main([*common, "--port", str(_free_ports(1)[0]), "--api-port", str(ports[1])]) == 1
+    assert f"port {ports[1]} (review portal and API)" in capsys.readouterr().err
+    # Free ports, but the same data directory: refused too, naming the directory in use.
+    free = _free_ports(2)
+    assert main([*common, "--port", str(free[0]), "--api-port", str(free[1])]) == 1
+    assert str(local_state.data_dir()) in capsys.readouterr().err
+    assert _files(home) == running
 
-            # Any directory: the commands find the stack through the per-user state file.
-            elsewhere = tmp_path / "elsewhere"
-            elsewhere.mkdir()
-            (elsewhere / "from-elsewhere.png").write_bytes(png_bytes(400, 300))
-            env = {**os.environ, local_state.HOME_VARIABLE: str(home)}
-            labelloop = [str(Path(sys.executable).with_name("labelloop"))]  # the installed command
-            upload = subprocess.run(
-                [*labelloop, "local", "upload", "from-elsewhere.png"],
-                cwd=elsewhere,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            assert upload.returncode == 0, upload.stderr
-            assert stack.stack is not None
-            stack.client("s3").head_object(Bucket=stack.stack.bucket, Key="incoming/from-elsewhere.png")
-            shown = subprocess.run(
-                [*labelloop, "local", "status", "--json"],
-                cwd=elsewhere,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            assert shown.returncode == 0, shown.stderr
-            status = json.loads(shown.stdout)
-            assert status["stack"] == stack.stack_name
-            assert status["local_stack"]["portal_url"] == stack.portal_url
-            assert status["local_stack"]["data_dir"] == str(local_state.data_dir())
-    finally:
-        lock.release()
+    # Any directory: the commands find the stack through the per-user state file.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "from-elsewhere.png").write_bytes(png_bytes(400, 300))
+    env = {**os.environ, local_state.HOME_VARIABLE: str(home)}
+    labelloop = [str(Path(sys.executable).with_name("labelloop"))]  # the installed command
+    upload = subprocess.run(
+        [*labelloop, "local", "upload", "from-elsewhere.png"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert upload.returncode == 0, upload.stderr
+    assert stack.stack is not None
+    stack.client("s3").head_object(Bucket=stack.stack.bucket, Key="incoming/from-elsewhere.png")
+    shown = subprocess.run(
+        [*labelloop, "local", "status", "--json"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["stack"] == stack.stack_name
+    assert status["local_stack"]["portal_url"] == stack.portal_url
+    assert status["local_stack"]["data_dir"] == str(local_state.data_dir())
