@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from labelloop_local.cli import local as local_cli
 from labelloop_local.cli import main
 from labelloop_local.cli.local import write_env_vars
 from labelloop_local.cli.reviewers import Reviewers
@@ -193,6 +194,8 @@ def test_a_second_up_names_the_port_in_use_and_leaves_the_running_stack_alone_wh
     running = _files(home)
     assert {"stack.json", "env-vars.json", "stack/moto-state.pickle"} <= set(running)
 
+    # Should a refused `up` go on anyway, it would start a second stack here: fail instead of waiting.
+    monkeypatch.setattr(local_cli, "_run_stack", lambda *args: pytest.fail("a second up started a stack"))
     common = ["local", "up", "--schedule-interval", "0"]
     assert main([*common, "--port", str(ports[0]), "--api-port", str(_free_ports(1)[0])]) == 1
     refused = capsys.readouterr().err
