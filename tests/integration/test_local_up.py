@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -38,14 +39,19 @@ REVIEWER = "keeper@example.com"
 
 
 def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
+    """Free ports below Linux's ephemeral range (32768-60999): a port the kernel hands to some other
+    test's `port 0` socket cannot be one the stack is restarted on."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in chosen:
+            chosen.append(port)
+    return chosen
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
