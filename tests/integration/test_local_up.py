@@ -54,7 +54,7 @@ def _free_ports(count: int) -> list[int]:
     return chosen
 
 
-def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -151,7 +151,7 @@ def restarted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restarted]:
             assert api(stack, "POST", f"/api/tasks/{reviewed}/answer", token, answer)[0] == 200
             _wait_until(lambda: stack.count_objects("labels/") == 1, "the reviewed image's label line")
             _wait_until(lambda: stack.count_objects("predictions/") == 1, "the upload's prediction")
-            assert stack.drain(timeout=20)
+            assert stack.drain(timeout=60)
             before = _work(stack)
         assert before["labels"] == 1 and before["predictions"] == 1 and len(before["models"]) == 1
         assert dict(before["reviews"])[reviewed] != dict(before["reviews"])[waiting]

@@ -110,8 +110,8 @@ def request_review(
     }
     assert stack.client("events").put_events(Entries=[entry])["FailedEntryCount"] == 0
     task_id = human_loop_name(image, MODEL_ARN)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while task_id not in {task["task_id"] for task in stack.review_tasks()}:
-        assert time.monotonic() < deadline, f"no review task {task_id} within 30 s"
+        assert time.monotonic() < deadline, f"no review task {task_id} within 60 s"
         time.sleep(0.05)
     return task_id
