@@ -76,6 +76,17 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
+def _register_buckets(s3: Any) -> None:
+    """moto's S3 finds a bucket's owner in a registry beside the backends (`bucket_accounts`, filled
+    when a bucket object is made, not when one is unpickled): without it, the next CreateBucket of a
+    restored bucket (provisioning at every start) would replace it with an empty one."""
+    s3.bucket_accounts.clear()
+    for account_id, partitions in s3.items():
+        for partition, backend in partitions.items():
+            for bucket_name in backend.buckets:
+                s3.bucket_accounts[bucket_name] = (partition, account_id)
+
+
 def save(directory: Path) -> Path:
     """Write the snapshot of the backends to `directory` (atomically); the path written."""
     from moto.backends import get_backend
@@ -106,5 +117,6 @@ def restore(directory: Path) -> bool:
         backend = get_backend(name)
         backend.clear()
         backend.update(accounts)
+    _register_buckets(get_backend("s3"))
     LOG.info("restored the local stack's AWS state from %s", path)
     return True

@@ -73,6 +73,9 @@ def check_ports_free(host: str, ports: Iterable[tuple[str, int]]) -> None:
         if not port:
             continue  # any free port
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the stack's servers bind (SO_REUSEADDR): the connections a stack that just stopped
+            # left in TIME_WAIT do not hold the port, a program listening on it does.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as error:
