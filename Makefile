@@ -13,7 +13,7 @@ PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 # The SAM CLI sends usage data unless told not to; no target of this file lets it.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv demo test lint format typecheck validate unit integration browser iam iam-mutations build bench clean
+.PHONY: help venv demo test coverage lint format typecheck validate unit integration browser iam iam-mutations build bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -81,10 +81,14 @@ iam-mutations: $(VENV)/.installed ## remove each action and statement of each ro
 	$(PY) bench/iam_mutations.py
 
 # The tests run once, recording every AWS call of the flows; the IAM proof then checks that recording.
-test: venv validate lint typecheck ## everything CI runs: validate, lint, typecheck, all tests with coverage, the IAM proof
-	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q $(PARALLEL) --cov --cov-report=term:skip-covered \
+test: venv validate lint typecheck ## everything CI runs: validate, lint, typecheck, all tests, the IAM proof
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q $(PARALLEL) \
 		--ignore=tests/iam --record-aws-calls=build/iam/calls.json
 	LABELLOOP_IAM_CALLS=build/iam/calls.json $(PY) -m pytest -q tests/iam
+
+coverage: venv ## all tests but the IAM proof, with coverage of labelloop_core and labelloop_local (slower: a tracer)
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(PY) -m pytest -q $(PARALLEL) --cov --cov-report=term:skip-covered \
+		--ignore=tests/iam
 
 bench: $(VENV)/.installed ## measure the budgets of docs/ARCHITECTURE.md
 	$(PY) bench/run.py

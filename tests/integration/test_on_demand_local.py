@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -104,14 +105,19 @@ def test_uploads_to_a_stopped_model_start_it_once_drain_and_it_stops_after_the_i
     world.upload(6)
 
     wait_until(lambda: _predictions(world) == 6, "six predictions")
-    detected_at = time.monotonic()
     wait_until(lambda: world.status() == "STOPPED", "the idle stop")
 
-    # Within ModelIdleMinutes + a controller period (+ the stop time and the test's polling).
-    assert time.monotonic() - detected_at <= IDLE_SECONDS + 0.25 + 0.3 + 1.5
     assert world.version["runs"] == 1  # one start, one running interval billed
     [run] = world.runs()
     assert run.stopped_at is not None and run.min_units == 1  # type: ignore[attr-defined]
+    # Stopped for idleness, not before ModelIdleMinutes without work (how soon after it is a budget
+    # that bench/bench_burst.py measures: `idle_stop_seconds`).
+    assert world.stack.stack is not None
+    ledger = ModelLedger(world.stack.stack.table, world.stack.client("dynamodb"))
+    last_detection = ledger.read_control().last_detection_at
+    assert last_detection is not None
+    idle = (run.stopped_at - datetime.fromisoformat(last_detection)).total_seconds()  # type: ignore[attr-defined]
+    assert idle >= IDLE_SECONDS - 0.01
     assert sum(world.stack.dlq_messages().values()) == 0
     assert world.stack.dispatcher is not None
     assert world.stack.dispatcher.stats.function_errors.get("DetectFunction", 0) == 0

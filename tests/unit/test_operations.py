@@ -310,6 +310,7 @@ def emitted(template: SamTemplate, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         env = template.function_properties(function)["Environment"]["Variables"]
         monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", env["POWERTOOLS_SERVICE_NAME"])
         monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", env["POWERTOOLS_METRICS_NAMESPACE"])
+        observability.metrics().clear_metrics()  # what earlier tests of this process counted
         observability.count(metric)
         blob = observability.metrics().serialize_metric_set()
         observability.metrics().clear_metrics()
