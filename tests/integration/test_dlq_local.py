@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from labelloop_local.cli import main
+from labelloop_local.stack.handlers import environment
 from labelloop_local.stack.local_stack import LocalStack
 from labelloop_local.stack.state import write_state
 from tests.support.paths import TEMPLATE_PATH
@@ -30,7 +31,9 @@ def operator(stack: LocalStack, argv: list[str]) -> int:
     Here it shares the stack's process, whose functions swap os.environ and sys.stdout while they run
     (the ModelController ticks all the time): no function runs while the command does."""
     assert stack.dispatcher is not None
-    with stack.dispatcher.quiet():
+    # With the export lines `labelloop local up` prints (set only now: a function that was running when
+    # they were set would restore the environment it started with, dropping them).
+    with stack.dispatcher.quiet(), environment(stack.endpoint_env()):
         return main(argv)
 
 
@@ -65,11 +68,8 @@ def local_stack() -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def detect(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Handler]:
+def detect(local_stack: LocalStack) -> Iterator[Handler]:
     assert local_stack.dispatcher is not None and local_stack.drain(60)
-    # What a person does with the export lines `labelloop local up` prints.
-    for name, value in local_stack.endpoint_env().items():
-        monkeypatch.setenv(name, value)
     handler = Handler()
     local_stack.dispatcher.replace_handler("DetectFunction", handler)
     yield handler
