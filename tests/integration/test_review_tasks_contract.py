@@ -92,6 +92,26 @@ def test_answers_need_the_live_claim_and_stop_at_the_number_needed(tasks: Any) -
     assert tasks.get(task.task_id).complete
 
 
+def test_only_the_answer_that_fills_the_last_slot_sees_the_task_complete(tasks: Any) -> None:
+    """What the API completes a task on: the task as the answer's own write left it, so reviewers
+    answering at once never both complete it."""
+    task = open_task(tasks, needed=2)
+    assert tasks.claim(task, 0, "alice", NOW, NOW + 600) and tasks.claim(task, 1, "bob", NOW, NOW + 600)
+    first = tasks.answer(task.task_id, 0, "alice", ANSWER, NOW + 1)
+    assert first is not None and not first.complete and len(first.answered) == 1
+    second = tasks.answer(task.task_id, 1, "bob", ANSWER, NOW + 2)
+    assert (
+        second is not None
+        and second.complete
+        and [slot.holder for slot in second.answered]
+        == [
+            "alice",
+            "bob",
+        ]
+    )
+    assert tasks.answer(task.task_id, 1, "bob", ANSWER, NOW + 3) is None
+
+
 def test_a_release_frees_only_the_holders_live_claim(tasks: Any) -> None:
     task = open_task(tasks)
     assert tasks.claim(task, 0, "alice", NOW, NOW + 600)

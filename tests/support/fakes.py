@@ -284,15 +284,17 @@ class FakeTaskStore:
             item.pop(name, None)
         return True
 
-    def answer(self, task_id: str, slot: int, worker: str, answer: Mapping[str, Any], now: float) -> bool:
+    def answer(
+        self, task_id: str, slot: int, worker: str, answer: Mapping[str, Any], now: float
+    ) -> review_tasks.Task | None:
         item = self.items.get(task_id)
         if item is None or not self._open(item, now) or not self._held(item, slot, worker, now):
-            return False
+            return None
         if int(item.get("answer_count", 0)) >= int(item["answers_needed"]):
-            return False
+            return None
         item[f"answer_{slot}"] = json.loads(json.dumps(answer))
         item["answer_count"] = int(item.get("answer_count", 0)) + 1
-        return True
+        return review_tasks.Task.from_item(json.loads(json.dumps(item)))
 
     def finish(self, task_id: str, status: str, output_key: str | None) -> bool:
         item = self.items.get(task_id)

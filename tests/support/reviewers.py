@@ -115,3 +115,39 @@ def request_review(
         assert time.monotonic() < deadline, f"no review task {task_id} within 60 s"
         time.sleep(0.05)
     return task_id
+
+
+def token_subject(token: str) -> str:
+    """The `sub` claim of a Cognito token (the reviewer's id, the `workerId` of their answers)."""
+    import base64
+
+    payload = token.split(".")[1]
+    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
+
+
+class BusSpy:
+    """Every labelloop event put on the local stack's app bus, received through a rule -> SQS target
+    of its own (the test's set-up, beside the stack's rules)."""
+
+    def __init__(self, stack: LocalStack, name: str = "spy") -> None:
+        assert stack.stack is not None
+        self.sqs = stack.client("sqs")
+        self.queue_url = self.sqs.create_queue(QueueName=f"{name}-events")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        bus = str(stack.stack.physical["AppEventBus"])
+        events = stack.client("events")
+        pattern = json.dumps({"source": ["labelloop"]})
+        events.put_rule(Name=f"{name}-events", EventBusName=bus, EventPattern=pattern)
+        target = {"Id": name, "Arn": queue_arn["Attributes"]["QueueArn"]}
+        events.put_targets(Rule=f"{name}-events", EventBusName=bus, Targets=[target])
+        self.seen: list[dict[str, Any]] = []
+
+    def events(self, detail_type: str) -> list[dict[str, Any]]:
+        """Every event of `detail_type` seen so far."""
+        while messages := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
+            "Messages"
+        ):
+            for message in messages:
+                self.seen.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return [event for event in self.seen if event["detail-type"] == detail_type]

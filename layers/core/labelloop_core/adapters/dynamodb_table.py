@@ -95,6 +95,20 @@ class Table:
             "update_item", **self.update_action(key, update, condition, values)["Update"], **extra
         )
 
+    def conditional_update_returning(
+        self, key: Key, update: str, condition: str, values: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """UpdateItem with a condition: the item as this very write left it (ReturnValues ALL_NEW, so no
+        later write can be mistaken for this one's result), or None when the condition did not hold."""
+        request = self.update_action(key, update, condition, values)["Update"]
+        try:
+            response = self.client.update_item(**request, ReturnValues="ALL_NEW")
+        except Exception as error:
+            if aws_errors.error_code(error) == aws_errors.CONDITION_FAILED:
+                return None
+            raise translate(error) from error
+        return decode_item(response["Attributes"])
+
 
 def translate(error: Exception) -> Exception:
     if aws_errors.is_retryable(error):

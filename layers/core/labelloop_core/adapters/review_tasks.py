@@ -86,12 +86,17 @@ class TaskTable:
             _key(task_id), update, _held(slot), {":worker": worker, ":now": now}
         )
 
-    def answer(self, task_id: str, slot: int, worker: str, answer: Mapping[str, Any], now: float) -> bool:
-        """Record the answer of the slot's holder, while the claim and the task are open."""
+    def answer(
+        self, task_id: str, slot: int, worker: str, answer: Mapping[str, Any], now: float
+    ) -> Task | None:
+        """Record the answer of the slot's holder, while the claim and the task are open: the task as
+        this answer left it (None when refused). Answers are serialized per item, so exactly one of
+        them sees the task complete."""
         condition = f"{TASK_OPEN} AND answer_count < answers_needed AND {_held(slot)}"
         update = f"SET answer_{slot} = :answer ADD answer_count :one"
         values = {":worker": worker, ":now": now, ":answer": dict(answer)}
-        return self.table.conditional_update(_key(task_id), update, condition, values)
+        item = self.table.conditional_update_returning(_key(task_id), update, condition, values)
+        return Task.from_item(item) if item is not None else None
 
     def finish(self, task_id: str, status: str, output_key: str | None) -> bool:
         """OPEN → COMPLETED or EXPIRED (the task leaves the open index); False when already finished."""

@@ -100,16 +100,11 @@ class ReviewApiService:
                 break
         until = now + self.settings.task_time_limit_seconds
         for task in candidates:
-            free = task.claimable_slot(worker, now)
-            if free is None:
-                continue
-            if self.tasks.claim(task, free.index, worker, now, min(until, task.expires_at)):
-                claimed = self.tasks.get(task.task_id)
-                slot = claimed.held_by(worker, now) if claimed else None
-                if claimed is not None and slot is not None:
-                    self.log.info("task claimed", extra={"task_id": task.task_id, "slot": slot.index})
-                    return self._view(claimed, slot, now)
-            # Another reviewer took the slot first (or the task finished): the next one.
+            claimed = self._claim_a_slot(task, worker, now, until)
+            if claimed is not None:
+                held, slot = claimed
+                self.log.info("task claimed", extra={"task_id": task.task_id, "slot": slot.index})
+                return self._view(held, slot, now)
         return json_response(204)
 
     def get_task(self, request: HttpRequest, worker: str) -> HttpResponse:
@@ -139,11 +134,13 @@ class ReviewApiService:
             return problem(400, str(invalid))
         issuer = str(request.claims.get("iss", ""))
         stored = review_tasks.stored_answer(result, self.clock(), issuer)
-        if not self.tasks.answer(task_id, slot.index, worker, stored, now):
+        answered = self.tasks.answer(task_id, slot.index, worker, stored, now)
+        if answered is None:
             current = self.tasks.get(task_id)  # what changed since we read it decides the status
             refused = self._refusal(current, worker, now) if current else None
             return refused or problem(409, "the task changed; fetch it again")
-        answered = self.tasks.get(task_id) or task
+        # The task as this answer's own write left it: of reviewers answering at once, exactly one
+        # fills the last slot, so the task is completed (and ReviewCompleted sent) once.
         completed = answered.complete
         if completed:
             self.completion.complete(answered)
@@ -168,6 +165,22 @@ class ReviewApiService:
         return json_response(200, {"taskId": task_id, "released": True})
 
     # -- helpers ------------------------------------------------------------------------------------
+    def _claim_a_slot(self, task: Task, worker: str, now: float, until: float) -> tuple[Task, Slot] | None:
+        """A slot of `task` claimed for `worker`, or None when none is left for them. Reviewers racing
+        for one task all see the same first free slot: a lost race (another reviewer's conditional
+        write took it) reads the task again and tries the next free slot, not the next task."""
+        current: Task | None = task
+        for _ in range(review_tasks.MAX_SLOTS + 1):
+            free = current.claimable_slot(worker, now) if current is not None else None
+            if current is None or free is None:
+                return None
+            won = self.tasks.claim(current, free.index, worker, now, min(until, current.expires_at))
+            current = self.tasks.get(task.task_id)
+            if won:
+                slot = current.held_by(worker, now) if current is not None else None
+                return (current, slot) if current is not None and slot is not None else None
+        return None
+
     def _refusal(self, task: Task, worker: str, now: float) -> HttpResponse | None:
         if task.answered_by(worker):
             return problem(409, "you have already answered this task")
