@@ -174,6 +174,7 @@ def test_two_reviewers_who_agree_give_one_label_line_with_the_combined_boxes_and
         for context in contexts:
             context.close()
 
+    assert stack.stack is not None
     ana, ben = _submitted_boxes(stack, review.task_id)
     moved_right = (MODEL_BOX[0] + 10, *MODEL_BOX[1:])
     moved_down = (MODEL_BOX[0], MODEL_BOX[1] + 4, *MODEL_BOX[2:])
