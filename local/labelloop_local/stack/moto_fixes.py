@@ -87,7 +87,33 @@ def apply_moto_fixes() -> None:
         events_models.Rule._send_to_sqs_queue = _send_to_sqs_queue_like_aws  # type: ignore[method-assign]
         events_models.Replay.replay_events = _replay_events_in_window  # type: ignore[method-assign]
         _cache_jsonpath_parsing()
+        _dynamodb_requests_one_at_a_time()
         _fixes_applied = True
+
+
+_dynamodb_lock = threading.RLock()
+
+
+def _dynamodb_requests_one_at_a_time() -> None:
+    """DynamoDB's PutItem, UpdateItem, DeleteItem and GetItem are atomic, and UpdateItem's ReturnValues
+    give the item "as it appears after the UpdateItem operation" (Developer Guide, "Working with items";
+    API reference, UpdateItem). moto's server answers requests on threads with no lock: two
+    UpdateItems of one item can interleave (both pass a condition only one should), and ALL_NEW is
+    serialized while another request changes the item ("dictionary changed size during iteration", or
+    a later write's attributes). Serving one DynamoDB request at a time gives AWS's per-item
+    atomicity; the local stack's DynamoDB traffic is small enough for that to cost nothing visible."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    call_action = DynamoHandler.call_action
+    if getattr(call_action, "one_at_a_time", False):
+        return
+
+    def one_at_a_time(self: Any) -> Any:
+        with _dynamodb_lock:
+            return call_action(self)
+
+    one_at_a_time.one_at_a_time = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
 
 
 def _cache_jsonpath_parsing() -> None:
