@@ -1,7 +1,7 @@
 """Run every benchmark in bench/ and print their figures (the budgets of docs/ARCHITECTURE.md).
 
 Usage: python bench/run.py [name ...]
-  (names: handlers, cold_import, merge, export, detector, local_stack, burst)
+  (names: handlers, cold_import, merge, export, detector, local_stack, burst, review_api)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ BENCHES = {
     "detector": "bench_detector.py",
     "local_stack": "bench_local_stack.py",
     "burst": "bench_burst.py",
+    "review_api": "bench_review_api.py",
 }
 
 
