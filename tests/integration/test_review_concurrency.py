@@ -81,16 +81,18 @@ def _holders(stack: LocalStack, task_id: str, slots: int) -> list[str | None]:
     return [item.get(f"holder_{slot}") for slot in range(slots)]
 
 
-@pytest.fixture(scope="module")
-def three_reviewers_per_task(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with _stack(tmp_path_factory.mktemp("claims"), task_count=3) as stack:
+# One stack per test, each stopped before the next starts: moto's backends are process-global, and a
+# running stack's dispatcher would serve the next stack's resources (same names) with its own settings.
+@pytest.fixture
+def three_reviewers_per_task(tmp_path: Path) -> Iterator[LocalStack]:
+    with _stack(tmp_path / "claims", task_count=3) as stack:
         assert stack.review_backend == "builtin"
         yield stack
 
 
-@pytest.fixture(scope="module")
-def two_reviewers_per_task(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with _stack(tmp_path_factory.mktemp("answers"), task_count=2) as stack:
+@pytest.fixture
+def two_reviewers_per_task(tmp_path: Path) -> Iterator[LocalStack]:
+    with _stack(tmp_path / "answers", task_count=2) as stack:
         yield stack
 
 
