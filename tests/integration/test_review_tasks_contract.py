@@ -64,7 +64,8 @@ def test_a_task_opens_once_and_lists_in_priority_order(tasks: Any) -> None:
 
 def test_a_slot_is_held_by_one_reviewer_and_a_reviewer_holds_one_slot(tasks: Any) -> None:
     task = open_task(tasks)
-    assert tasks.claim(task, 0, "alice", NOW, NOW + 600)
+    claimed = tasks.claim(task, 0, "alice", NOW, NOW + 600)
+    assert claimed is not None and claimed.held_by("alice", NOW).index == 0  # as the claim left it
     assert not tasks.claim(task, 0, "bob", NOW, NOW + 600)  # taken
     assert not tasks.claim(task, 1, "alice", NOW, NOW + 600)  # alice already holds slot 0
     assert tasks.claim(task, 1, "bob", NOW, NOW + 600)

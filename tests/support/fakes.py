@@ -266,15 +266,15 @@ class FakeTaskStore:
         for item in listed:
             yield Task.from_item(json.loads(json.dumps(item)))
 
-    def claim(self, task: Task, slot: int, worker: str, now: float, until: float) -> bool:
+    def claim(self, task: Task, slot: int, worker: str, now: float, until: float) -> Task | None:
         item = self.items.get(task.task_id)
         if item is None or not self._open(item, now) or not self._free(item, slot, now):
-            return False
+            return None
         for other in range(task.answers_needed):
             if other != slot and not self._free(item, other, now) and item.get(f"holder_{other}") == worker:
-                return False
+                return None
         item.update({f"holder_{slot}": worker, f"until_{slot}": until, f"accepted_{slot}": iso_time(now)})
-        return True
+        return review_tasks.Task.from_item(json.loads(json.dumps(item)))
 
     def release(self, task_id: str, slot: int, worker: str, now: float) -> bool:
         item = self.items.get(task_id)

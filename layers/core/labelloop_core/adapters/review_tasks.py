@@ -71,14 +71,15 @@ class TaskTable:
                 return
             request["ExclusiveStartKey"] = last_key
 
-    def claim(self, task: Task, slot: int, worker: str, now: float, until: float) -> bool:
+    def claim(self, task: Task, slot: int, worker: str, now: float, until: float) -> Task | None:
         """`worker` takes `slot` until `until`: only if the slot is free and the worker holds or answered
-        no other slot of the task."""
+        no other slot of the task. The task as the claim left it (None when refused)."""
         others = [_not_mine(other) for other in range(task.answers_needed) if other != slot]
         condition = " AND ".join([TASK_OPEN, _free(slot), *others])
         update = f"SET holder_{slot} = :worker, until_{slot} = :until, accepted_{slot} = :accepted"
         values = {":worker": worker, ":now": now, ":until": until, ":accepted": iso_time(now)}
-        return self.table.conditional_update(_key(task.task_id), update, condition, values)
+        item = self.table.conditional_update_returning(_key(task.task_id), update, condition, values)
+        return Task.from_item(item) if item is not None else None
 
     def release(self, task_id: str, slot: int, worker: str, now: float) -> bool:
         update = f"REMOVE holder_{slot}, until_{slot}, accepted_{slot}"

@@ -174,11 +174,11 @@ class ReviewApiService:
             free = current.claimable_slot(worker, now) if current is not None else None
             if current is None or free is None:
                 return None
-            won = self.tasks.claim(current, free.index, worker, now, min(until, current.expires_at))
+            claimed = self.tasks.claim(current, free.index, worker, now, min(until, current.expires_at))
+            if claimed is not None:  # the task as the claim left it: no second read
+                slot = claimed.held_by(worker, now)
+                return (claimed, slot) if slot is not None else None
             current = self.tasks.get(task.task_id)
-            if won:
-                slot = current.held_by(worker, now) if current is not None else None
-                return (current, slot) if current is not None and slot is not None else None
         return None
 
     def _refusal(self, task: Task, worker: str, now: float) -> HttpResponse | None:
