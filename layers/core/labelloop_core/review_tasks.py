@@ -121,6 +121,13 @@ class Task:
     def complete(self) -> bool:
         return len(self.answered) >= self.answers_needed
 
+    @property
+    def last_answered_at(self) -> float | None:
+        """Epoch seconds of the newest answer's `submittedAt` (None: no answer, or none readable)."""
+        times = [_epoch_of((slot.answer or {}).get("submittedAt")) for slot in self.answered]
+        known = [moment for moment in times if moment is not None]
+        return max(known) if known else None
+
     def is_open(self, now: float) -> bool:
         return self.status == OPEN and self.expires_at > now and not self.complete
 
@@ -294,6 +301,13 @@ def output_document(task: Task) -> dict[str, Any]:
             }
         )
     return {"humanLoopName": task.task_id, "inputContent": dict(task.content), "humanAnswers": answers}
+
+
+def _epoch_of(text: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _seconds_between(start: Any, end: Any) -> float:

@@ -18,7 +18,11 @@ from labelloop_core.naming import ImageRef
 from labelloop_core.policy import ReviewReason
 from labelloop_core.schemas import validate
 from labelloop_core.services.review_api import ReviewApiService, ReviewApiSettings
-from labelloop_core.services.review_sweeper import ReviewSweeperService, ReviewSweeperSettings
+from labelloop_core.services.review_sweeper import (
+    COMPLETION_GRACE_SECONDS,
+    ReviewSweeperService,
+    ReviewSweeperSettings,
+)
 from labelloop_core.services.task_completion import TaskCompletion
 from tests.support.fakes import FakeImageLinks, FakePublisher, FakeStore, FakeTaskStore
 
@@ -272,6 +276,22 @@ def test_the_sweeper_finishes_a_completion_a_crash_interrupted(world: World) -> 
     with pytest.raises(RuntimeError):
         world.answer("alice", "ll-a", answer(BOX))
     assert world.task("ll-a").status == review_tasks.OPEN and world.task("ll-a").complete
+    # Within the review API's timeout the answering invocation may still be completing it.
+    assert world.sweeper.sweep().to_dict() == {"completed": 0, "expired": 0, "open": 1}
+    assert world.publisher.of_type("ReviewCompleted") == []
+    world.clock.advance(COMPLETION_GRACE_SECONDS)
     assert world.sweeper.sweep().to_dict() == {"completed": 1, "expired": 0, "open": 0}
     (completed,) = world.publisher.of_type("ReviewCompleted")
     assert completed["reviewName"] == "ll-a" and world.task("ll-a").status == review_tasks.COMPLETED
+
+
+def test_the_sweeper_completes_a_finished_task_past_its_lifetime_instead_of_expiring_it(world: World) -> None:
+    world.open("ll-a", 10.0)
+    world.next("alice")
+    world.publisher.failures.append(RuntimeError("the function crashed before ReviewCompleted"))
+    with pytest.raises(RuntimeError):
+        world.answer("alice", "ll-a", answer(BOX))
+    world.clock.advance(3600)  # past the availability lifetime, every answer in
+    assert world.sweeper.sweep().to_dict() == {"completed": 1, "expired": 0, "open": 0}
+    (completed,) = world.publisher.of_type("ReviewCompleted")
+    assert completed["status"] == "Completed"

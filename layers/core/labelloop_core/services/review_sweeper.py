@@ -1,7 +1,9 @@
 """ReviewSweeper (schedule, built-in backend): finish what no reviewer's request will finish.
 
 - a task whose every answer is in but that is still open (the answering invocation crashed between
-  its answer and the completion) is completed now;
+  its answer and the completion) is completed, once its last answer is older than the review API's
+  timeout (`COMPLETION_GRACE_SECONDS`): before that, the answering invocation may still be completing it,
+  and two completions at once would send ReviewCompleted twice and race for output.json;
 - a task past its availability lifetime (`TaskAvailabilityLifetimeInSeconds`) is expired and recorded
   as A2I records an expired loop (`ReviewCompleted` with status Failed and failure code Expired), with
   whatever answers it got written to output.json: nothing is silently dropped.
@@ -20,6 +22,10 @@ from labelloop_core import config, observability, review_tasks
 from labelloop_core.inbound import ScheduleTick
 from labelloop_core.ports import TaskStore
 from labelloop_core.services.task_completion import TaskCompletion
+
+# Longer than ReviewApiFunction's Timeout (10 s in template.yaml): by then the invocation that wrote the
+# last answer has completed the task or died.
+COMPLETION_GRACE_SECONDS = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +85,9 @@ class ReviewSweeperService:
             if task is None or task.status != review_tasks.OPEN:
                 continue
             if task.complete:
+                if not _answering_is_over(task, now):
+                    still_open += 1  # its answering invocation may be completing it right now
+                    continue
                 self.completion.complete(task)
                 completed += 1
             elif task.expires_at <= now:
@@ -89,3 +98,8 @@ class ReviewSweeperService:
         if completed or expired:
             self.log.info("review tasks swept", extra={"completed": completed, "expired": expired})
         return SweepOutcome(completed, expired, still_open)
+
+
+def _answering_is_over(task: review_tasks.Task, now: float) -> bool:
+    last = task.last_answered_at
+    return last is None or last <= now - COMPLETION_GRACE_SECONDS
