@@ -44,8 +44,7 @@ from labelloop_core.ledger import (
     iso,
 )
 from labelloop_core.model_control import RunInterval
-from labelloop_core.naming import ImageRef
-from labelloop_core.review_request import priority_rank
+from labelloop_core.naming import ImageRef, priority_rank
 
 _CONSTANTS = {**layout.STATUS_VALUES, **layout.QUEUE_VALUES}
 _TRANSACTION_ITEMS = 100  # TransactWriteItems limit

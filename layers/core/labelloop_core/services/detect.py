@@ -34,7 +34,7 @@ from labelloop_core import config, imageinfo, naming, observability
 from labelloop_core.config import ConfigError, setting
 from labelloop_core.errors import InvalidImage, ModelNotReady, ObjectMissing, Throttled
 from labelloop_core.geometry import PixelBox, clamp, ratio_to_pixels
-from labelloop_core.inbound import WAITED_ATTRIBUTE, QueuedUpload, QueuedUploads
+from labelloop_core.inbound.uploads import WAITED_ATTRIBUTE, QueuedUpload, QueuedUploads
 from labelloop_core.ledger import ImageRecord
 from labelloop_core.model_control import throttle_delay_seconds, wait_delay_seconds
 from labelloop_core.naming import ImageRef

@@ -21,7 +21,7 @@ from labelloop_core import config, manifest, naming, observability
 from labelloop_core.config import ConfigError, setting
 from labelloop_core.datasets import ManifestTally
 from labelloop_core.errors import LabelloopError, ObjectMissing
-from labelloop_core.inbound import ScheduleTick
+from labelloop_core.inbound.schedule import ScheduleTick
 from labelloop_core.ledger import ClaimResult, DatasetRecord, PendingLabel, TrainingLock, iso
 from labelloop_core.ports import CustomLabels, EventPublisher, ObjectStore, S3Location, TrainingLedger
 
