@@ -4,8 +4,8 @@ CloudFormation invokes it asynchronously and waits for the answer at ResponseURL
 service always sends (SUCCESS or FAILED), also on unexpected errors and shortly before the timeout.
 """
 
-from labelloop_core import inbound
 from labelloop_core.entrypoint import lambda_entrypoint
+from labelloop_core.inbound.custom_resource import custom_resource_request
 from labelloop_core.services.a2i_setup import A2ISetupService
 
-lambda_handler = lambda_entrypoint(inbound.custom_resource_request, A2ISetupService)
+lambda_handler = lambda_entrypoint(custom_resource_request, A2ISetupService)

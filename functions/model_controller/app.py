@@ -4,8 +4,8 @@ there is work; switch Detect's consumption with it; record running intervals (DE
 Returns the decision (`action`: none, start, stop or wait, with the model's status and the reason).
 """
 
-from labelloop_core import inbound
 from labelloop_core.entrypoint import lambda_entrypoint
+from labelloop_core.inbound.control import control_tick
 from labelloop_core.services.model_controller import ModelControllerService
 
-lambda_handler = lambda_entrypoint(inbound.control_tick, ModelControllerService)
+lambda_handler = lambda_entrypoint(control_tick, ModelControllerService)

@@ -77,10 +77,10 @@ def _pizza_scene() -> tuple[bytes, list[tuple[int, int, int, int]]]:
 @pytest.fixture
 def portal_task(tmp_path: Path) -> Iterator[tuple[LocalAws, str, list[dict[str, Any]]]]:
     """A running local A2I with one open task whose image has two pre-drawn model boxes."""
-    from labelloop_core.a2i import build_input_content
     from labelloop_core.geometry import PixelBox
     from labelloop_core.naming import ImageRef
     from labelloop_core.policy import ReviewReason
+    from labelloop_core.review_input import build_input_content
 
     with local_aws(tmp_path / "state") as aws:
         s3, sagemaker = aws.client("s3"), aws.client("sagemaker")

@@ -71,11 +71,11 @@ def _png(width: int, height: int, color: tuple[int, int, int] = (200, 120, 40)) 
 
 
 def _input(initial: list[dict[str, Any]] | None = None, key: str = "incoming/pizza.png") -> str:
-    """InputContent as StartReview builds it (labelloop_core.a2i): the portal is tested on the real shape."""
-    from labelloop_core.a2i import build_input_content
+    """InputContent as StartReview builds it (`review_input`): the portal is tested on the real shape."""
     from labelloop_core.geometry import PixelBox
     from labelloop_core.naming import ImageRef
     from labelloop_core.policy import ReviewReason
+    from labelloop_core.review_input import build_input_content
 
     default = {"label": LABELS[0], "left": 10, "top": 20, "width": 100, "height": 80}
     boxes: list[dict[str, Any]] = initial if initial is not None else [default]

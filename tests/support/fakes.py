@@ -43,7 +43,7 @@ from labelloop_core.ledger import (
     iso,
 )
 from labelloop_core.model_control import RunInterval
-from labelloop_core.naming import ImageRef, version_name_from_arn
+from labelloop_core.naming import ImageRef, priority_rank, version_name_from_arn
 from labelloop_core.policy import Detection
 from labelloop_core.ports import (
     MappingState,
@@ -55,7 +55,6 @@ from labelloop_core.ports import (
     QueueDepth,
     S3Location,
 )
-from labelloop_core.review_request import priority_rank
 from labelloop_core.review_tasks import Task, iso_time
 from labelloop_core.schemas import validate
 

@@ -192,10 +192,10 @@ def a2i_output(
     flow_definition_arn: str = "arn:aws:sagemaker:us-east-1:123456789012:flow-definition/labelloop-flow-1",
 ) -> dict[str, Any]:
     """An A2I output.json for one reviewer's answer (A2I's format, which both backends write)."""
-    from labelloop_core import a2i
+    from labelloop_core.review_input import build_input_content
 
     width, height = size
-    content = a2i.build_input_content(image, width, height, [], labels, [])
+    content = build_input_content(image, width, height, [], labels, [])
     return {
         "flowDefinitionArn": flow_definition_arn,
         "humanLoopName": loop_name,

@@ -7,7 +7,6 @@ import pytest
 from labelloop_core.a2i import (
     ANSWER_ELEMENT,
     answer_to_manifest_line,
-    build_input_content,
     parse_output,
 )
 from labelloop_core.errors import InvalidReview
@@ -15,6 +14,7 @@ from labelloop_core.geometry import PixelBox
 from labelloop_core.manifest import ClassMap, validate_line
 from labelloop_core.naming import ImageRef
 from labelloop_core.policy import LOW_CONFIDENCE, ReviewReason
+from labelloop_core.review_input import build_input_content
 
 LABELS = ["pepperoni pizza slice", "cheese pizza slice"]
 IMAGE = ImageRef("bucket", "incoming/my pizza+1 ü.jpg", version_id="v1", etag="e1")

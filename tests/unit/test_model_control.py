@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from labelloop_core.model_control import (
-    MAX_DELAY_SECONDS,
     MISSING,
     NO_MODEL,
     Action,
@@ -17,10 +16,9 @@ from labelloop_core.model_control import (
     decide,
     idle_limit,
     month_of,
-    throttle_delay_seconds,
     usage,
-    wait_delay_seconds,
 )
+from labelloop_core.redelivery import MAX_DELAY_SECONDS, throttle_delay_seconds, wait_delay_seconds
 
 LIMIT = timedelta(minutes=15)
 RECENT = timedelta(minutes=3)  # idle, but less than ModelIdleMinutes

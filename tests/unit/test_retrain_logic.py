@@ -10,7 +10,7 @@ import pytest
 from labelloop_core.adapters.custom_labels import MAX_CHANGES_BYTES, DatasetEntryTooLarge, chunk_entries
 from labelloop_core.errors import InvalidEvent
 from labelloop_core.evaluation import EvaluationMetrics
-from labelloop_core.inbound import schedule_tick
+from labelloop_core.inbound.schedule import schedule_tick
 from labelloop_core.ledger import (
     CLAIMED,
     PROMOTED,

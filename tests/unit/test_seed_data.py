@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from labelloop_core.a2i import ANSWER_ELEMENT, answer_to_manifest_line, build_input_content, parse_output
+from labelloop_core.a2i import ANSWER_ELEMENT, answer_to_manifest_line, parse_output
 from labelloop_core.geometry import PixelBox
 from labelloop_core.imageinfo import HEADER_BYTES, ImageInfo, probe
 from labelloop_core.manifest import ClassMap, build_line, merge, validate_line
 from labelloop_core.naming import ImageRef
+from labelloop_core.review_input import build_input_content
 from tests.support.paths import SEED_DATA
 
 pytestmark = pytest.mark.skipif(SEED_DATA is None, reason="seed data not present (LABELLOOP_SEED_DATA)")

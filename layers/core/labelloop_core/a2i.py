@@ -1,9 +1,6 @@
-"""Amazon A2I bounding-box reviews: the InputContent we send and the output.json we get back.
+"""Amazon A2I bounding-box reviews: the output.json we get back (the InputContent we send is
+`labelloop_core.review_input`'s; output.json echoes it as `inputContent`).
 
-InputContent (echoed by A2I as `inputContent` in output.json, so it carries all AppendLabels needs):
-`{"taskObject": "s3://bucket/key", "initialValue": [{label,left,top,width,height}] (model boxes, pixels),
-"labels": [...], "image": {bucket, key, versionId, etag, imageId, width, height, depth},
-"reviewReasons": [{code,label,confidence,threshold,message}]}`.
 The task UI's `crowd-bounding-box` is named `annotatedResult` (`ANSWER_ELEMENT`); its answer is
 `{"boundingBoxes": [{label,left,top,width,height}], "inputImageProperties": {height,width}}` in pixels.
 Both review backends write this output.json; with several reviewers (`TaskCount` > 1) it has one
@@ -14,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,18 +21,13 @@ from labelloop_core.errors import InvalidEvent, InvalidReview
 from labelloop_core.geometry import PixelBox, clamp
 from labelloop_core.manifest import ClassMap, build_line, parse_creation_date
 from labelloop_core.naming import ImageRef
-from labelloop_core.policy import ReviewReason
-
-ANSWER_ELEMENT = "annotatedResult"
-MAX_INPUT_CONTENT_CHARS = 3_145_728
-MAX_BOXES = 50
+from labelloop_core.review_answer import ANSWER_ELEMENT, MAX_BOXES
+from labelloop_core.review_input import LabeledBox
 
 NO_ANSWER = "NO_ANSWER"
 BAD_BOX = "BAD_BOX"
 UNKNOWN_LABEL = "UNKNOWN_LABEL"
 SCHEMA = "SCHEMA"
-
-LabeledBox = tuple[str, PixelBox]
 
 
 @dataclass(frozen=True)
@@ -75,46 +67,6 @@ class ReviewAnswer:
     def confidences(self) -> list[float] | None:
         """Per-object confidence for the manifest's `objects` (None: 1 each, a single reviewer)."""
         return self.consolidation.confidences if self.consolidation else None
-
-
-def build_input_content(
-    image: ImageRef,
-    image_w: int,
-    image_h: int,
-    detections_px: Iterable[LabeledBox],
-    labels: Sequence[str],
-    reasons: Iterable[ReviewReason],
-    depth: int = 3,
-) -> dict[str, Any]:
-    """InputContent for StartHumanLoop; the model's boxes become the reviewer's starting boxes."""
-    known = set(labels)
-    initial = []
-    for label, box in detections_px:
-        if label not in known:
-            raise ValueError(f"model label {label!r} is not one of the configured labels {list(labels)}")
-        inside = clamp(box, image_w, image_h)
-        if inside is not None:
-            initial.append({"label": label, **inside.to_dict()})
-    content = {
-        "taskObject": image.s3_uri,
-        "initialValue": initial,
-        "labels": list(labels),
-        "image": {
-            "bucket": image.bucket,
-            "key": image.key,
-            "versionId": image.version_id,
-            "etag": image.etag,
-            "imageId": image.image_id,
-            "width": image_w,
-            "height": image_h,
-            "depth": depth,
-        },
-        "reviewReasons": [reason.to_dict() for reason in reasons],
-    }
-    size = len(json.dumps(content, ensure_ascii=False, separators=(",", ":")))
-    if size > MAX_INPUT_CONTENT_CHARS:
-        raise ValueError(f"InputContent is {size} characters; A2I accepts at most {MAX_INPUT_CONTENT_CHARS}")
-    return content
 
 
 def _require(condition: bool, message: str, code: str = SCHEMA) -> None:

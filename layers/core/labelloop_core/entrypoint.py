@@ -1,6 +1,6 @@
 """The one shape of every labelloop Lambda function.
 
-    lambda_handler = lambda_entrypoint(inbound.object_created, DetectService)
+    lambda_handler = lambda_entrypoint(queued_uploads, DetectService)
 
 gives the function, in this order:
 1. one observability stack: Powertools Metrics (flushed per invocation), Tracer (built at the first

@@ -46,10 +46,9 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from labelloop_core.model_control import RunInterval
-
-if TYPE_CHECKING:  # built on first read: Detect and the review functions never read metrics
+if TYPE_CHECKING:  # built on first read: Detect and the review functions never read metrics or runs
     from labelloop_core.evaluation import EvaluationMetrics
+    from labelloop_core.model_control import RunInterval
 
 Key = dict[str, str]
 
@@ -493,6 +492,8 @@ def run_item(version_arn: str, run: OpenRun) -> dict[str, Any]:
 
 
 def run_from_item(item: Mapping[str, Any]) -> RunInterval:
+    from labelloop_core.model_control import RunInterval
+
     max_units = item.get("max_units")
     stopped = _text(item, "stopped_at")
     return RunInterval(

@@ -1,5 +1,6 @@
 """Inference on demand (DESIGN §10), as pure functions: what the ModelController does with the active
-model, how long a message waits before it is tried again, and what the running intervals cost.
+model and what the running intervals cost (how long a message waits before it is tried again is
+`labelloop_core.redelivery`'s, all Detect needs of it).
 
 A Custom Labels model is billed per inference-unit hour while it is RUNNING, used or not. The
 ModelController runs every minute (and on demand) and calls `decide` with what it sees:
@@ -27,8 +28,7 @@ does not poll, so waiting images are never received and `maxReceiveCount` is not
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -47,16 +47,6 @@ NO_MODEL = "NO_MODEL"  # the active-model parameter is `none`: no model trained 
 MISSING = "MISSING"  # the parameter names a version the project does not have (or may not be read)
 
 FAILED_START_RETRY = timedelta(minutes=10)  # a model that failed to start is tried again this often
-
-# Messages that met a model that could not take them (not running, throttled) are sent again with
-# a delay: WAIT_BASE_SECONDS doubling per wait, with jitter, at most SQS's 900 s.
-WAIT_BASE_SECONDS = 5
-MAX_DELAY_SECONDS = 900
-# A throttled message (the model runs, over its throughput) comes back soon: a burst must drain at the
-# model's capacity, so its backoff stays short (THROTTLE_BASE_SECONDS doubling, at most
-# MAX_THROTTLE_DELAY_SECONDS). Detect's SDK client already backs off within the call.
-THROTTLE_BASE_SECONDS = 1
-MAX_THROTTLE_DELAY_SECONDS = 8
 
 
 class Action(Enum):
@@ -138,22 +128,6 @@ def _minutes(delta: timedelta) -> str:
 def idle_limit(minutes: float) -> timedelta | None:
     """ModelIdleMinutes as a limit: 0 means always on (no limit)."""
     return None if minutes <= 0 else timedelta(minutes=minutes)
-
-
-def wait_delay_seconds(waited: int, rng: Callable[[], float] = random.random) -> int:
-    """DelaySeconds for a message that met a model unable to take it, after `waited` earlier waits:
-    WAIT_BASE_SECONDS × 2^waited ± 25 % (so a burst does not come back all at once), at most 900 s."""
-    base = WAIT_BASE_SECONDS * 2 ** min(max(waited, 0), 10)
-    jittered = base * (0.75 + 0.5 * rng())
-    return int(min(MAX_DELAY_SECONDS, max(1, round(jittered))))
-
-
-def throttle_delay_seconds(waited: int, rng: Callable[[], float] = random.random) -> int:
-    """DelaySeconds for a throttled message after `waited` earlier waits: THROTTLE_BASE_SECONDS ×
-    2^waited ± 25 %, at most MAX_THROTTLE_DELAY_SECONDS."""
-    base = THROTTLE_BASE_SECONDS * 2 ** min(max(waited, 0), 10)
-    jittered = base * (0.75 + 0.5 * rng())
-    return int(min(MAX_THROTTLE_DELAY_SECONDS, max(1, round(jittered))))
 
 
 # --- running intervals and what they cost ----------------------------------------------------

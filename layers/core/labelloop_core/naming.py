@@ -143,3 +143,9 @@ def version_name_from_arn(version_arn: str) -> str:
     if not separator or not name:
         raise ValueError(f"not a Rekognition project version ARN: {version_arn!r}")
     return name
+
+
+def priority_rank(priority: float, at: str, name: str) -> str:
+    """A text that sorts reviews in priority order (0-100, lower first), then oldest first, then by name:
+    the sort key of the indexes of waiting reviews and of open review tasks."""
+    return f"{max(0.0, min(float(priority), 999.999)):07.3f}#{at}#{name}"

@@ -13,23 +13,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from labelloop_core.ledger import (
-    Admission,
-    ClaimResult,
-    ControlState,
-    DatasetRecord,
-    Decision,
-    ImageRecord,
-    LabelRecord,
-    LoopRecord,
-    OpenRun,
-    PendingLabel,
-    TrainingLock,
-    WaitingReview,
-)
 from labelloop_core.naming import ImageRef, version_name_from_arn
 
 if TYPE_CHECKING:  # annotations only: a function imports the domain modules its service uses, no more
+    from labelloop_core.ledger import (
+        Admission,
+        ClaimResult,
+        ControlState,
+        DatasetRecord,
+        Decision,
+        ImageRecord,
+        LabelRecord,
+        LoopRecord,
+        OpenRun,
+        PendingLabel,
+        TrainingLock,
+        WaitingReview,
+    )
     from labelloop_core.model_control import RunInterval
     from labelloop_core.policy import Detection
     from labelloop_core.review_tasks import Task

@@ -103,12 +103,6 @@ class ReviewRequest:
         )
 
 
-def priority_rank(priority: float, at: str, name: str) -> str:
-    """A text that sorts reviews in priority order (0-100, lower first), then oldest first, then by name:
-    the sort key of the indexes of waiting reviews and of open review tasks."""
-    return f"{max(0.0, min(float(priority), 999.999)):07.3f}#{at}#{name}"
-
-
 def image_fields(image: ImageRef) -> dict[str, Any]:
     """How events and documents name an image version."""
     return {

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from labelloop_core.a2i import ANSWER_ELEMENT, MAX_BOXES
 from labelloop_core.errors import LabelloopError
-from labelloop_core.naming import ImageRef
-from labelloop_core.review_request import priority_rank
+from labelloop_core.naming import ImageRef, priority_rank
+from labelloop_core.review_answer import ANSWER_ELEMENT, MAX_BOXES
 
 OPEN, COMPLETED, EXPIRED = "OPEN", "COMPLETED", "EXPIRED"
 OPEN_INDEX = "OpenTasks"

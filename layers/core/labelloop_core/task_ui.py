@@ -12,9 +12,10 @@ import hashlib
 from functools import cache
 from pathlib import Path
 
+from labelloop_core.review_answer import ANSWER_ELEMENT as ANSWER_ELEMENT  # the answer the template names
+
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "task_ui.liquid.html"
 MAX_TEMPLATE_CHARS = 128_000  # CreateHumanTaskUi UiTemplate.Content limit
-ANSWER_ELEMENT = "annotatedResult"
 
 
 @cache

@@ -9,7 +9,7 @@ import pytest
 
 from labelloop_core import naming
 from labelloop_core.config import settings_from_env
-from labelloop_core.inbound import ReviewFinished
+from labelloop_core.inbound.review_finished import ReviewFinished
 from labelloop_core.naming import ImageRef
 from labelloop_core.schemas import validate
 from labelloop_core.services.append_labels import AppendLabelsService, AppendLabelsSettings

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from labelloop_core import inbound, naming
+from labelloop_core import naming
 from labelloop_core.config import settings_from_env
 from labelloop_core.errors import AccessDenied, ModelNotReady, Throttled, TransientError
 from labelloop_core.geometry import RatioBox
+from labelloop_core.inbound import uploads
 from labelloop_core.naming import ImageRef
 from labelloop_core.policy import Detection
 from labelloop_core.services.detect import DetectService, DetectSettings
@@ -247,15 +248,15 @@ def record(
         "awsRegion": "us-east-1",
     }
     if waited is not None:
-        entry["messageAttributes"][inbound.WAITED_ATTRIBUTE] = {
+        entry["messageAttributes"][uploads.WAITED_ATTRIBUTE] = {
             "stringValue": str(waited),
             "dataType": "Number",
         }
     return entry
 
 
-def batch(*records: dict[str, Any]) -> inbound.QueuedUploads:
-    return inbound.queued_uploads({"Records": list(records)})
+def batch(*records: dict[str, Any]) -> uploads.QueuedUploads:
+    return uploads.queued_uploads({"Records": list(records)})
 
 
 def upload_event(world: World, key: str, body: bytes) -> dict[str, Any]:
@@ -290,7 +291,7 @@ def test_an_image_the_model_cannot_take_now_is_sent_back_to_wait_without_countin
     assert json.loads(again.body) == event
     # the first time: WAIT_BASE_SECONDS for a model not running, THROTTLE_BASE_SECONDS when throttled
     assert again.delay_seconds == (1 if isinstance(error, Throttled) else 5)
-    assert again.attributes == {inbound.WAITED_ATTRIBUTE: "1"}
+    assert again.attributes == {uploads.WAITED_ATTRIBUTE: "1"}
     assert world.dead_letters.sent == []
     assert world.store.keys("predictions/") == []
 

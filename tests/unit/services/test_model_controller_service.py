@@ -12,7 +12,7 @@ import pytest
 
 from labelloop_core import observability
 from labelloop_core.config import settings_from_env
-from labelloop_core.inbound import ControlTick
+from labelloop_core.inbound.control import ControlTick
 from labelloop_core.ledger import STARTING, TRAINING, iso
 from labelloop_core.ports import QueueDepth
 from labelloop_core.services.model_controller import ModelControllerService, ModelControllerSettings

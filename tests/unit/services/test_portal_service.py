@@ -10,7 +10,7 @@ import pytest
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.s3store import S3Store
 from labelloop_core.config import settings_from_env
-from labelloop_core.inbound import HttpRequest
+from labelloop_core.inbound.http_api import HttpRequest
 from labelloop_core.naming import ImageRef
 from labelloop_core.services.portal import PORTAL_DIR, PortalOrigins, PortalService, PortalSettings
 from tests.support.paths import REPO_ROOT

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from labelloop_core.config import settings_from_env
-from labelloop_core.inbound import ScheduleTick
+from labelloop_core.inbound.schedule import ScheduleTick
 from labelloop_core.ports import S3Location
 from labelloop_core.services.promote import PromoteService, PromoteSettings
 from tests.support.fakes import (

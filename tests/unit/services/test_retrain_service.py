@@ -12,7 +12,7 @@ from labelloop_core import manifest
 from labelloop_core.config import settings_from_env
 from labelloop_core.errors import TransientError
 from labelloop_core.geometry import PixelBox
-from labelloop_core.inbound import ScheduleTick
+from labelloop_core.inbound.schedule import ScheduleTick
 from labelloop_core.ledger import LabelCount
 from labelloop_core.services.retrain import RetrainService, RetrainSettings
 from tests.support.fakes import FakeCustomLabels, FakePublisher, FakeStore, FakeTrainingLedger

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from labelloop_core import review_tasks
-from labelloop_core.a2i import build_input_content, parse_output
+from labelloop_core.a2i import parse_output
 from labelloop_core.config import settings_from_env
 from labelloop_core.geometry import PixelBox
-from labelloop_core.inbound import HttpRequest
+from labelloop_core.inbound.http_api import HttpRequest
 from labelloop_core.naming import ImageRef
 from labelloop_core.policy import ReviewReason
+from labelloop_core.review_input import build_input_content
 from labelloop_core.schemas import validate
 from labelloop_core.services.review_api import ReviewApiService, ReviewApiSettings
 from labelloop_core.services.review_sweeper import (

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labelloop_core import ledger as layout
 from labelloop_core.adapters.dynamodb_codec import decode_item, encode_item, encode_values
@@ -43,9 +43,10 @@ from labelloop_core.ledger import (
     WaitingReview,
     iso,
 )
-from labelloop_core.model_control import RunInterval
-from labelloop_core.naming import ImageRef
-from labelloop_core.review_request import priority_rank
+from labelloop_core.naming import ImageRef, priority_rank
+
+if TYPE_CHECKING:  # the controller reads runs (and imports model_control); other functions never do
+    from labelloop_core.model_control import RunInterval
 
 _CONSTANTS = {**layout.STATUS_VALUES, **layout.QUEUE_VALUES}
 _TRANSACTION_ITEMS = 100  # TransactWriteItems limit

@@ -38,7 +38,7 @@ from labelloop_core.adapters.sagemaker import (
 )
 from labelloop_core.cfn_response import Answer, Deadline, RunOptions, answer_request
 from labelloop_core.errors import LabelloopError
-from labelloop_core.inbound import CustomResourceRequest
+from labelloop_core.inbound.custom_resource import CustomResourceRequest
 
 MAX_NAME_LENGTH = 63
 HASH_LENGTH = 8

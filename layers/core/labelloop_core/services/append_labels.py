@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from labelloop_core import a2i, config, manifest, naming, observability
 from labelloop_core.config import setting
 from labelloop_core.errors import InvalidReview, ObjectMissing
-from labelloop_core.inbound import ReviewFinished
+from labelloop_core.inbound.review_finished import ReviewFinished
 from labelloop_core.ports import EventPublisher, ObjectStore, ReviewLedger
 from labelloop_core.schemas import SchemaViolation, validate
 

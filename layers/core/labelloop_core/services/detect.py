@@ -34,9 +34,8 @@ from labelloop_core import config, imageinfo, naming, observability
 from labelloop_core.config import ConfigError, setting
 from labelloop_core.errors import InvalidImage, ModelNotReady, ObjectMissing, Throttled
 from labelloop_core.geometry import PixelBox, clamp, ratio_to_pixels
-from labelloop_core.inbound import WAITED_ATTRIBUTE, QueuedUpload, QueuedUploads
+from labelloop_core.inbound.uploads import WAITED_ATTRIBUTE, QueuedUpload, QueuedUploads
 from labelloop_core.ledger import ImageRecord
-from labelloop_core.model_control import throttle_delay_seconds, wait_delay_seconds
 from labelloop_core.naming import ImageRef
 from labelloop_core.policy import (
     NO_MODEL,
@@ -56,6 +55,7 @@ from labelloop_core.ports import (
     OutgoingMessage,
     ReviewLedger,
 )
+from labelloop_core.redelivery import throttle_delay_seconds, wait_delay_seconds
 from labelloop_core.review_request import BoxedDetection, ReviewRequest, image_fields
 from labelloop_core.schemas import validate
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from labelloop_core import config, observability
 from labelloop_core.config import setting
-from labelloop_core.inbound import ControlTick
+from labelloop_core.inbound.control import ControlTick
 from labelloop_core.ledger import STARTING, OpenRun, iso, parse_iso
 from labelloop_core.model_control import (
     FAILED_START_RETRY,

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from labelloop_core import config
 from labelloop_core.config import setting
 from labelloop_core.http import HttpResponse, json_response, problem
-from labelloop_core.inbound import HttpRequest
+from labelloop_core.inbound.http_api import HttpRequest
 
 PORTAL_DIR = Path(__file__).resolve().parents[1] / "portal"
 CONTENT_TYPES = {

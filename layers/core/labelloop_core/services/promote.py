@@ -25,7 +25,7 @@ from labelloop_core import config, observability
 from labelloop_core.config import setting
 from labelloop_core.errors import AccessDenied, InvalidSummary, LabelloopError, ObjectMissing, TransientError
 from labelloop_core.evaluation import EvaluationMetrics, decide_promotion, parse_summary
-from labelloop_core.inbound import ScheduleTick
+from labelloop_core.inbound.schedule import ScheduleTick
 from labelloop_core.ledger import (
     PROMOTED,
     REJECTED,

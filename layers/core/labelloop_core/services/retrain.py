@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, ClassVar, TextIO, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, TextIO, cast
 
 from labelloop_core import config, manifest, naming, observability
 from labelloop_core.config import ConfigError, setting
-from labelloop_core.datasets import ManifestTally
 from labelloop_core.errors import LabelloopError, ObjectMissing
-from labelloop_core.inbound import ScheduleTick
+from labelloop_core.inbound.schedule import ScheduleTick
 from labelloop_core.ledger import ClaimResult, DatasetRecord, PendingLabel, TrainingLock, iso
 from labelloop_core.ports import CustomLabels, EventPublisher, ObjectStore, S3Location, TrainingLedger
+
+if TYPE_CHECKING:  # a training start imports it (and hashlib); the schedule runs that skip never do
+    from labelloop_core.datasets import ManifestTally
 
 MANIFEST_MODE, DATASET_MODE = "manifest", "dataset"
 TRAINING_OUTPUT_PREFIX = "training-output/"
@@ -232,6 +233,10 @@ class RetrainService:
         selection = LabelSelection(self.store, self.class_map)
         base_key = self._base_manifest_key(lock) if mode == MANIFEST_MODE else None
         manifest_key = manifest_key_for(version_name) if mode == MANIFEST_MODE else None
+        import tempfile  # only a training start writes a manifest: most scheduled runs skip
+
+        from labelloop_core.datasets import ManifestTally
+
         with tempfile.NamedTemporaryFile(
             "w+", encoding="utf-8", suffix=".manifest", dir=self.work_dir
         ) as merged:

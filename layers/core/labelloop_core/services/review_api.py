@@ -25,7 +25,7 @@ from typing import ClassVar
 from labelloop_core import config, observability, review_tasks
 from labelloop_core.config import setting
 from labelloop_core.http import HttpResponse, json_response, problem
-from labelloop_core.inbound import HttpRequest
+from labelloop_core.inbound.http_api import HttpRequest
 from labelloop_core.ports import ImageLinks, TaskStore
 from labelloop_core.review_tasks import InvalidAnswer, Slot, Task
 from labelloop_core.services.task_completion import TaskCompletion

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from labelloop_core import config, observability, review_tasks
-from labelloop_core.inbound import ScheduleTick
+from labelloop_core.inbound.schedule import ScheduleTick
 from labelloop_core.ports import TaskStore
 from labelloop_core.services.task_completion import TaskCompletion
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from labelloop_core import a2i, config, ledger, naming, observability, review_tasks
+from labelloop_core import config, ledger, naming, observability, review_tasks
 from labelloop_core.config import ConfigError, setting
 from labelloop_core.geometry import PixelBox
-from labelloop_core.inbound import ReviewRequested, ScheduleTick
+from labelloop_core.inbound.review_requested import ReviewRequested
+from labelloop_core.inbound.schedule import ScheduleTick
 from labelloop_core.ports import (
     ObjectStore,
     OpenedReview,
@@ -36,6 +37,7 @@ from labelloop_core.ports import (
     ReviewQueue,
     TaskStore,
 )
+from labelloop_core.review_input import build_input_content
 from labelloop_core.review_request import ReviewRequest
 from labelloop_core.schemas import validate
 
@@ -287,6 +289,6 @@ class StartReviewService:
                 self.log.warning("model label not in LABELS, not pre-drawn", extra={"label": detection.label})
                 continue
             boxes.append((detection.label, detection.box))
-        return a2i.build_input_content(
+        return build_input_content(
             request.image, request.width, request.height, boxes, labels, request.reasons
         )
