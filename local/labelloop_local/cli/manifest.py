@@ -196,7 +196,10 @@ def _merge_settings(args: argparse.Namespace, label_files: list[Path]) -> tuple[
     _check_attribute(attribute)
     if args.labels_list:
         return _class_map_from_csv(args.labels_list), attribute
-    names = collect_class_names(_all_lines(args.base, label_files))
+    with args.base.open(encoding="utf-8", errors=_KEEP_BAD_BYTES) as base:
+        names = collect_class_names(file_lines(base))  # a block at a time
+    for path in label_files:
+        names |= collect_class_names(read_json_lines(path))
     if not names:
         raise UsageError("no class names found in the inputs' class-maps; give --labels-list")
     return _class_map(sorted(names)), attribute
