@@ -575,6 +575,31 @@ def _objects_text(confidences: list[str]) -> str:
     return ",".join([f'{{"confidence":{value}}}' for value in confidences])
 
 
+def _written(lines: list[str], block: str | None, rewritten: dict[int, str]) -> tuple[str, list[int]]:
+    """The text written for a chunk's lines, and where each line's text ends in it: each line as it is
+    (with its line break: its own, or the block's), except the lines in `rewritten`."""
+    if block is None:
+        outputs = [rewritten.get(index, line) for index, line in enumerate(lines)] if rewritten else lines
+        return "".join(outputs), list(accumulate(map(len, outputs)))
+    lengths = list(map(_one_more, map(len, lines)))  # each line with its line break
+    if not rewritten:
+        return block, list(accumulate(lengths))
+    pieces: list[str] = []
+    copied_to = 0  # in `block`
+    ends = list(accumulate(lengths))
+    for index in sorted(rewritten):
+        text = rewritten[index]
+        pieces.append(block[copied_to : ends[index] - lengths[index]])
+        pieces.append(text)
+        copied_to = ends[index]
+        lengths[index] = len(text)
+    pieces.append(block[copied_to:])
+    return "".join(pieces), list(accumulate(lengths))
+
+
+_one_more = (1).__add__
+
+
 # What validating a chunk of raw lines gives, aligned with the chunk:
 # - each line's source-ref, or None when it has none;
 # - the text to write for the chunk's valid lines, in order, each canonical and ending in "\n" (the
@@ -613,19 +638,24 @@ class _LineValidator:
         self.objects_texts: dict[str, str | bool] = {}  # `objects` text -> _canonical_objects
         self.last_date = ""
 
-    def validate_chunk(self, lines: list[str], want_created: bool = False) -> _ChunkVerdict:
+    def validate_chunk(
+        self, lines: list[str], want_created: bool = False, block: str | None = None
+    ) -> _ChunkVerdict:
+        """The verdict of `lines`; `block`: their text, when they are its lines without their line breaks
+        (a block of whole lines split at \\n): lines already canonical are then not copied one by one."""
         refs: list[str | None] = []
-        outputs: list[str] = []  # per line: what to write for it ("" for an invalid line)
+        rewritten: dict[int, str] = {}  # line index -> what to write instead of it ("" for an invalid line)
         problems: dict[int, Problem] = {}
         buckets: set[str] = set()
         created: list[str | None] | None = [] if want_created else None
         ground_truth = self.ground_truth
         fullmatch, layout_verdict = ground_truth.line.fullmatch, self.layout_verdict
+        strip = block is None or "\r" in block  # a block's lines hold no line break but a lone CR
         ref: str | None
         bucket: str | None
         date: str | None
         for index, raw in enumerate(lines):
-            text = raw.rstrip("\r\n")
+            text = raw.rstrip("\r\n") if strip else raw
             match = fullmatch(text)
             if match is not None:
                 fast = layout_verdict(match, ground_truth)
@@ -643,17 +673,19 @@ class _LineValidator:
                 created.append(date)
             if problem is not None:
                 problems[index] = problem
-                outputs.append("")
+                rewritten[index] = ""
                 continue
             assert bucket is not None  # a valid line has an s3:// source-ref
             buckets.add(bucket)
             if canonical is not None:
-                outputs.append(canonical)
-            elif len(raw) == len(text) + 1 and raw[-1] == "\n":
-                outputs.append(raw)  # canonical already, with its line break: no copy
-            else:
-                outputs.append(text + "\n")
-        return refs, "".join(outputs), list(accumulate(map(len, outputs))), problems, buckets, created
+                rewritten[index] = canonical
+            elif block is not None:
+                if text is not raw:  # stripped of a CR
+                    rewritten[index] = text + "\n"
+            elif len(raw) != len(text) + 1 or raw[-1] != "\n":
+                rewritten[index] = text + "\n"
+        text_block, ends = _written(lines, block, rewritten)
+        return refs, text_block, ends, problems, buckets, created
 
     # --- fast path: a layout's regular expression, then checks on its captures ------------------
 

@@ -39,7 +39,7 @@ def _worker_main() -> None:
             work, want_created = pickle.load(requests)
         except EOFError:
             return
-        verdict = validator.validate_chunk(_lines_of(work), want_created)
+        verdict = _validate(validator, work, want_created)
         pickle.dump(_without_block_sent(verdict, work), replies, pickle.HIGHEST_PROTOCOL)
         replies.flush()
 
@@ -51,7 +51,7 @@ _Reply = tuple[list[str | None], str | None, list[int], dict[int, Problem], set[
 
 def _without_block_sent(verdict: _ChunkVerdict, work: _Work) -> _Reply:
     refs, block, ends, problems, buckets, created = verdict
-    return refs, None if block == work else block, ends, problems, buckets, created
+    return refs, None if block is work else block, ends, problems, buckets, created
 
 
 def _with_block_sent(reply: _Reply, work: _Work) -> _ChunkVerdict:
@@ -153,12 +153,12 @@ def _work(lines: Iterable[str]) -> Iterator[_Work]:
         yield chunk
 
 
-def _lines_of(work: _Work) -> list[str]:
+def _validate(validator: _LineValidator, work: _Work, want_created: bool) -> _ChunkVerdict:
     if isinstance(work, list):
-        return work
+        return validator.validate_chunk(work, want_created)
     lines = work.split("\n")
     lines.pop()  # after the last line break
-    return lines
+    return validator.validate_chunk(lines, want_created, work)
 
 
 def _verdicts(
@@ -175,7 +175,7 @@ def _verdicts(
     if started:
         unvalidated = yield from _verdicts_on_workers(unvalidated, started, workers, want_created)
     for work in unvalidated:
-        yield validator.validate_chunk(_lines_of(work), want_created)
+        yield _validate(validator, work, want_created)
 
 
 def _verdicts_on_workers(
