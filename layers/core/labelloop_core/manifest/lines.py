@@ -412,25 +412,23 @@ def _layout(
     size_keys: tuple[str, ...],
     box_keys: tuple[str, ...],
     metadata_keys: tuple[str, ...],
-    spaced: bool,
+    spacing: str,
 ) -> _Layout:
-    """The layout with these key orders, compact or with any JSON whitespace (compiled once)."""
-    space = _SPACE if spaced else ""
-    comma = f"{space},{space}"
+    """The layout with these key orders and `spacing` (compiled once): "compact" (Ground Truth's), "dumps"
+    (json.dumps's default separators: ", " and ": ", nothing else) or "any" (any JSON whitespace)."""
+    space = _SPACE if spacing == "any" else ""  # after an opening and before a closing bracket
+    comma = f"{space},{space}" if spacing != "dumps" else ", "
+    colon = f"{space}:{space}" if spacing != "dumps" else ": "
 
     def members(fields: Iterable[tuple[str, str]]) -> str:
-        return (
-            rf"\{{{space}"
-            + comma.join(f"{key}{space}:{space}{value}" for key, value in fields)
-            + rf"{space}\}}"
-        )
+        return rf"\{{{space}" + comma.join(f"{key}{colon}{value}" for key, value in fields) + rf"{space}\}}"
 
     def array(item: str, name: str) -> str:
         return rf"\[{space}(?P<{name}>(?:{item}(?:{comma}{item})*+)?){space}\]"
 
     box = members((f'"{key}"', _BOX_VALUES[key]) for key in box_keys)
     numbers = members((f'"{key}"', f"({_BOX_VALUES[key]})") for key in box_keys)
-    entry = f'"[0-9]++"{space}:{space}{_STR}'
+    entry = f'"[0-9]++"{colon}{_STR}'
     size = {key: f"(?P<{key}>{_POSITIVE})" for key in _SIZE_KEYS}
     value = {
         "annotations": array(box, "boxes"),
@@ -459,7 +457,7 @@ def _layout(
         order=cast(tuple[int, int, int, int, int], tuple(box_keys.index(key) for key in _BOX_KEYS)),
         groups=tuple(pattern.groupindex[name] for name in _CAPTURES),
         rekeying=tuple(pattern.groupindex[name] for name in _REKEYING),
-        as_is=not spaced
+        as_is=spacing == "compact"
         and (line_keys, value_keys, size_keys, box_keys, metadata_keys)
         == (_LINE_KEYS, _VALUE_KEYS, _SIZE_KEYS, _BOX_KEYS, _METADATA_KEYS),
     )
@@ -508,7 +506,7 @@ def _is_text(value: str) -> bool:
 
 
 def _ground_truth_layout() -> _Layout:
-    return _layout(_LINE_KEYS, _VALUE_KEYS, _SIZE_KEYS, _BOX_KEYS, _METADATA_KEYS, spaced=False)
+    return _layout(_LINE_KEYS, _VALUE_KEYS, _SIZE_KEYS, _BOX_KEYS, _METADATA_KEYS, "compact")
 
 
 def _json_parser() -> Callable[[str], Any]:
@@ -780,7 +778,7 @@ class _LineValidator:
         return ref, None if _same(canonical, text) else canonical, None, created, bucket
 
     def learn(self, line: dict[str, Any], text: str) -> None:
-        """Learn the layout of a valid `line` (its key orders, any whitespace) when its text takes it."""
+        """Learn the layout of a valid `line` (its key orders and spacing) when its text takes it."""
         self.learning_attempts += 1
         attr = self.attribute if self.attribute in line else _paired_key(line)
         assert attr is not None  # the line is valid
@@ -789,16 +787,20 @@ class _LineValidator:
         if not annotations or any(list(box) != list(annotations[0]) for box in annotations):
             return  # no box (or boxes in several orders) to learn the box key order from
         roles = {SOURCE_REF: SOURCE_REF, attr: "attribute", attr + METADATA_SUFFIX: "metadata"}
-        layout = _layout(
+        orders = (
             tuple(roles[key] for key in line),
             tuple(value),
             tuple(value["image_size"][0]),
             tuple(annotations[0]),
             tuple(metadata),
-            spaced=True,
         )
-        if layout not in self.learned and layout.line.fullmatch(text) is not None:
-            self.learned.append(layout)
+        # json.dumps's own separators first: a pattern of literal separators is matched faster.
+        for spacing in ("dumps", "any"):
+            layout = _layout(*orders, spacing)
+            if layout.line.fullmatch(text) is not None:
+                if layout not in self.learned:
+                    self.learned.append(layout)
+                return
 
     def dict_valid(self, line: Any, plain: bool) -> tuple[str, str, str, str] | None:
         """(source-ref, canonical text, creation-date, bucket) of a valid line that has exactly the
