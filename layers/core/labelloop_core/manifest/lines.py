@@ -352,6 +352,7 @@ def validate_line(line: object, class_map: ClassMap | None = None, attribute: st
 # check_line when in doubt: same verdicts whichever path a line takes.
 _CHARS = r'[^"\\\x00-\x1f\ud800-\udfff]'  # lone surrogates: undecodable bytes (surrogateescape)
 _STR = rf'"{_CHARS}*+"'
+_BUCKET_CHAR = r'[^/"\\\x00-\x1f\ud800-\udfff]'
 _NATURAL = r"(?:0|[1-9][0-9]*+)"
 _POSITIVE = r"[1-9][0-9]*+"
 _NUM = r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][+-]?[0-9]++)?"
@@ -443,7 +444,7 @@ def _layout(
         "type": f'"{OBJECT_DETECTION_TYPE}"',
     }
     line = {
-        SOURCE_REF: (f'"{SOURCE_REF}"', rf'"(?P<ref>s3://(?P<bucket>[^/"\\\x00-\x1f]++)/{_CHARS}*+)(?<!/)"'),
+        SOURCE_REF: (f'"{SOURCE_REF}"', rf'"(?P<ref>s3://(?P<bucket>{_BUCKET_CHAR}++)/{_CHARS}*+)(?<!/)"'),
         "attribute": (f'"(?P<attr>{_CHARS}++)"', members((f'"{key}"', value[key]) for key in value_keys)),
         "metadata": (
             f'"(?P<meta>{_CHARS}++)"',
