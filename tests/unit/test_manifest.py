@@ -208,29 +208,3 @@ def test_building_and_validating_lines_leaves_the_merge_unloaded() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[:2] == ["[] 0", "True"]
-
-
-def test_class_names_read_a_block_at_a_time_are_those_read_line_by_line() -> None:
-    import io
-
-    from labelloop_core.manifest import collect_class_names, file_lines
-
-    plain = json.dumps(_line_with_class_map({"0": "cat", "1": "dog"}), separators=(",", ":"))
-    spaced = json.dumps(_line_with_class_map({"0": "owl"}))
-    odd = [
-        json.dumps(_line_with_class_map({"0": "fish \\"}), ensure_ascii=False),  # an escape: parsed
-        plain.replace('"source-ref"', '"class-map":{"9":"decoy"},"source-ref"'),  # two class-map keys
-        "not json",
-        "",
-    ]
-    for extra in ([], odd):
-        text = "\n".join([plain, spaced, *extra, plain]) + "\n"
-        by_line = collect_class_names(io.StringIO(text))
-        assert collect_class_names(file_lines(io.StringIO(text))) == by_line
-    assert by_line == {"cat", "dog", "owl", "fish \\"}
-
-
-def _line_with_class_map(class_map: dict[str, str]) -> dict[str, Any]:
-    line = build_line("s3://b/k.jpg", [], 10, 10, ClassMap(("cat",)), "a", "job", "2024-01-01T00:00:00.000Z")
-    line["a-metadata"]["class-map"] = class_map
-    return line

@@ -196,19 +196,10 @@ def _merge_settings(args: argparse.Namespace, label_files: list[Path]) -> tuple[
     _check_attribute(attribute)
     if args.labels_list:
         return _class_map_from_csv(args.labels_list), attribute
-    names = _class_names(args.base, as_manifest=True).union(*map(_class_names, label_files))
+    names = collect_class_names(_all_lines(args.base, label_files))
     if not names:
         raise UsageError("no class names found in the inputs' class-maps; give --labels-list")
     return _class_map(sorted(names)), attribute
-
-
-def _class_names(path: Path, as_manifest: bool = False) -> set[str]:
-    """The class names of a manifest (the base, any label file but *.json: read a block at a time) or
-    of a *.json label file (read_json_lines)."""
-    if path.suffix == ".json" and not as_manifest:
-        return collect_class_names(read_json_lines(path))
-    with path.open(encoding="utf-8", errors=_KEEP_BAD_BYTES) as handle:
-        return collect_class_names(file_lines(handle))
 
 
 def _all_lines(base: Path, label_files: list[Path]) -> Iterator[str]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from itertools import accumulate, repeat
+from itertools import accumulate
 from typing import Any, TypeGuard, cast
 
 from labelloop_core.geometry import PixelBox
@@ -989,45 +989,13 @@ class _LineValidator:
 
 _CLASS_MAP_KEY = '"class-map"'
 _CLASS_MAP_TEXT = re.compile(r'"class-map"[ \t\r\n]*:[ \t\r\n]*(\{[^{}\\]*\})')
-# _CLASS_MAP_TEXT within one line of a block (no line break).
-_CLASS_MAP_SEGMENT = re.compile(r'"class-map"[ \t\r]*:[ \t\r]*\{[^{}\\\n]*\}')
 
 
 def collect_class_names(lines: Iterable[str]) -> set[str]:
     """Class names used in the class-maps of the given JSON lines (lines that do not parse are skipped).
-    Fast for big manifests in any layout: each distinct class-map text is parsed once, and lines that
-    can also be had as blocks of text (`text_blocks()`: file_lines, S3Store.iter_lines) are scanned a
-    block at a time, with no step per line for a block whose every line has one plain class-map."""
+    Fast for big manifests in any layout: each distinct class-map text is parsed once."""
     names: set[str] = set()
     seen_maps: set[str] = set()  # '"class-map": {...}' texts already parsed
-    text_blocks: Callable[[], Iterable[str]] | None = getattr(lines, "text_blocks", None)
-    if text_blocks is None:
-        _add_class_names(lines, names, seen_maps)
-        return names
-    for block in text_blocks():
-        if not _add_block_class_names(block, names, seen_maps):
-            _add_class_names(block.split("\n")[:-1], names, seen_maps)
-    return names
-
-
-def _add_block_class_names(block: str, names: set[str], seen_maps: set[str]) -> bool:
-    """What `_add_class_names` does for a block of whole lines (each ending in \\n) whose every line holds
-    one class-map key, followed by a class-map its pattern takes; False (nothing done) for another block."""
-    pieces = block.split(_CLASS_MAP_KEY)  # one key per line: exactly one line break after each key
-    if "\n" in pieces[0] or set(map(str.count, pieces[1:], repeat("\n"))) != {1}:
-        return False
-    segments = _CLASS_MAP_SEGMENT.findall(block)  # a line's key to its first "}", when its pattern takes it
-    if len(segments) != len(pieces) - 1:
-        return False
-    for segment in set(segments).difference(seen_maps):
-        found = _CLASS_MAP_TEXT.fullmatch(segment)
-        assert found is not None  # the same pattern, within a line
-        seen_maps.add(segment)
-        names.update(_names_of(_loads_or_none(found[1])))
-    return True
-
-
-def _add_class_names(lines: Iterable[str], names: set[str], seen_maps: set[str]) -> None:
     for text in lines:
         at = text.find(_CLASS_MAP_KEY)
         if at >= 0 and text.find(_CLASS_MAP_KEY, at + len(_CLASS_MAP_KEY)) < 0:
@@ -1043,6 +1011,7 @@ def _add_class_names(lines: Iterable[str], names: set[str], seen_maps: set[str])
         attr = find_attribute(line) if isinstance(line, dict) else None
         metadata = line.get(attr + METADATA_SUFFIX) if isinstance(line, dict) and attr else None
         names.update(_names_of(metadata.get("class-map") if isinstance(metadata, dict) else None))
+    return names
 
 
 def _loads_or_none(text: str) -> Any:
