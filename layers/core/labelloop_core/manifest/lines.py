@@ -580,6 +580,9 @@ def _written(lines: list[str], block: str | None, rewritten: dict[int, str]) -> 
     if block is None:
         outputs = [rewritten.get(index, line) for index, line in enumerate(lines)] if rewritten else lines
         return "".join(outputs), list(accumulate(map(len, outputs)))
+    if len(rewritten) == len(lines):  # every line (in order: the dict was filled in line order)
+        outputs = list(rewritten.values())
+        return "".join(outputs), list(accumulate(map(len, outputs)))
     lengths = list(map(_one_more, map(len, lines)))  # each line with its line break
     if not rewritten:
         return block, list(accumulate(lengths))
