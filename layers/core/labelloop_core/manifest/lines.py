@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from itertools import accumulate
+from operator import itemgetter
 from typing import Any, TypeGuard, cast
 
 from labelloop_core.geometry import PixelBox
@@ -387,7 +388,7 @@ _MAX_LEARNING_ATTEMPTS = 32  # compiling a layout takes tens of milliseconds
 class _Layout:
     """A layout's compiled patterns (a plain class: a dataclass would cost every importer a millisecond)."""
 
-    __slots__ = ("as_is", "box", "groups", "line", "order", "rekeying")
+    __slots__ = ("as_is", "box", "groups", "line", "order", "rekeying", "reorder")
 
     def __init__(
         self,
@@ -401,6 +402,8 @@ class _Layout:
         self.line = line
         self.box = box  # one box, its five numbers captured in the layout's key order
         self.order = order  # where left, top, width, height, class_id are in a box match
+        # a box match -> (left, top, width, height, class_id); None: already in that order
+        self.reorder = None if order == (0, 1, 2, 3, 4) else itemgetter(*order)
         self.groups = groups  # the group numbers of _CAPTURES in `line`
         self.rekeying = rekeying  # and of _REKEYING
         self.as_is = as_is  # Ground Truth's compact layout: a canonical line is copied as it is
@@ -633,8 +636,9 @@ class _LineValidator:
         self.class_map_text = json.dumps(class_map.to_metadata(), ensure_ascii=False, separators=(",", ":"))
         self.attribute_text = f'"{_escaped(attribute)}"'
         self.metadata_text = f'"{_escaped(self.metadata_key)}"'
-        # class-map text -> (line class id -> canonical id, configured labels only; the configured map?)
-        self.fast_class_maps: dict[str, tuple[dict[str, int], bool]] = {}
+        # class-map text -> (line class id -> canonical id, both as decimal text, configured labels only;
+        # is it the configured map?)
+        self.fast_class_maps: dict[str, tuple[dict[str, str], bool]] = {}
         # class-map items -> line class id -> canonical class id (configured labels only); None: malformed
         self.class_ids: dict[tuple[tuple[Any, Any], ...], dict[int, int] | None] = {}
         self.objects_texts: dict[str, str | bool] = {}  # `objects` text -> _canonical_objects
@@ -698,12 +702,12 @@ class _LineValidator:
                 return self.layout_verdict(match, layout)
         return False
 
-    def fast_class_map(self, text: str) -> tuple[dict[str, int], bool]:
+    def fast_class_map(self, text: str) -> tuple[dict[str, str], bool]:
         """(line class id -> canonical id of the configured labels, is it the configured class-map?)"""
         known = self.fast_class_maps.get(text)
         if known is None:
             ids = {
-                cid: canonical
+                cid: str(canonical)
                 for cid, name in _CLASS_ENTRY_TEXT.findall(text)
                 if (canonical := self.class_map.get_id(name)) is not None
             }
@@ -746,8 +750,12 @@ class _LineValidator:
             return False
         if layout.as_is and canonical and attr == self.attribute and canonical_objects == objects:
             return ref, bucket, created, None
-        annotations = _annotations_text(
-            [(b[left_at], b[top_at], b[width_at], b[height_at], ids[b[id_at]]) for b in boxes]
+        in_order = boxes if layout.reorder is None else map(layout.reorder, boxes)
+        annotations = ",".join(  # as _annotations_text writes them, in one step per box
+            [
+                f'{{"left":{x},"top":{y},"width":{w},"height":{h},"class_id":{ids[c]}}}'
+                for x, y, w, h, c in in_order
+            ]
         )
         depth, job, human = match.group(*layout.rekeying)
         text = self.canonical_text(
