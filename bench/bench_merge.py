@@ -16,14 +16,16 @@ Callers (--via):
   through S3Store.iter_lines (here a botocore StreamingBody over the local file stands in for S3),
   merged by manifest.merge into a temporary file, with the configured labels. The label lines are what
   its LabelSelection yields (each label object re-serialized compactly); the S3 GET per label object is
-  not part of the merge and not timed.
+  not part of the merge and not timed;
+- retrain-tally: the same, through the ManifestTally (datasets.py) the Retrain function writes through
+  to record the manifest's SHA-256 and per-label counts (not in --via both).
 
 Each run is a fresh subprocess, so that peak RSS (resource.getrusage ru_maxrss) belongs to the merge
 alone; with validation workers, peak RSS is the main process plus workers x the largest worker. CPU
 seconds include the workers. Prints a table, or with --json one JSON document.
 
     .venv/bin/python bench/bench_merge.py [--sizes 10000,100000,1000000] [--layout gt|dumps|both]
-        [--via cli|retrain|both] [--workers N] [--json]
+        [--via cli|retrain|retrain-tally|both] [--workers N] [--json]
 """
 
 from __future__ import annotations
@@ -151,23 +153,33 @@ def run_cli(base: Path, labels: Path, output: Path, workers: int | None) -> dict
     return {"printed": printed.getvalue().splitlines()[1:]}
 
 
-def run_retrain(base: Path, labels: Path, output: Path, workers: int | None) -> dict[str, Any]:
+def run_retrain(
+    base: Path, labels: Path, output: Path, workers: int | None, tally: bool = False
+) -> dict[str, Any]:
     from labelloop_core import manifest
     from labelloop_core.adapters.s3store import S3Store
+    from labelloop_core.datasets import ManifestTally
 
     class_map = manifest.ClassMap.from_labels(LABELS)
     store = S3Store(BUCKET, client=_FileS3(base))
-    # Retrainer._merge: base lines from S3Store.iter_lines, merged into a temporary file (here: OUT).
+    # Retrainer._merge: base lines from S3Store.iter_lines, merged into a temporary file (here: OUT);
+    # with `tally`, through the ManifestTally that Retrainer._start_training puts in between.
     with labels.open(encoding="utf-8") as label_lines, output.open("w+", encoding="utf-8") as merged:
         base_lines = store.iter_lines("manifests/base.manifest")
-        report = manifest.merge(base_lines, label_lines, merged, class_map, ATTRIBUTE, workers)
+        out: Any = ManifestTally(merged, class_map) if tally else merged
+        report = manifest.merge(base_lines, label_lines, out, class_map, ATTRIBUTE, workers)
+        if tally:
+            out.finish()
         merged.flush()
     return report.to_dict()
 
 
 def run_one(via: str, base: Path, labels: Path, output: Path, workers: int | None) -> dict[str, Any]:
     started = time.perf_counter()
-    report = (run_cli if via == "cli" else run_retrain)(base, labels, output, workers)
+    if via == "cli":
+        report = run_cli(base, labels, output, workers)
+    else:
+        report = run_retrain(base, labels, output, workers, tally=via == "retrain-tally")
     seconds = time.perf_counter() - started
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     # Linux reports ru_maxrss in KiB; children: the largest validation worker. This process's own peak
@@ -260,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sizes", default=",".join(str(s) for s in DEFAULT_SIZES))
     parser.add_argument("--layout", choices=[*LAYOUTS, "both"], default="both")
-    parser.add_argument("--via", choices=[*VIAS, "both"], default="both")
+    parser.add_argument("--via", choices=[*VIAS, "retrain-tally", "both"], default="both")
     parser.add_argument("--workers", type=int, default=None, help="merge workers (default: the usable cores)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     parser.add_argument(

@@ -189,10 +189,12 @@ def test_lines_no_utf8_output_can_hold_are_dropped_and_the_rest_merged(
     caplog.set_level(logging.WARNING, logger="labelloop_core.manifest")
     raw_bytes = gt("raw\udcff.jpg").replace("\\udcff", "\udcff")  # 0xff read with surrogateescape
     escaped = gt("escaped.jpg").replace("escaped.jpg", "\\ud800.jpg")  # a lone surrogate as an escape
-    lines, report = run([gt("ok.jpg"), raw_bytes], [escaped, gt("label.jpg")])
+    raw_bucket = gt("bucket.jpg", bucket="buck\udcffet").replace("\\udcff", "\udcff")  # in the bucket name
+    lines, report = run([gt("ok.jpg"), raw_bytes, raw_bucket], [escaped, gt("label.jpg")])
     assert refs(lines) == ["ok.jpg", "label.jpg"]
-    assert report.dropped == {"not valid UTF-8": 1, "invalid JSON": 1}
+    assert report.dropped == {"not valid UTF-8": 2, "invalid JSON": 1}
     assert "base line 2 dropped: not valid UTF-8" in caplog.text
+    assert "base line 3 dropped: not valid UTF-8" in caplog.text
     assert "label line 1 dropped: invalid JSON" in caplog.text
     "\n".join(lines).encode("utf-8")
 

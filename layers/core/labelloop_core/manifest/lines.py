@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from itertools import accumulate
+from operator import itemgetter
 from typing import Any, TypeGuard, cast
 
 from labelloop_core.geometry import PixelBox
@@ -352,6 +353,7 @@ def validate_line(line: object, class_map: ClassMap | None = None, attribute: st
 # check_line when in doubt: same verdicts whichever path a line takes.
 _CHARS = r'[^"\\\x00-\x1f\ud800-\udfff]'  # lone surrogates: undecodable bytes (surrogateescape)
 _STR = rf'"{_CHARS}*+"'
+_BUCKET_CHAR = r'[^/"\\\x00-\x1f\ud800-\udfff]'
 _NATURAL = r"(?:0|[1-9][0-9]*+)"
 _POSITIVE = r"[1-9][0-9]*+"
 _NUM = r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][+-]?[0-9]++)?"
@@ -386,7 +388,7 @@ _MAX_LEARNING_ATTEMPTS = 32  # compiling a layout takes tens of milliseconds
 class _Layout:
     """A layout's compiled patterns (a plain class: a dataclass would cost every importer a millisecond)."""
 
-    __slots__ = ("as_is", "box", "groups", "line", "order", "rekeying")
+    __slots__ = ("as_is", "box", "groups", "line", "order", "rekeying", "reorder")
 
     def __init__(
         self,
@@ -400,6 +402,8 @@ class _Layout:
         self.line = line
         self.box = box  # one box, its five numbers captured in the layout's key order
         self.order = order  # where left, top, width, height, class_id are in a box match
+        # a box match -> (left, top, width, height, class_id); None: already in that order
+        self.reorder = None if order == (0, 1, 2, 3, 4) else itemgetter(*order)
         self.groups = groups  # the group numbers of _CAPTURES in `line`
         self.rekeying = rekeying  # and of _REKEYING
         self.as_is = as_is  # Ground Truth's compact layout: a canonical line is copied as it is
@@ -412,25 +416,23 @@ def _layout(
     size_keys: tuple[str, ...],
     box_keys: tuple[str, ...],
     metadata_keys: tuple[str, ...],
-    spaced: bool,
+    spacing: str,
 ) -> _Layout:
-    """The layout with these key orders, compact or with any JSON whitespace (compiled once)."""
-    space = _SPACE if spaced else ""
-    comma = f"{space},{space}"
+    """The layout with these key orders and `spacing` (compiled once): "compact" (Ground Truth's), "dumps"
+    (json.dumps's default separators: ", " and ": ", nothing else) or "any" (any JSON whitespace)."""
+    space = _SPACE if spacing == "any" else ""  # after an opening and before a closing bracket
+    comma = f"{space},{space}" if spacing != "dumps" else ", "
+    colon = f"{space}:{space}" if spacing != "dumps" else ": "
 
     def members(fields: Iterable[tuple[str, str]]) -> str:
-        return (
-            rf"\{{{space}"
-            + comma.join(f"{key}{space}:{space}{value}" for key, value in fields)
-            + rf"{space}\}}"
-        )
+        return rf"\{{{space}" + comma.join(f"{key}{colon}{value}" for key, value in fields) + rf"{space}\}}"
 
     def array(item: str, name: str) -> str:
         return rf"\[{space}(?P<{name}>(?:{item}(?:{comma}{item})*+)?){space}\]"
 
     box = members((f'"{key}"', _BOX_VALUES[key]) for key in box_keys)
     numbers = members((f'"{key}"', f"({_BOX_VALUES[key]})") for key in box_keys)
-    entry = f'"[0-9]++"{space}:{space}{_STR}'
+    entry = f'"[0-9]++"{colon}{_STR}'
     size = {key: f"(?P<{key}>{_POSITIVE})" for key in _SIZE_KEYS}
     value = {
         "annotations": array(box, "boxes"),
@@ -445,7 +447,7 @@ def _layout(
         "type": f'"{OBJECT_DETECTION_TYPE}"',
     }
     line = {
-        SOURCE_REF: (f'"{SOURCE_REF}"', rf'"(?P<ref>s3://(?P<bucket>[^/"\\\x00-\x1f]++)/{_CHARS}*+)(?<!/)"'),
+        SOURCE_REF: (f'"{SOURCE_REF}"', rf'"(?P<ref>s3://(?P<bucket>{_BUCKET_CHAR}++)/{_CHARS}*+)(?<!/)"'),
         "attribute": (f'"(?P<attr>{_CHARS}++)"', members((f'"{key}"', value[key]) for key in value_keys)),
         "metadata": (
             f'"(?P<meta>{_CHARS}++)"',
@@ -459,7 +461,7 @@ def _layout(
         order=cast(tuple[int, int, int, int, int], tuple(box_keys.index(key) for key in _BOX_KEYS)),
         groups=tuple(pattern.groupindex[name] for name in _CAPTURES),
         rekeying=tuple(pattern.groupindex[name] for name in _REKEYING),
-        as_is=not spaced
+        as_is=spacing == "compact"
         and (line_keys, value_keys, size_keys, box_keys, metadata_keys)
         == (_LINE_KEYS, _VALUE_KEYS, _SIZE_KEYS, _BOX_KEYS, _METADATA_KEYS),
     )
@@ -508,7 +510,7 @@ def _is_text(value: str) -> bool:
 
 
 def _ground_truth_layout() -> _Layout:
-    return _layout(_LINE_KEYS, _VALUE_KEYS, _SIZE_KEYS, _BOX_KEYS, _METADATA_KEYS, spaced=False)
+    return _layout(_LINE_KEYS, _VALUE_KEYS, _SIZE_KEYS, _BOX_KEYS, _METADATA_KEYS, "compact")
 
 
 def _json_parser() -> Callable[[str], Any]:
@@ -575,6 +577,34 @@ def _objects_text(confidences: list[str]) -> str:
     return ",".join([f'{{"confidence":{value}}}' for value in confidences])
 
 
+def _written(lines: list[str], block: str | None, rewritten: dict[int, str]) -> tuple[str, list[int]]:
+    """The text written for a chunk's lines, and where each line's text ends in it: each line as it is
+    (with its line break: its own, or the block's), except the lines in `rewritten`."""
+    if block is None:
+        outputs = [rewritten.get(index, line) for index, line in enumerate(lines)] if rewritten else lines
+        return "".join(outputs), list(accumulate(map(len, outputs)))
+    if len(rewritten) == len(lines):  # every line (in order: the dict was filled in line order)
+        outputs = list(rewritten.values())
+        return "".join(outputs), list(accumulate(map(len, outputs)))
+    lengths = list(map(_one_more, map(len, lines)))  # each line with its line break
+    if not rewritten:
+        return block, list(accumulate(lengths))
+    pieces: list[str] = []
+    copied_to = 0  # in `block`
+    ends = list(accumulate(lengths))
+    for index in sorted(rewritten):
+        text = rewritten[index]
+        pieces.append(block[copied_to : ends[index] - lengths[index]])
+        pieces.append(text)
+        copied_to = ends[index]
+        lengths[index] = len(text)
+    pieces.append(block[copied_to:])
+    return "".join(pieces), list(accumulate(lengths))
+
+
+_one_more = (1).__add__
+
+
 # What validating a chunk of raw lines gives, aligned with the chunk:
 # - each line's source-ref, or None when it has none;
 # - the text to write for the chunk's valid lines, in order, each canonical and ending in "\n" (the
@@ -606,26 +636,32 @@ class _LineValidator:
         self.class_map_text = json.dumps(class_map.to_metadata(), ensure_ascii=False, separators=(",", ":"))
         self.attribute_text = f'"{_escaped(attribute)}"'
         self.metadata_text = f'"{_escaped(self.metadata_key)}"'
-        # class-map text -> (line class id -> canonical id, configured labels only; the configured map?)
-        self.fast_class_maps: dict[str, tuple[dict[str, int], bool]] = {}
+        # class-map text -> (line class id -> canonical id, both as decimal text, configured labels only;
+        # is it the configured map?)
+        self.fast_class_maps: dict[str, tuple[dict[str, str], bool]] = {}
         # class-map items -> line class id -> canonical class id (configured labels only); None: malformed
         self.class_ids: dict[tuple[tuple[Any, Any], ...], dict[int, int] | None] = {}
         self.objects_texts: dict[str, str | bool] = {}  # `objects` text -> _canonical_objects
         self.last_date = ""
 
-    def validate_chunk(self, lines: list[str], want_created: bool = False) -> _ChunkVerdict:
+    def validate_chunk(
+        self, lines: list[str], want_created: bool = False, block: str | None = None
+    ) -> _ChunkVerdict:
+        """The verdict of `lines`; `block`: their text, when they are its lines without their line breaks
+        (a block of whole lines split at \\n): lines already canonical are then not copied one by one."""
         refs: list[str | None] = []
-        outputs: list[str] = []  # per line: what to write for it ("" for an invalid line)
+        rewritten: dict[int, str] = {}  # line index -> what to write instead of it ("" for an invalid line)
         problems: dict[int, Problem] = {}
         buckets: set[str] = set()
         created: list[str | None] | None = [] if want_created else None
         ground_truth = self.ground_truth
         fullmatch, layout_verdict = ground_truth.line.fullmatch, self.layout_verdict
+        strip = block is None or "\r" in block  # a block's lines hold no line break but a lone CR
         ref: str | None
         bucket: str | None
         date: str | None
         for index, raw in enumerate(lines):
-            text = raw.rstrip("\r\n")
+            text = raw.rstrip("\r\n") if strip else raw
             match = fullmatch(text)
             if match is not None:
                 fast = layout_verdict(match, ground_truth)
@@ -643,17 +679,19 @@ class _LineValidator:
                 created.append(date)
             if problem is not None:
                 problems[index] = problem
-                outputs.append("")
+                rewritten[index] = ""
                 continue
             assert bucket is not None  # a valid line has an s3:// source-ref
             buckets.add(bucket)
             if canonical is not None:
-                outputs.append(canonical)
-            elif len(raw) == len(text) + 1 and raw[-1] == "\n":
-                outputs.append(raw)  # canonical already, with its line break: no copy
-            else:
-                outputs.append(text + "\n")
-        return refs, "".join(outputs), list(accumulate(map(len, outputs))), problems, buckets, created
+                rewritten[index] = canonical
+            elif block is not None:
+                if text is not raw:  # stripped of a CR
+                    rewritten[index] = text + "\n"
+            elif len(raw) != len(text) + 1 or raw[-1] != "\n":
+                rewritten[index] = text + "\n"
+        text_block, ends = _written(lines, block, rewritten)
+        return refs, text_block, ends, problems, buckets, created
 
     # --- fast path: a layout's regular expression, then checks on its captures ------------------
 
@@ -664,12 +702,12 @@ class _LineValidator:
                 return self.layout_verdict(match, layout)
         return False
 
-    def fast_class_map(self, text: str) -> tuple[dict[str, int], bool]:
+    def fast_class_map(self, text: str) -> tuple[dict[str, str], bool]:
         """(line class id -> canonical id of the configured labels, is it the configured class-map?)"""
         known = self.fast_class_maps.get(text)
         if known is None:
             ids = {
-                cid: canonical
+                cid: str(canonical)
                 for cid, name in _CLASS_ENTRY_TEXT.findall(text)
                 if (canonical := self.class_map.get_id(name)) is not None
             }
@@ -712,8 +750,12 @@ class _LineValidator:
             return False
         if layout.as_is and canonical and attr == self.attribute and canonical_objects == objects:
             return ref, bucket, created, None
-        annotations = _annotations_text(
-            [(b[left_at], b[top_at], b[width_at], b[height_at], ids[b[id_at]]) for b in boxes]
+        in_order = boxes if layout.reorder is None else map(layout.reorder, boxes)
+        annotations = ",".join(  # as _annotations_text writes them, in one step per box
+            [
+                f'{{"left":{x},"top":{y},"width":{w},"height":{h},"class_id":{ids[c]}}}'
+                for x, y, w, h, c in in_order
+            ]
         )
         depth, job, human = match.group(*layout.rekeying)
         text = self.canonical_text(
@@ -748,7 +790,7 @@ class _LineValidator:
         return ref, None if _same(canonical, text) else canonical, None, created, bucket
 
     def learn(self, line: dict[str, Any], text: str) -> None:
-        """Learn the layout of a valid `line` (its key orders, any whitespace) when its text takes it."""
+        """Learn the layout of a valid `line` (its key orders and spacing) when its text takes it."""
         self.learning_attempts += 1
         attr = self.attribute if self.attribute in line else _paired_key(line)
         assert attr is not None  # the line is valid
@@ -757,16 +799,20 @@ class _LineValidator:
         if not annotations or any(list(box) != list(annotations[0]) for box in annotations):
             return  # no box (or boxes in several orders) to learn the box key order from
         roles = {SOURCE_REF: SOURCE_REF, attr: "attribute", attr + METADATA_SUFFIX: "metadata"}
-        layout = _layout(
+        orders = (
             tuple(roles[key] for key in line),
             tuple(value),
             tuple(value["image_size"][0]),
             tuple(annotations[0]),
             tuple(metadata),
-            spaced=True,
         )
-        if layout not in self.learned and layout.line.fullmatch(text) is not None:
-            self.learned.append(layout)
+        # json.dumps's own separators first: a pattern of literal separators is matched faster.
+        for spacing in ("dumps", "any"):
+            layout = _layout(*orders, spacing)
+            if layout.line.fullmatch(text) is not None:
+                if layout not in self.learned:
+                    self.learned.append(layout)
+                return
 
     def dict_valid(self, line: Any, plain: bool) -> tuple[str, str, str, str] | None:
         """(source-ref, canonical text, creation-date, bucket) of a valid line that has exactly the

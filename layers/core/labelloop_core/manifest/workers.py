@@ -17,8 +17,9 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import suppress
 from itertools import chain, islice
+from typing import cast
 
-from labelloop_core.manifest.lines import ClassMap, _ChunkVerdict, _LineValidator
+from labelloop_core.manifest.lines import ClassMap, Problem, _ChunkVerdict, _LineValidator
 
 logger = logging.getLogger("labelloop_core.manifest")
 
@@ -38,9 +39,24 @@ def _worker_main() -> None:
             work, want_created = pickle.load(requests)
         except EOFError:
             return
-        verdict = validator.validate_chunk(_lines_of(work), want_created)
-        pickle.dump(verdict, replies, pickle.HIGHEST_PROTOCOL)
+        verdict = _validate(validator, work, want_created)
+        pickle.dump(_without_block_sent(verdict, work), replies, pickle.HIGHEST_PROTOCOL)
         replies.flush()
+
+
+# A worker's reply: a chunk's verdict, with None for the block when it is the text it was sent (every line
+# of a block already canonical: the common case), which the merge still holds: half the bytes piped.
+_Reply = tuple[list[str | None], str | None, list[int], dict[int, Problem], set[str], list[str | None] | None]
+
+
+def _without_block_sent(verdict: _ChunkVerdict, work: _Work) -> _Reply:
+    refs, block, ends, problems, buckets, created = verdict
+    return refs, None if block is work else block, ends, problems, buckets, created
+
+
+def _with_block_sent(reply: _Reply, work: _Work) -> _ChunkVerdict:
+    refs, block, ends, problems, buckets, created = reply
+    return refs, cast(str, work) if block is None else block, ends, problems, buckets, created
 
 
 class _Worker:
@@ -66,9 +82,9 @@ class _Worker:
         pickle.dump(request, self.process.stdin, pickle.HIGHEST_PROTOCOL)
         self.process.stdin.flush()
 
-    def receive(self) -> _ChunkVerdict:
+    def receive(self) -> _Reply:
         assert self.process.stdout is not None
-        reply: _ChunkVerdict = pickle.load(self.process.stdout)
+        reply: _Reply = pickle.load(self.process.stdout)
         return reply
 
     def close(self) -> None:
@@ -137,12 +153,12 @@ def _work(lines: Iterable[str]) -> Iterator[_Work]:
         yield chunk
 
 
-def _lines_of(work: _Work) -> list[str]:
+def _validate(validator: _LineValidator, work: _Work, want_created: bool) -> _ChunkVerdict:
     if isinstance(work, list):
-        return work
+        return validator.validate_chunk(work, want_created)
     lines = work.split("\n")
     lines.pop()  # after the last line break
-    return lines
+    return validator.validate_chunk(lines, want_created, work)
 
 
 def _verdicts(
@@ -159,7 +175,7 @@ def _verdicts(
     if started:
         unvalidated = yield from _verdicts_on_workers(unvalidated, started, workers, want_created)
     for work in unvalidated:
-        yield validator.validate_chunk(_lines_of(work), want_created)
+        yield _validate(validator, work, want_created)
 
 
 def _verdicts_on_workers(
@@ -175,7 +191,7 @@ def _verdicts_on_workers(
         done: _ChunkVerdict | None = None
         if not idle:
             worker = pending[0][1]
-            done = _receive(worker, workers)
+            done = _receive(pending[0], workers)
             if done is None:
                 return chain([c for c, _ in pending], [chunk], remaining)
             pending.popleft()
@@ -192,7 +208,7 @@ def _verdicts_on_workers(
         if done is not None:
             yield done
     while pending:
-        done = _receive(pending[0][1], workers)
+        done = _receive(pending[0], workers)
         if done is None:
             return [c for c, _ in pending]
         pending.popleft()
@@ -200,9 +216,10 @@ def _verdicts_on_workers(
     return []
 
 
-def _receive(worker: _Worker, workers: _Workers) -> _ChunkVerdict | None:
+def _receive(sent: tuple[_Work, _Worker], workers: _Workers) -> _ChunkVerdict | None:
+    work, worker = sent
     try:
-        return worker.receive()
+        return _with_block_sent(worker.receive(), work)
     except (OSError, EOFError, pickle.UnpicklingError) as exc:
         workers.fail(f"a validation worker failed: {exc!r}")
         return None
