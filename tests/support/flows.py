@@ -257,9 +257,10 @@ class EventSpy:
 
 # -- stubs and ledger ------------------------------------------------------------------------------
 @contextmanager
-def stubbed(service: str) -> Iterator[Stubber]:
-    """Botocore Stubber on the shared client the adapters use; every queued response must be used."""
-    with Stubber(clients.client(service)) as stubber:
+def stubbed(service: str, *, sdk_retries: bool = True) -> Iterator[Stubber]:
+    """Botocore Stubber on the shared client the adapters use; every queued response must be used.
+    `sdk_retries` False: the client of an adapter that retries by itself (Detect's DetectCustomLabels)."""
+    with Stubber(clients.client(service, sdk_retries=sdk_retries)) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 
