@@ -265,6 +265,12 @@ def stubbed(service: str, *, sdk_retries: bool = True) -> Iterator[Stubber]:
         stubber.assert_no_pending_responses()
 
 
+def detector_stub() -> Any:
+    """The Stubber of Detect's DetectCustomLabels client: Detect retries those calls by itself, on a
+    client of its own without SDK retries (`adapters.rekognition`), not the shared "rekognition" one."""
+    return stubbed("rekognition", sdk_retries=False)
+
+
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     deserializer = TypeDeserializer()
     return {name: deserializer.deserialize(value) for name, value in item.items()}
