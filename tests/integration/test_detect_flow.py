@@ -18,11 +18,13 @@ from labelloop_core import naming
 from labelloop_core.adapters import clients
 from labelloop_core.adapters.ledger import ReviewLedger
 from labelloop_core.adapters.models import SsmModelRegistry
+from labelloop_core.adapters.rekognition import ATTEMPTS
 from labelloop_core.errors import AccessDenied, ModelNotReady, Throttled, TransientError
 from labelloop_core.services.detect import DetectService
 from labelloop_local.stack.provision import Stack
 from tests.support.flows import (
     EventSpy,
+    detector_stub,
     jpeg_bytes,
     keys_under,
     ledger_item,
@@ -31,7 +33,6 @@ from tests.support.flows import (
     read_json,
     s3_event,
     sqs_batch,
-    stubbed,
     upload,
 )
 from tests.support.moto_stack import FAKE_MODEL_ARN, Invoke
@@ -139,7 +140,7 @@ def test_url_encoded_keys_are_decoded_once_and_predicted(
     aws_stack: Stack, detect: Detect, labels: list[str], spy: EventSpy, key: str
 ) -> None:
     uploaded = upload(aws_stack, key, png_bytes(400, 300))
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 97.5)])
         result = detect(s3_event(aws_stack, uploaded))
 
@@ -161,7 +162,7 @@ def test_low_confidence_requests_review_with_pixel_boxes(
     aws_stack: Stack, detect: Detect, labels: list[str], spy: EventSpy
 ) -> None:
     uploaded = upload(aws_stack, "incoming/low.jpg", jpeg_bytes(640, 480))
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         expect_detect(
             rekognition, aws_stack, uploaded, [detection(labels[0], 41.0), detection(labels[0], 99.0)]
         )
@@ -195,7 +196,7 @@ def test_low_confidence_requests_review_with_pixel_boxes(
 
 def test_nothing_detected_is_reviewed(aws_stack: Stack, detect: Detect, spy: EventSpy) -> None:
     uploaded = upload(aws_stack, "incoming/empty-plate.png", png_bytes(128, 128))
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         expect_detect(rekognition, aws_stack, uploaded, [])
         result = detect(s3_event(aws_stack, uploaded))
     assert result["status"] == "REVIEW_REQUESTED"
@@ -209,7 +210,7 @@ def test_jpeg_with_a_long_header_is_read_with_a_second_ranged_get(
     body = jpeg_bytes(300, 200, icc_profile_bytes=150_000)
     assert body.find(b"\xff\xc0") > 65536  # the frame header is beyond the first ranged GET
     uploaded = upload(aws_stack, "incoming/icc-heavy.jpg", body)
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 88.0)])
         detect(s3_event(aws_stack, uploaded))
     document = read_json(aws_stack, "predictions/icc-heavy.jpg.json")
@@ -234,7 +235,7 @@ def test_bad_images_are_rejected_and_recorded_without_retry(
     aws_stack: Stack, detect: Detect, spy: EventSpy, kind: str
 ) -> None:
     uploaded = upload(aws_stack, f"incoming/bad/{kind}.png", BAD_IMAGES[kind]())
-    with stubbed("rekognition"):  # any DetectCustomLabels call would fail the test
+    with detector_stub():  # any DetectCustomLabels call would fail the test
         result = detect(s3_event(aws_stack, uploaded))
 
     code = EXPECTED_CODES.get(kind, kind)
@@ -258,7 +259,7 @@ def test_images_rekognition_refuses_are_rejected(
     aws_stack: Stack, detect: Detect, spy: EventSpy, error_code: str, rejection: str
 ) -> None:
     uploaded = upload(aws_stack, "incoming/refused.png", png_bytes(200, 200))
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         rekognition.add_client_error(
             "detect_custom_labels", service_error_code=error_code, http_status_code=400
         )
@@ -275,7 +276,7 @@ def test_an_image_rekognition_cannot_read_is_an_access_problem_retried_into_the_
     Rejecting it would quietly drop every image of a misconfigured stack; raising keeps the event."""
     uploaded = upload(aws_stack, "incoming/unreadable.png", png_bytes(200, 200))
     image = image_of(aws_stack, uploaded)
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         rekognition.add_client_error(
             "detect_custom_labels", service_error_code="InvalidS3ObjectException", http_status_code=400
         )
@@ -305,14 +306,16 @@ def test_transient_rekognition_errors_leave_nothing_behind_and_waiting_is_not_a_
     waits: type[Exception] | None,
 ) -> None:
     """The model not running or throttled: the message goes back to the DetectQueue with a delay (not
-    a failed receive, never the DLQ). A service fault: a batch item failure, received again."""
+    a failed receive, never the DLQ). A service fault: a batch item failure, received again. Throttling
+    and faults are first tried again within the call (ATTEMPTS in all); a model not running is not."""
     uploaded = upload(aws_stack, "incoming/later.png", png_bytes(200, 200))
     event = s3_event(aws_stack, uploaded)
     image = image_of(aws_stack, uploaded)
-    with stubbed("rekognition") as rekognition:
-        rekognition.add_client_error(
-            "detect_custom_labels", service_error_code=error_code, http_status_code=status
-        )
+    with detector_stub() as rekognition:
+        for _ in range(1 if waits is ModelNotReady else ATTEMPTS):
+            rekognition.add_client_error(
+                "detect_custom_labels", service_error_code=error_code, http_status_code=status
+            )
         with pytest.raises(
             waits or TransientError, match=error_code if status < 500 else "500|InternalServerError"
         ):
@@ -331,7 +334,7 @@ def test_transient_rekognition_errors_leave_nothing_behind_and_waiting_is_not_a_
     assert ledger_item(aws_stack, f"IMAGE#{image.image_id}") is None
     assert spy.events() == []
 
-    with stubbed("rekognition") as rekognition:  # the next delivery of the same event succeeds
+    with detector_stub() as rekognition:  # the next delivery of the same event succeeds
         expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 30.0)])
         assert detect(event)["status"] == "REVIEW_REQUESTED"
     assert len(spy.events("ReviewRequested")) == 1
@@ -344,7 +347,7 @@ def test_duplicate_and_replayed_deliveries_give_the_same_outputs(
     event = s3_event(aws_stack, uploaded)
     replay = s3_event(aws_stack, uploaded, replay_name="window-2024-05-01", event_id=event["id"])
     outputs = []
-    with stubbed("rekognition") as rekognition:  # one DetectCustomLabels call: the rest are duplicates
+    with detector_stub() as rekognition:  # one DetectCustomLabels call: the rest are duplicates
         expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 50.0)])
         for delivery in (event, event, replay):
             result = detect(delivery)
@@ -361,7 +364,7 @@ def test_replay_after_a_promotion_names_the_same_model_and_loop(
 ) -> None:
     confident = upload(aws_stack, "incoming/confident.png", png_bytes(300, 300))
     doubtful = upload(aws_stack, "incoming/doubtful.png", png_bytes(300, 300))
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         expect_detect(rekognition, aws_stack, confident, [detection(labels[0], 95.0)])
         expect_detect(rekognition, aws_stack, doubtful, [detection(labels[0], 20.0)])
         first = [detect(s3_event(aws_stack, item)) for item in (confident, doubtful)]
@@ -371,7 +374,7 @@ def test_replay_after_a_promotion_names_the_same_model_and_loop(
     clients.ssm().put_parameter(
         Name=aws_stack.physical["ActiveModelParameter"], Value=newer_model, Type="String", Overwrite=True
     )
-    with stubbed("rekognition"):  # a replay must not detect again with the newer model
+    with detector_stub():  # a replay must not detect again with the newer model
         replayed = [
             detect(s3_event(aws_stack, item, replay_name="after-promotion")) for item in (confident, doubtful)
         ]
@@ -388,7 +391,7 @@ def test_image_already_in_review_is_not_detected_again(
     uploaded = upload(aws_stack, "incoming/reviewed.png", png_bytes(300, 300))
     image = image_of(aws_stack, uploaded)
     ReviewLedger(aws_stack.table).record_image(image, "LABELED")
-    with stubbed("rekognition"):  # no DetectCustomLabels call for a reviewed image
+    with detector_stub():  # no DetectCustomLabels call for a reviewed image
         result = detect(s3_event(aws_stack, uploaded, replay_name="late-replay"))
     assert result["status"] == "ALREADY_REVIEWED"
     item = ledger_item(aws_stack, f"IMAGE#{image.image_id}")
@@ -402,7 +405,7 @@ def test_new_version_of_the_same_key_is_a_new_image(
 ) -> None:
     first = upload(aws_stack, "incoming/same.png", png_bytes(200, 200, (1, 2, 3)))
     second = upload(aws_stack, "incoming/same.png", png_bytes(200, 200, (4, 5, 6)))
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         for uploaded in (first, second):
             expect_detect(rekognition, aws_stack, uploaded, [detection(labels[0], 90.0)])
             detect(s3_event(aws_stack, uploaded))
@@ -418,7 +421,7 @@ def test_cold_start_without_a_model_sends_images_to_review(
         Name=aws_stack.physical["ActiveModelParameter"], Value="none", Type="String", Overwrite=True
     )
     uploaded = upload(aws_stack, "incoming/first.png", png_bytes(256, 256))
-    with stubbed("rekognition"):  # no model, no DetectCustomLabels
+    with detector_stub():  # no model, no DetectCustomLabels
         result = detect(s3_event(aws_stack, uploaded))
 
     project_arn = aws_stack.env_for(DETECT)["PROJECT_ARN"]
@@ -435,7 +438,7 @@ def test_cold_start_without_a_model_sends_images_to_review(
 
 def test_objects_outside_incoming_are_ignored(aws_stack: Stack, detect: Detect, spy: EventSpy) -> None:
     uploaded = upload(aws_stack, "predictions/sneaky.png", png_bytes(100, 100))
-    with stubbed("rekognition"):
+    with detector_stub():
         result = detect(s3_event(aws_stack, uploaded))
     assert result["status"] == "IGNORED"
     assert keys_under(aws_stack, "predictions/") == ["predictions/sneaky.png"]
@@ -448,7 +451,7 @@ def test_deleted_object_is_recorded_as_rejected(aws_stack: Stack, detect: Detect
     clients.s3().delete_object(
         Bucket=aws_stack.bucket, Key="incoming/gone.png", VersionId=uploaded["version_id"]
     )
-    with stubbed("rekognition"):
+    with detector_stub():
         result = detect(s3_event(aws_stack, uploaded))
     assert (result["status"], read_json(aws_stack, "predictions/gone.png.json")["rejection"]["code"]) == (
         "REJECTED",
@@ -481,7 +484,7 @@ def test_schema_invalid_events_are_dead_lettered_at_once_with_the_reason(
 ) -> None:
     uploaded = upload(aws_stack, "incoming/ok.png", png_bytes(100, 100))
     event = mutation(s3_event(aws_stack, uploaded))
-    with stubbed("rekognition"):
+    with detector_stub():
         assert detect(event) == {"batchItemFailures": []}  # retrying cannot change the body
     [letter] = queue_messages(aws_stack, DETECT_DLQ)
     assert json.loads(letter["Body"]) == event

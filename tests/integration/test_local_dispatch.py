@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,6 +123,49 @@ def test_schedule_fires_a_real_scheduled_event(local_stack: LocalStack) -> None:
     assert event["time"].endswith("Z") and event["account"] == "123456789012"
     (route,) = local_stack.schedule_routes("PromoteFunction")
     assert event["resources"] == [route.rule_arn]
+
+
+def test_model_controller_ticks_queued_behind_a_busy_function_are_folded_into_one(
+    local_stack: LocalStack,
+) -> None:
+    """Lambda would run late ticks side by side; the one local worker folds the ticks that arrive while
+    one waits into it, so they neither expire nor run back to back while other functions wait."""
+    dispatcher = local_stack.dispatcher
+    assert dispatcher is not None
+    running, release = threading.Event(), threading.Event()
+
+    def slow_promote(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        running.set()
+        release.wait(60)
+        return {}
+
+    controller = Recorder()
+    real_controller = dispatcher._handler("ModelControllerFunction")
+    dispatcher.replace_handler("PromoteFunction", slow_promote)
+    dispatcher.replace_handler("ModelControllerFunction", controller)
+    folded_before = dispatcher.coalesced_ticks
+    try:
+        local_stack.fire_schedule("PromoteFunction")
+        assert running.wait(60)  # the worker is busy: ticks can only queue
+        for _ in range(3):
+            local_stack.fire_schedule("ModelControllerFunction")
+        deadline = time.monotonic() + 60
+        while dispatcher.coalesced_ticks - folded_before < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ran_before = len(controller.events)
+        release.set()
+        deadline = time.monotonic() + 60
+        while len(controller.events) == ran_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ran_after = len(controller.events)
+        assert local_stack.drain(60)
+    finally:
+        release.set()
+        dispatcher.replace_handler("ModelControllerFunction", real_controller)
+
+    assert dispatcher.coalesced_ticks - folded_before >= 2  # at most one of the three waited
+    assert ran_after > ran_before  # the waiting tick ran: none was lost
+    assert dispatcher.stats.dead_lettered["ModelControllerFunction"] == 0
 
 
 def test_app_bus_rule_delivers_only_its_detail_type(local_stack: LocalStack) -> None:

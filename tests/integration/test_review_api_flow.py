@@ -13,12 +13,12 @@ import pytest
 from labelloop_local.stack.provision import Stack
 from tests.support.flows import (
     EventSpy,
+    detector_stub,
     keys_under,
     png_bytes,
     read_json,
     s3_event,
     sqs_batch,
-    stubbed,
     upload,
 )
 from tests.support.moto_stack import Invoke
@@ -72,7 +72,7 @@ def review_requested(aws_stack: Stack, invoke: Invoke, key: str, confidence: flo
     uploaded = upload(aws_stack, key, png_bytes(400, 300))
     labels = [label.strip() for label in aws_stack.env_for(START_REVIEW)["LABELS"].split(",")]
     box = {"Width": 0.5, "Height": 0.25, "Left": 0.1, "Top": 0.2}
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         rekognition.add_response(
             "detect_custom_labels",
             {

@@ -17,6 +17,7 @@ from labelloop_local.stack.provision import Stack
 from tests.support.flows import (
     EventSpy,
     app_event,
+    detector_stub,
     ledger_item,
     png_bytes,
     s3_event,
@@ -98,7 +99,7 @@ def test_detect_then_start_review_predraws_the_model_boxes(
     spy = EventSpy(aws_stack)
     uploaded = upload(aws_stack, "incoming/review me.png", png_bytes(400, 300))
     box = {"Width": 0.5, "Height": 0.25, "Left": 0.1, "Top": 0.2}
-    with stubbed("rekognition") as rekognition:
+    with detector_stub() as rekognition:
         rekognition.add_response(
             "detect_custom_labels",
             {"CustomLabels": [{"Name": labels[0], "Confidence": 42.0, "Geometry": {"BoundingBox": box}}]},

@@ -257,11 +257,18 @@ class EventSpy:
 
 # -- stubs and ledger ------------------------------------------------------------------------------
 @contextmanager
-def stubbed(service: str) -> Iterator[Stubber]:
-    """Botocore Stubber on the shared client the adapters use; every queued response must be used."""
-    with Stubber(clients.client(service)) as stubber:
+def stubbed(service: str, *, sdk_retries: bool = True) -> Iterator[Stubber]:
+    """Botocore Stubber on the shared client the adapters use; every queued response must be used.
+    `sdk_retries` False: the client of an adapter that retries by itself (Detect's DetectCustomLabels)."""
+    with Stubber(clients.client(service, sdk_retries=sdk_retries)) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
+
+
+def detector_stub() -> Any:
+    """The Stubber of Detect's DetectCustomLabels client: Detect retries those calls by itself, on a
+    client of its own without SDK retries (`adapters.rekognition`), not the shared "rekognition" one."""
+    return stubbed("rekognition", sdk_retries=False)
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:

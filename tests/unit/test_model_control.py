@@ -124,7 +124,7 @@ def test_waiting_delays_double_with_jitter_and_stay_within_sqs_limits() -> None:
 
 def test_throttled_delays_stay_short_so_a_burst_drains_at_the_model_capacity() -> None:
     middle = [throttle_delay_seconds(n, lambda: 0.5) for n in range(12)]
-    assert middle[:4] == [1, 2, 4, 8] and max(middle) == 8
+    assert middle[:4] == [1, 2, 2, 2] and max(middle) == 2  # the model's capacity renews every second
     assert throttle_delay_seconds(-1, lambda: 0.0) == 1
 
 

@@ -14,11 +14,13 @@ from collections.abc import Callable
 # a delay: WAIT_BASE_SECONDS doubling per wait, with jitter, at most SQS's 900 s.
 WAIT_BASE_SECONDS = 5
 MAX_DELAY_SECONDS = 900
-# A throttled message (the model runs, over its throughput) comes back soon: a burst must drain at the
-# model's capacity, so its backoff stays short (THROTTLE_BASE_SECONDS doubling, at most
-# MAX_THROTTLE_DELAY_SECONDS). Detect's SDK client already backs off within the call.
+# A throttled message (the model runs, over its throughput, and Detect's call already tried again
+# within the call) comes back soon: the model's capacity renews every second, and at the end of a burst
+# a message delayed longer only leaves the model idle, so the backoff stays at 1-2 s
+# (THROTTLE_BASE_SECONDS doubling, at most MAX_THROTTLE_DELAY_SECONDS). How hard the model is pressed
+# is bounded by the consumers (the mapping's MaximumConcurrency), not by this delay.
 THROTTLE_BASE_SECONDS = 1
-MAX_THROTTLE_DELAY_SECONDS = 8
+MAX_THROTTLE_DELAY_SECONDS = 2
 
 
 def wait_delay_seconds(waited: int, rng: Callable[[], float] = random.random) -> int:

@@ -12,7 +12,10 @@ batches at once on its own poller threads:
   resolved) while its handler runs, so every function reads its own config even though all share
   one process (each function has its own settings type, parsed at its first invocation, like a
   container's). Invocations of one function may overlap (its environment is the same); a function
-  waits until every invocation of another has left (`_FunctionGate`), so the swap stays race-free;
+  waits until every invocation of another has left (`_FunctionGate`), so the swap stays race-free, and
+  functions take turns in the order they started waiting. Lambda would run a late schedule tick beside
+  the one still waiting; here a tick of a `background` schedule that finds an earlier one not yet
+  started is folded into it, so late ticks never run back to back while every other function waits;
 * a function error is retried ``EventInvokeConfig.MaximumRetryAttempts`` times (Lambda default 2)
   after Lambda's 1 and 2 minute waits scaled by ``time_scale``, then an invocation record goes to the
   function's on-failure queue (the template's ``<Function>DeadLetterQueue``) in Lambda's destination
@@ -116,13 +119,19 @@ class DispatchStats:
 class _FunctionGate:
     """os.environ (and sys.stdout) belong to one function at a time; several invocations of that
     function may hold it together. A function that waits keeps newcomers of the holding function
-    out, so every function gets its turn. Re-entrant on a thread (loading a handler inside its run)."""
+    out, so every function gets its turn, and turns go in the order functions started waiting: when
+    the gate frees, the function that has waited longest takes it with every invocation of it that was
+    waiting (so a function whose invocations come one after another, a schedule's, cannot keep the
+    gate from another that waits with several). Re-entrant on a thread (loading a handler inside its
+    run)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._holder: str | None = None
         self._count = 0
         self._waiting: Counter[str] = Counter()
+        self._order: list[str] = []  # functions waiting, the longest-waiting first
+        self._admit = 0  # invocations of the holder that were waiting when it took the gate
         self._context: ExitStack | None = None
         self._local = threading.local()
 
@@ -133,12 +142,19 @@ class _FunctionGate:
             return
         with self._cond:
             self._waiting[function_id] += 1
+            if function_id not in self._order:
+                self._order.append(function_id)
             while not self._may_enter(function_id):
                 self._cond.wait()
             self._waiting[function_id] -= 1
+            if not self._waiting[function_id]:
+                self._order.remove(function_id)
             if self._holder is None:
                 self._holder, self._context = function_id, ExitStack()
                 self._context.enter_context(shared())
+                self._admit = self._waiting[function_id]
+            elif self._admit:
+                self._admit -= 1
             self._count += 1
         self._local.function = function_id
         try:
@@ -150,14 +166,14 @@ class _FunctionGate:
                 if self._count == 0:
                     assert self._context is not None
                     self._context.close()
-                    self._holder, self._context = None, None
+                    self._holder, self._context, self._admit = None, None, 0
                 self._cond.notify_all()
 
     def _may_enter(self, function_id: str) -> bool:
         if self._holder is None:
-            return True
+            return self._order[0] == function_id
         others = any(count for name, count in self._waiting.items() if name != function_id)
-        return self._holder == function_id and not others
+        return self._holder == function_id and (not others or self._admit > 0)
 
 
 def iso_millis(moment: float) -> str:
@@ -204,6 +220,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.stats = DispatchStats()
+        self.coalesced_ticks = 0  # background schedule ticks folded into one still waiting
         self.listeners: list[Callable[[str, dict[str, Any], Exception | None], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -296,9 +313,22 @@ class Dispatcher:
             event = normalize_event(raw, self.stack.account, self.stack.region)
             if route.rule.input is not None:  # a constant Input replaces the event, as in EventBridge
                 event = json.loads(route.rule.input)
-            self.submit(route.rule.function, event, route)
+            if self._tick_waiting(route):
+                self.coalesced_ticks += 1
+            else:
+                self.submit(route.rule.function, event, route)
         # Lambda's async queue now owns the event (EventBridge's delivery succeeded).
         self._sqs.delete_message(QueueUrl=route.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _tick_waiting(self, route: Route) -> bool:
+        """A tick of a `background` schedule while an earlier one has not started yet. Lambda would run
+        the two side by side, each seeing the same state; the one worker here runs one at a time, so
+        ticks queued behind a busy function would run back to back, late, keeping every other function
+        out (or expire). The waiting tick stands for both."""
+        if not self._background_route(route):
+            return False
+        with self._cond:
+            return any(job.route is route and job.attempts == 0 for job in self._jobs)
 
     def submit(self, function_id: str, event: dict[str, Any], route: Route | None = None) -> None:
         """Queue an asynchronous invocation of ``function_id`` (Lambda ``InvocationType=Event``)."""

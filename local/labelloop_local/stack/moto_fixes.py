@@ -88,6 +88,8 @@ def apply_moto_fixes() -> None:
         events_models.Replay.replay_events = _replay_events_in_window  # type: ignore[method-assign]
         _cache_jsonpath_parsing()
         _dynamodb_requests_one_at_a_time()
+        _speed_up_sqs()
+        _cache_service_routing()
         _fixes_applied = True
 
 
@@ -126,6 +128,71 @@ def _cache_jsonpath_parsing() -> None:
 
     if not hasattr(jsonpath_ext.parse, "cache_info"):
         jsonpath_ext.parse = functools.lru_cache(maxsize=512)(jsonpath_ext.parse)
+
+
+def _speed_up_sqs() -> None:
+    """Speed, not fidelity: moto 5.2's SQS spends time that grows with the queue's depth on every
+    message it hands out, so a backlog of 1,000 messages made the local stack, not the model's
+    throughput, the bottleneck of a burst (75 % of the process's CPU). Three causes, same answers:
+    * `receive_message` checks each message it returns against the retention period by calling
+      `get_queue_attributes`, which computes *every* attribute, the three message counts (a pass over
+      all messages each) included, twice per attribute name: here it reads the retention period;
+    * `get_queue_attributes` with names computes all attributes twice per name: here once per call;
+    * every visibility and delay check builds two datetimes for "now": here `time.time()`, the
+      same epoch clock (moto's `unix_time` is UTC now minus the UTC epoch)."""
+    import time
+
+    import moto.sqs.models as sqs_models
+
+    if getattr(sqs_models, "labelloop_fast", False):
+        return
+    exact_unix_time = sqs_models.unix_time
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(exact_unix_time(dt))
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    def retained(self: Any, queue_name: str, message: Any) -> bool:
+        retention_seconds = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_seconds + message.sent_timestamp / 1000 > unix_time())
+
+    exact_get_queue_attributes = sqs_models.SQSBackend.get_queue_attributes
+
+    def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> dict[str, Any]:
+        queue = self.get_queue(queue_name)
+        known = set(queue.BASE_ATTRIBUTES + queue.FIFO_ATTRIBUTES + queue.KMS_ATTRIBUTES)
+        if not attribute_names or "All" in attribute_names or not known.issuperset(attribute_names):
+            return dict(exact_get_queue_attributes(self, queue_name, attribute_names))  # errors too
+        attributes = queue.attributes
+        return {name: attributes[name] for name in attribute_names if attributes.get(name) is not None}
+
+    sqs_models.unix_time, sqs_models.unix_time_millis = unix_time, unix_time_millis
+    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
+    sqs_models.SQSBackend.get_queue_attributes = get_queue_attributes  # type: ignore[method-assign]
+    sqs_models.labelloop_fast = True  # type: ignore[attr-defined]
+
+
+def _cache_service_routing() -> None:
+    """Speed, not fidelity: moto's server finds the backend of every request by listing its package
+    directory (`os.listdir` and an `isdir` per entry, ~200 system calls) and matching hundreds of URL
+    patterns, under one lock shared by all requests. The answer depends only on the host, so it is
+    remembered per host."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    if hasattr(DomainDispatcherApplication, "labelloop_routing_cache"):
+        return
+    find_backend = DomainDispatcherApplication.get_backend_for_host
+    cache: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in cache:
+            cache[host] = find_backend(self, host)
+        return cache[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+    DomainDispatcherApplication.labelloop_routing_cache = cache  # type: ignore[attr-defined]
 
 
 def _send_s3_event_like_aws(account_id: str, bucket: Any, event_name: str, key: Any) -> None:

@@ -298,7 +298,7 @@ def test_an_image_the_model_cannot_take_now_is_sent_back_to_wait_without_countin
 
 @pytest.mark.parametrize(
     ("error", "first", "most"),
-    [(ModelNotReady("model STOPPED"), 5, 900), (Throttled("over capacity"), 1, 8)],
+    [(ModelNotReady("model STOPPED"), 5, 900), (Throttled("over capacity"), 1, 2)],
 )
 def test_waiting_longer_each_time_is_never_dead_lettered_and_stays_within_sqs_delays(
     world: World, error: Exception, first: int, most: int
