@@ -327,6 +327,38 @@ def test_after_the_model_refuses_one_image_the_rest_of_the_batch_waits_without_c
     assert world.store.keys("predictions/") == ["predictions/0.png.json"]
 
 
+class InvocationClock:
+    """A Lambda context whose time runs out by `per_image` seconds for every image detected."""
+
+    def __init__(self, seconds: float, per_image: float) -> None:
+        self.seconds, self.per_image = seconds, per_image
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.seconds * 1000)
+
+
+def test_images_the_invocation_has_no_time_left_for_are_sent_back_untried_not_failed(world: World) -> None:
+    events = [upload_event(world, f"incoming/{n}.png", png_bytes()) for n in range(4)]
+    context = InvocationClock(seconds=20.0, per_image=7.0)
+    answer = world.detector.detect
+
+    def slow_detect(*args: Any, **kwargs: Any) -> Any:  # a throttled model's retries within the call
+        context.seconds -= context.per_image
+        return answer(*args, **kwargs)
+
+    world.detector.detect = slow_detect  # type: ignore[method-assign]
+    records = [record(e, f"m-{n}", receives=2, waited=1) for n, e in enumerate(events)]
+    outcome = world.service.handle(uploads.queued_uploads({"Records": records}, context))
+
+    assert outcome.to_dict() == {"batchItemFailures": []}  # a timeout would have failed all four
+    assert (outcome.done, outcome.waiting, outcome.dead_lettered) == (2, 2, 0)  # 20 → 13 → 6 s left
+    assert [(m.id, m.delay_seconds, dict(m.attributes)) for m in world.queue.sent] == [
+        ("m-2", 0, {uploads.WAITED_ATTRIBUTE: "1"}),
+        ("m-3", 0, {uploads.WAITED_ATTRIBUTE: "1"}),
+    ]
+    assert world.store.keys("predictions/") == ["predictions/0.png.json", "predictions/1.png.json"]
+
+
 def test_a_failing_image_is_retried_by_sqs_until_its_last_receive_then_dead_lettered_with_the_reason(
     world: World,
 ) -> None:

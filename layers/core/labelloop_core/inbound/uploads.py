@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from labelloop_core import naming
@@ -68,6 +68,8 @@ class QueuedUploads:
     """A batch of the DetectQueue's event source mapping."""
 
     records: tuple[QueuedUpload, ...]
+    # Seconds left before the invocation's timeout (the Lambda context's), None when unknown.
+    seconds_left: Callable[[], float] | None = field(default=None, compare=False, repr=False)
 
     def log_keys(self) -> dict[str, Any]:
         return {"batch_size": len(self.records)}
@@ -98,7 +100,14 @@ def queued_uploads(event: Mapping[str, Any], context: Any = None) -> QueuedUploa
         except InvalidEvent as error:
             problem = str(error)
         records.append(QueuedUpload(message_id, body_text, receive_count, waits, upload, problem))
-    return QueuedUploads(tuple(records))
+    return QueuedUploads(tuple(records), _seconds_left(context))
+
+
+def _seconds_left(context: Any) -> Callable[[], float] | None:
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining_ms):
+        return None
+    return lambda: float(remaining_ms()) / 1000.0
 
 
 # A batch has no one correlation id: Detect sets each upload's own (see `entrypoint`).

@@ -10,7 +10,9 @@ Each message ends one of four ways:
   received again after the visibility timeout; on its last receive (MAX_RECEIVE_COUNT, the queue's
   maxReceiveCount) it is sent to the dead-letter queue with the reason as message attributes;
 - a body that is not an S3 `Object Created` event: dead-lettered at once with the reason (retrying
-  cannot change it).
+  cannot change it);
+- not reached before the invocation would time out (a throttled model's retries take time): sent back
+  at once, unchanged, like a waiting one, so a timeout never turns a whole batch into failed receives.
 
 Idempotent per image version: a duplicate or replayed event rewrites the same prediction document
 and ledger item and republishes the same ReviewRequested, whose deterministic loop name makes
@@ -204,7 +206,11 @@ class DetectService:
         dead: list[OutgoingMessage] = []
         outcomes: list[DetectOutcome] = []
         blocked: ModelNotReady | Throttled | None = None  # the model refused an image of this batch
-        for record in batch.records:
+        for index, record in enumerate(batch.records):
+            if index and _out_of_time(batch):
+                self.log.warning("the invocation is running out of time: the rest of the batch is sent back")
+                waiting += [_unchanged(rest) for rest in batch.records[index:]]
+                break
             self.log.set_correlation_id(record.event_id)
             if record.upload is None:
                 self.log.error("not an upload event", extra={"message_id": record.message_id})
@@ -419,6 +425,20 @@ class DetectService:
         )
         observability.count("ImagesRejected")
         return DetectOutcome("REJECTED", image.image_id, prediction_key, reason=code)
+
+
+# What one more image may take in the worst case: the throttled model's retries within the call
+# (about 4 s, adapters.rekognition), the S3 and DynamoDB calls around it, then sending the messages back.
+BATCH_RESERVE_SECONDS = 8.0
+
+
+def _out_of_time(batch: QueuedUploads) -> bool:
+    return batch.seconds_left is not None and batch.seconds_left() < BATCH_RESERVE_SECONDS
+
+
+def _unchanged(record: QueuedUpload) -> OutgoingMessage:
+    """The message again, at once and with its wait count: it was not tried, so it did not wait."""
+    return OutgoingMessage(record.message_id, record.body, 0, {WAITED_ATTRIBUTE: str(record.waited)})
 
 
 def _pixels(detection: Detection, info: imageinfo.ImageInfo) -> PixelBox | None:
