@@ -5,7 +5,6 @@ corrects it with mouse and keyboard, submits, and the next task opens (issue 8).
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
 from playwright.sync_api import expect
 
 from labelloop_local.stack.local_stack import LocalStack
 from tests.support.paths import TEMPLATE_PATH
-from tests.support.reviewers import invite, request_review
+from tests.support.reviewers import invite, photo_with_slices, request_review
 
 pytestmark = pytest.mark.browser
 
@@ -29,16 +27,6 @@ NEW_PASSWORD = "Correct-Horse-42!"
 # The model's boxes on the large photo (left, top, width, height in image pixels) and their confidences.
 MODEL_BOXES = [(2710, 1630, 512, 384), (300, 240, 700, 520), (3300, 300, 400, 300)]
 CONFIDENCES = [22.4, 31.0, 45.6]
-
-
-def _jpeg(size: tuple[int, int], boxes: list[tuple[int, int, int, int]]) -> bytes:
-    image = Image.new("RGB", size, (150, 100, 60))
-    draw = ImageDraw.Draw(image)
-    for left, top, width, height in boxes:
-        draw.rectangle([left, top, left + width, top + height], fill=(244, 200, 90))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=70)
-    return out.getvalue()
 
 
 @dataclass
@@ -56,14 +44,14 @@ def reviews(tmp_path: Path) -> Iterator[Reviews]:
         second = request_review(
             stack,
             "photos/kitchen/second-slice.jpg",
-            _jpeg((800, 600), []),
+            photo_with_slices((800, 600), [], quality=70),
             (800, 600),
             [(LABEL, 50.0, (80, 60, 300, 200))],
         )
         first = request_review(
             stack,
             "photos/kitchen/large-pizza.jpg",
-            _jpeg(LARGE, [(2700, 1650, 500, 380)]),
+            photo_with_slices(LARGE, [(2700, 1650, 500, 380)], quality=70),
             LARGE,
             [(LABEL, confidence, box) for confidence, box in zip(CONFIDENCES, MODEL_BOXES, strict=True)],
         )

@@ -6,7 +6,6 @@ object's combined box and its agreement as the object's `confidence` (issue 8)."
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -15,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
 from playwright.sync_api import expect
 
 from labelloop_local.stack.local_stack import LocalStack
 from tests.support.paths import TEMPLATE_PATH
-from tests.support.reviewers import invite, request_review
+from tests.support.reviewers import invite, photo_with_slices, request_review
 
 pytestmark = pytest.mark.browser
 
@@ -29,16 +27,6 @@ SIZE = (800, 600)
 MODEL_BOX = (100, 80, 300, 200)  # left, top, width, height in image pixels
 MISSED = (500, 320, 200, 150)  # a second slice the model did not find
 FILE_NAME = "two-slices.jpg"
-
-
-def _jpeg() -> bytes:
-    image = Image.new("RGB", SIZE, (150, 100, 60))
-    draw = ImageDraw.Draw(image)
-    for left, top, width, height in (MODEL_BOX, MISSED):
-        draw.rectangle([left, top, left + width, top + height], fill=(244, 200, 90))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=80)
-    return out.getvalue()
 
 
 @dataclass
@@ -66,7 +54,11 @@ def review(tmp_path: Path) -> Iterator[Review]:
     ) as stack:
         assert stack.review_backend == "builtin"
         task_id = request_review(
-            stack, f"photos/kitchen/{FILE_NAME}", _jpeg(), SIZE, [(LABEL, 35.0, MODEL_BOX)]
+            stack,
+            f"photos/kitchen/{FILE_NAME}",
+            photo_with_slices(SIZE, [MODEL_BOX, MISSED], quality=80),
+            SIZE,
+            [(LABEL, 35.0, MODEL_BOX)],
         )
         reviewers = tuple(
             Reviewer(email, invite(stack, email), f"Correct-Horse-{index}-42!")

@@ -3,14 +3,28 @@ Cognito as the portal does it (USER_PASSWORD_AUTH, then the new password the fir
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
+from PIL import Image, ImageDraw
+
 from labelloop_local.cli.reviewers import Reviewers, temporary_password
 from labelloop_local.stack.local_stack import LocalStack
+
+
+def photo_with_slices(size: tuple[int, int], boxes: list[tuple[int, int, int, int]], quality: int) -> bytes:
+    """A JPEG with a pizza-coloured rectangle at each (left, top, width, height) box: what reviewers see."""
+    image = Image.new("RGB", size, (150, 100, 60))
+    draw = ImageDraw.Draw(image)
+    for left, top, width, height in boxes:
+        draw.rectangle([left, top, left + width, top + height], fill=(244, 200, 90))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
 
 
 def invite(stack: LocalStack, email: str) -> str:

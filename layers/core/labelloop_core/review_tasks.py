@@ -310,12 +310,10 @@ def _epoch_of(text: Any) -> float | None:
 
 
 def _seconds_between(start: Any, end: Any) -> float:
-    try:
-        first = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-        last = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-    except ValueError:
+    first, last = _epoch_of(start), _epoch_of(end)
+    if first is None or last is None:
         return 0.0
-    return max(0.0, round((last - first).total_seconds(), 3))
+    return max(0.0, round(last - first, 3))
 
 
 def _text(item: Mapping[str, Any], name: str) -> str | None:

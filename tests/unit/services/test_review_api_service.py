@@ -270,12 +270,17 @@ def test_the_sweeper_expires_unfinished_tasks_like_a2i_and_keeps_partial_answers
     assert world.sweeper.sweep().to_dict() == {"completed": 0, "expired": 0, "open": 0}
 
 
-def test_the_sweeper_finishes_a_completion_a_crash_interrupted(world: World) -> None:
+def answer_then_crash_before_completion(world: World) -> None:
+    """Task ll-a gets its one answer; the answering invocation dies before ReviewCompleted."""
     world.open("ll-a", 10.0)
     world.next("alice")
     world.publisher.failures.append(RuntimeError("the function crashed before ReviewCompleted"))
     with pytest.raises(RuntimeError):
         world.answer("alice", "ll-a", answer(BOX))
+
+
+def test_the_sweeper_finishes_a_completion_a_crash_interrupted(world: World) -> None:
+    answer_then_crash_before_completion(world)
     assert world.task("ll-a").status == review_tasks.OPEN and world.task("ll-a").complete
     # Within the review API's timeout the answering invocation may still be completing it.
     assert world.sweeper.sweep().to_dict() == {"completed": 0, "expired": 0, "open": 1}
@@ -287,11 +292,7 @@ def test_the_sweeper_finishes_a_completion_a_crash_interrupted(world: World) -> 
 
 
 def test_the_sweeper_completes_a_finished_task_past_its_lifetime_instead_of_expiring_it(world: World) -> None:
-    world.open("ll-a", 10.0)
-    world.next("alice")
-    world.publisher.failures.append(RuntimeError("the function crashed before ReviewCompleted"))
-    with pytest.raises(RuntimeError):
-        world.answer("alice", "ll-a", answer(BOX))
+    answer_then_crash_before_completion(world)
     world.clock.advance(3600)  # past the availability lifetime, every answer in
     assert world.sweeper.sweep().to_dict() == {"completed": 1, "expired": 0, "open": 0}
     (completed,) = world.publisher.of_type("ReviewCompleted")
