@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -115,6 +116,19 @@ def _detect(aws: LocalAws, version_arn: str, key: str, **kwargs: Any) -> list[di
     return list(response["CustomLabels"])
 
 
+def _held_detector(may_end: threading.Event) -> type[BoxMemoryDetector]:
+    """The test detector, whose training ends only once `may_end` is set: the box detector trains in
+    microseconds, so a status read right after CreateProjectVersion would otherwise race its end."""
+
+    class HeldDetector(BoxMemoryDetector):
+        @staticmethod
+        def train(*args: Any, **kwargs: Any) -> Any:
+            may_end.wait(timeout=60)
+            return BoxMemoryDetector.train(*args, **kwargs)
+
+    return HeldDetector
+
+
 def _code(excinfo: pytest.ExceptionInfo[ClientError]) -> str:
     return str(excinfo.value.response["Error"]["Code"])
 
@@ -133,12 +147,17 @@ def test_projects_have_aws_arns_and_unique_names(aws: LocalAws) -> None:
     assert rekognition.describe_projects(ProjectNames=["arn-check"])["ProjectDescriptions"] == []
 
 
-def test_manifest_training_writes_summary_and_model_serves_only_while_running(aws: LocalAws) -> None:
+def test_manifest_training_writes_summary_and_model_serves_only_while_running(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rekognition = aws.client("rekognition")
     manifest = _put_manifest(aws, "manifests/life.manifest", [_line(i) for i in range(10)])
+    training_may_end = threading.Event()
+    monkeypatch.setattr(aws.services.rekognition, "_detector_module", _held_detector(training_may_end))
     project_arn, version_arn = _train(aws, "lifecycle", "v1", manifest)
     assert re.fullmatch(rf"{project_arn.rsplit('/', 1)[0]}/version/v1/\d{{13}}", version_arn)
     assert _version(aws, project_arn, "v1")["Status"] == "TRAINING_IN_PROGRESS"
+    training_may_end.set()
 
     done = _wait_status(aws, project_arn, "v1", "TRAINING_IN_PROGRESS")
     assert done["Status"] == "TRAINING_COMPLETED", done.get("StatusMessage")

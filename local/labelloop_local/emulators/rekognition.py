@@ -70,7 +70,6 @@ class RekognitionService:
         `transition_seconds`."""
         self.region = region
         self._aws = aws
-        self._transition = timedelta(seconds=transition_seconds)
         self._start = timedelta(seconds=transition_seconds if start_seconds is None else start_seconds)
         self._stop = timedelta(seconds=transition_seconds if stop_seconds is None else stop_seconds)
         self.throughput = Throughput(tps_per_inference_unit)
