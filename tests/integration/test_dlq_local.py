@@ -6,9 +6,11 @@ tests/unit/test_dlq.py.)"""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +28,19 @@ TEMPLATE = TEMPLATE_PATH
 DETECT_DLQ = "DetectFunctionDeadLetterQueue"
 
 
-def operator(stack: LocalStack, argv: list[str]) -> int:
-    """`labelloop ARGV` as an operator runs it: in a process of its own, beside `labelloop local up`.
-    Here it shares the stack's process, whose functions swap os.environ and sys.stdout while they run
-    (the ModelController ticks all the time): no function runs while the command does."""
+def operator(stack: LocalStack, argv: list[str]) -> tuple[int, list[str]]:
+    """`labelloop ARGV` as an operator runs it, in a process of its own beside `labelloop local up`:
+    its exit code and the lines it printed. Here it shares the stack's process, whose functions swap
+    os.environ and sys.stdout while they run (the ModelController ticks all the time): no function
+    runs while the command does, and its output is taken here rather than through capsys, whose
+    stream a function that was running when pytest installed it would replace on its way out."""
     assert stack.dispatcher is not None
+    printed = io.StringIO()
     # With the export lines `labelloop local up` prints (set only now: a function that was running when
     # they were set would restore the environment it started with, dropping them).
-    with stack.dispatcher.quiet(), environment(stack.endpoint_env()):
-        return main(argv)
+    with stack.dispatcher.quiet(), environment(stack.endpoint_env()), redirect_stdout(printed):
+        code = main(argv)
+    return code, printed.getvalue().splitlines()
 
 
 class Handler:
@@ -117,22 +123,21 @@ def _wait_visible(stack: LocalStack, logical_id: str, timeout: float = 40.0) -> 
 
 
 def test_failed_event_is_listed_then_redriven_after_the_fix_and_the_queue_is_empty(
-    local_stack: LocalStack, detect: Handler, capsys: pytest.CaptureFixture[str]
+    local_stack: LocalStack, detect: Handler
 ) -> None:
     event_id = _fail_one_upload(local_stack, detect, "incoming/redrive-me.png")
     assert local_stack.dlq_messages()[DETECT_DLQ] == 1
-    capsys.readouterr()
 
-    assert operator(local_stack, ["dlq", "list", "--stack", local_stack.stack_name]) == 0
-    rows = capsys.readouterr().out.splitlines()[1:]
-    (row,) = rows
+    code, printed = operator(local_stack, ["dlq", "list", "--stack", local_stack.stack_name])
+    assert code == 0
+    (row,) = printed[1:]
     assert row.split()[0] == DETECT_DLQ
     assert event_id in row
     assert "received maxReceiveCount times without a recorded reason" in row
     assert local_stack.dlq_messages()[DETECT_DLQ] == 1  # listing leaves it there
 
     detect.broken = False
-    assert operator(local_stack, ["dlq", "redrive", "--stack", local_stack.stack_name]) == 0
+    assert operator(local_stack, ["dlq", "redrive", "--stack", local_stack.stack_name])[0] == 0
     assert local_stack.drain(60)
 
     assert detect.event_ids[-1] == event_id  # the original event, processed once more, successfully
@@ -141,18 +146,17 @@ def test_failed_event_is_listed_then_redriven_after_the_fix_and_the_queue_is_emp
 
 
 def test_event_that_fails_again_returns_to_the_queue_and_is_not_redriven_in_a_loop(
-    local_stack: LocalStack, detect: Handler, capsys: pytest.CaptureFixture[str]
+    local_stack: LocalStack, detect: Handler
 ) -> None:
     event_id = _fail_one_upload(local_stack, detect, "incoming/still-broken.png")
 
-    assert operator(local_stack, ["dlq", "redrive", "--stack", local_stack.stack_name]) == 0
+    assert operator(local_stack, ["dlq", "redrive", "--stack", local_stack.stack_name])[0] == 0
     assert local_stack.drain(60)
 
     # one redrive: maxReceiveCount more receives, no more
     assert detect.event_ids.count(event_id) == 2 * _max_receive_count(local_stack)
-    capsys.readouterr()
-    assert operator(local_stack, ["dlq", "list", "--stack", local_stack.stack_name, "--json"]) == 0
-    (line,) = capsys.readouterr().out.splitlines()
+    code, (line,) = operator(local_stack, ["dlq", "list", "--stack", local_stack.stack_name, "--json"])
+    assert code == 0
     assert json.loads(line)["event_id"] == event_id
 
 
@@ -161,20 +165,18 @@ def test_local_dlq_uses_the_running_stack_from_its_state_file(
     detect: Handler,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     event_id = _fail_one_upload(local_stack, detect, "incoming/from-state.png")
     monkeypatch.chdir(tmp_path)
     write_state(local_stack.state())
-    capsys.readouterr()
 
-    assert operator(local_stack, ["local", "dlq", "list", "--queue", DETECT_DLQ, "--json"]) == 0
-    (line,) = capsys.readouterr().out.splitlines()
+    code, (line,) = operator(local_stack, ["local", "dlq", "list", "--queue", DETECT_DLQ, "--json"])
+    assert code == 0
     letter = json.loads(line)
     assert (letter["type"], letter["queue"], letter["event_id"]) == ("DeadLetter", DETECT_DLQ, event_id)
 
     detect.broken = False
-    assert operator(local_stack, ["local", "dlq", "redrive", "--queue", DETECT_DLQ]) == 0
+    assert operator(local_stack, ["local", "dlq", "redrive", "--queue", DETECT_DLQ])[0] == 0
     assert local_stack.drain(60)
     assert local_stack.dlq_messages()[DETECT_DLQ] == 0
 

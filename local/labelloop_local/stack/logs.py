@@ -6,7 +6,9 @@ JSON log lines and EMF metrics go to stdout in Lambda, and Python `logging` reco
 `<data dir>/logs/platform.log` receives the local platform's own records (retries, dead letters,
 delivery failures). Powertools builds its log handler once per service, on the stdout of that moment,
 so functions write to one process-wide `FunctionOutput` that routes each write to the file of the
-function running on that thread.
+function running on that thread. What a thread running no function prints while the stream stands in
+for sys.stdout (`labelloop local up`'s banner while a schedule's function runs) still reaches the
+terminal.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class FunctionOutput:
         self._local = threading.local()
         self._directory: Path | None = None
         self._files: dict[str, IO[str]] = {}
+        self._outside: Any = None  # sys.stdout before `redirected` put this stream in its place
 
     @property
     def directory(self) -> Path | None:
@@ -61,12 +64,21 @@ class FunctionOutput:
     def redirected(self) -> Iterator[None]:
         """sys.stdout is this stream for the block. Process-wide: whoever runs several functions at
         once enters it once around all of them (`labelloop_local.stack.dispatcher`)."""
+        if sys.stdout is not self:
+            self._outside = sys.stdout
         with redirect_stdout(self):
             yield
 
     def write(self, text: str) -> int:
-        target = self._target(getattr(self._local, "name", None) or PLATFORM)
+        """A write to sys.stdout: the running function's log file, or where stdout went before."""
+        name = getattr(self._local, "name", None)
+        target = self._target(name) if name else (self._outside or sys.__stdout__ or sys.stderr)
         target.write(text)
+        return len(text)
+
+    def write_record(self, text: str) -> int:
+        """A logging record: the running function's log file, or the platform's."""
+        self._target(getattr(self._local, "name", None) or PLATFORM).write(text)
         return len(text)
 
     def flush(self) -> None:
@@ -97,9 +109,20 @@ class FunctionOutput:
 OUTPUT = FunctionOutput()
 
 
+class _Records:
+    """The stream the logging handler writes to: records of a function's thread go to its file, the
+    platform's own to platform.log."""
+
+    def write(self, text: str) -> int:
+        return OUTPUT.write_record(text)
+
+    def flush(self) -> None:
+        OUTPUT.flush()
+
+
 class _Handler(logging.StreamHandler):
     def __init__(self) -> None:
-        super().__init__(OUTPUT)
+        super().__init__(_Records())
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
 
