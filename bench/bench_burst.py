@@ -32,7 +32,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from labelloop_local.demo import sampledata
 from labelloop_local.demo.run import DemoOptions, DemoResult, _DemoRun
@@ -45,18 +45,41 @@ DISTINCT_UPLOADS = 50  # generated images; the burst uploads them again under di
 DRAIN_BUDGET = 1.25  # × floor_seconds
 
 
-class ModelWatch:
+class _Poller:
+    """Calls `_tick` every `interval` seconds on a thread of its own, for the length of a `with` block."""
+
+    def __init__(self, interval: float, name: str) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._tick()
+
+    def _tick(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class ModelWatch(_Poller):
     """Polls the active model's status: counts starts (→ STARTING) and stops (→ STOPPING)."""
 
     def __init__(self, stack: LocalStack, project_arn: str, name: str) -> None:
+        super().__init__(0.1, "bench-model-watch")
         self.rekognition = stack.client("rekognition")
         self.project_arn, self.name = project_arn, name
         self.starts = self.stops = 0
         self.status = self._status()
         self.stopped_at: float | None = None
         self.running_at: float | None = None  # the first time it was seen RUNNING
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="bench-model-watch", daemon=True)
 
     def _status(self) -> str:
         versions = self.rekognition.describe_project_versions(
@@ -64,72 +87,47 @@ class ModelWatch:
         )
         return str(versions["ProjectVersionDescriptions"][0]["Status"])
 
-    def _loop(self) -> None:
-        while not self._stop.wait(0.1):
-            status = self._status()
-            if status != self.status:
-                self.starts += status == "STARTING"
-                self.stops += status == "STOPPING"
-                if status == "STOPPED":
-                    self.stopped_at = time.perf_counter()
-                if status == "RUNNING" and self.running_at is None:
-                    self.running_at = time.perf_counter()
-                self.status = status
-
-    def __enter__(self) -> ModelWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def _tick(self) -> None:
+        status = self._status()
+        if status != self.status:
+            self.starts += status == "STARTING"
+            self.stops += status == "STOPPING"
+            if status == "STOPPED":
+                self.stopped_at = time.perf_counter()
+            if status == "RUNNING" and self.running_at is None:
+                self.running_at = time.perf_counter()
+            self.status = status
 
 
-class Progress:
+class Progress(_Poller):
     """Every `every` seconds, one line on stderr: what is done, what waits, what the process costs."""
 
     def __init__(self, stack: LocalStack, started: float, say: Any, every: float = 10.0) -> None:
-        self.sqs, self.stack, self.started, self.say, self.every = (
-            stack.client("sqs"),
-            stack,
-            started,
-            say,
-            every,
-        )
+        super().__init__(every, "bench-progress")
+        self.sqs, self.stack, self.started, self.say = stack.client("sqs"), stack, started, say
         assert stack.stack is not None
         self.queue_url = stack.stack.queue_url("DetectQueue")
         self.predictions = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="bench-progress", daemon=True)
 
-    def _loop(self) -> None:
+    def _tick(self) -> None:
         throughput = self.stack.services.rekognition.throughput
-        while not self._stop.wait(self.every):
-            attributes = self.sqs.get_queue_attributes(
-                QueueUrl=self.queue_url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                    "ApproximateNumberOfMessagesDelayed",
-                ],
-            )["Attributes"]
-            visible, in_flight, delayed = (
-                attributes[f"ApproximateNumberOfMessages{suffix}"] for suffix in ("", "NotVisible", "Delayed")
-            )
-            self.say(
-                f"t={time.perf_counter() - self.started:6.1f}s predictions={self.predictions} "
-                f"served={throughput.served} throttled={throughput.throttled} queue visible={visible} "
-                f"in-flight={in_flight} delayed={delayed} cpu={time.process_time():.1f}s "
-                f"load={os.getloadavg()[0]:.1f}"
-            )
-
-    def __enter__(self) -> Progress:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        visible, in_flight, delayed = (
+            attributes[f"ApproximateNumberOfMessages{suffix}"] for suffix in ("", "NotVisible", "Delayed")
+        )
+        self.say(
+            f"t={time.perf_counter() - self.started:6.1f}s predictions={self.predictions} "
+            f"served={throughput.served} throttled={throughput.throttled} queue visible={visible} "
+            f"in-flight={in_flight} delayed={delayed} cpu={time.process_time():.1f}s "
+            f"load={os.getloadavg()[0]:.1f}"
+        )
 
 
 def _count_objects(s3: Any, bucket: str, prefix: str) -> int:
