@@ -95,6 +95,40 @@ def lambda_context(function_name: str, timeout_seconds: float = 60.0, memory_mb:
     )
 
 
+class _SnapshotEnviron(os._Environ[str]):
+    """os.environ whose whole reads (iteration, keys, items, values, copy) work on one snapshot, taken
+    in one step. The stack swaps a function's variables in and out (`environment`) while other threads
+    run: a thread that lists os.environ and then reads each variable it listed would otherwise fail
+    with a KeyError when a swap removes one in between. urllib's proxy lookup reads the environment
+    that way, and every boto3 client and every urlopen call runs it."""
+
+    def _snapshot(self) -> dict[str, str]:
+        data: dict[Any, Any] = self.__dict__["_data"]  # encoded names and values (bytes on POSIX)
+        pairs = list(data.items())  # one step: list() of a dict's items holds the GIL throughout
+        return {self.decodekey(key): self.decodevalue(value) for key, value in pairs}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._snapshot())
+
+    def keys(self) -> Any:
+        return self._snapshot().keys()
+
+    def items(self) -> Any:
+        return self._snapshot().items()
+
+    def values(self) -> Any:
+        return self._snapshot().values()
+
+    def copy(self) -> dict[str, str]:
+        return self._snapshot()
+
+
+def make_environ_reads_consistent() -> None:
+    """Give os.environ (the same object, so every module's reference) snapshot reads; idempotent."""
+    if type(os.environ) is os._Environ:
+        os.environ.__class__ = _SnapshotEnviron
+
+
 @contextmanager
 def environment(values: Mapping[str, str], remove: Iterable[str] = ()) -> Iterator[None]:
     """Set `values` and unset `remove` in os.environ for the block, then restore exactly what was there."""

@@ -30,6 +30,7 @@ from typing import Any
 from labelloop_local.stack import persistence
 from labelloop_local.stack.apis import StackApis
 from labelloop_local.stack.dispatcher import DEFAULT_TIME_SCALE, Dispatcher, Route
+from labelloop_local.stack.handlers import make_environ_reads_consistent
 from labelloop_local.stack.http_api import LocalHttpApi
 from labelloop_local.stack.logs import logs_in
 from labelloop_local.stack.moto_fixes import apply_moto_fixes
@@ -186,6 +187,7 @@ class LocalStack:
         from labelloop_local.emulators import LocalServices
 
         apply_moto_fixes()
+        make_environ_reads_consistent()  # functions' variables are swapped while other threads run
         check_rules(
             self.template,
             Resolver(self.template, self.params, region=self.region, stack_name=self.stack_name),
