@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import warnings
+from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
@@ -45,7 +46,7 @@ DISTINCT_UPLOADS = 50  # generated images; the burst uploads them again under di
 DRAIN_BUDGET = 1.25  # × floor_seconds
 
 
-class _Poller:
+class _Poller(ABC):
     """Calls `_tick` every `interval` seconds on a thread of its own, for the length of a `with` block."""
 
     def __init__(self, interval: float, name: str) -> None:
@@ -57,8 +58,9 @@ class _Poller:
         while not self._stop.wait(self._interval):
             self._tick()
 
+    @abstractmethod
     def _tick(self) -> None:
-        raise NotImplementedError
+        """One poll: what the subclass watches."""
 
     def __enter__(self) -> Self:
         self._thread.start()
